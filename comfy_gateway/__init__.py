@@ -1,0 +1,3 @@
+"""comfy-gateway: a production HTTP API in front of ComfyUI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""HTTP only: routers and request/response schemas. Never talks to ComfyUI itself."""

@@ -1,0 +1,42 @@
+"""Every client mistake becomes a 4xx whose body says what was wrong and where."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from .jsonresp import JSONResponse
+
+from ..jobs.store import QueueFull
+from ..pipeline.runtime import DuplicateRequest
+
+
+def _where(loc: tuple | list) -> str:
+    return ".".join(str(p) for p in loc if p != "body") or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            first = next(e for e in exc.errors() if e.get("type") == "json_invalid")
+            ctx = first.get("ctx") or {}
+            return JSONResponse(status_code=400, content={
+                "detail": f"malformed JSON body: {ctx.get('error', 'cannot be parsed')}", "errors": errors})
+        summary = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors[:5])
+        return JSONResponse(status_code=422, content={"detail": f"invalid request: {summary}", "errors": errors})
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:
+        runtime = request.app.state.runtime
+        return JSONResponse(
+            status_code=429, headers={"Retry-After": str(runtime.retry_after())},
+            content={"detail": f"the queue is full: {exc}; retry later (MAX_QUEUE_SIZE)"},
+        )
+
+    @app.exception_handler(DuplicateRequest)
+    async def duplicate(request: Request, exc: DuplicateRequest) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})

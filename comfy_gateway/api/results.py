@@ -1,0 +1,46 @@
+"""GET /result/{id}, its event stream, and the files of local outputs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+from .jsonresp import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from ..outputs.local import UnsafePath
+from .deps import job_or_404, runtime_of
+from .render import render_result
+from .schemas import ErrorBody, JobResult
+from .stream import job_events
+
+router = APIRouter(tags=["results"])
+NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown id, or its result expired"}}
+
+
+@router.get("/result/{request_id}", response_model=JobResult, responses=NOT_FOUND, summary="A job as it stands")
+async def result(request: Request, request_id: str) -> JSONResponse:
+    job = await job_or_404(runtime_of(request), request_id)
+    return JSONResponse(render_result(job, str(request.base_url)))
+
+
+@router.get("/result/{request_id}/stream", responses={**NOT_FOUND, 200: {"content": {"text/event-stream": {}}}},
+            summary="Follow any job as server-sent events (honours Last-Event-ID)")
+async def result_stream(request: Request, request_id: str) -> EventSourceResponse:
+    runtime = runtime_of(request)
+    await job_or_404(runtime, request_id)
+    return EventSourceResponse(
+        job_events(runtime, request_id, request.headers.get("last-event-id"), str(request.base_url)),
+        ping=runtime.settings.sse_ping_seconds,
+    )
+
+
+@router.get("/outputs/{job_id}/{path:path}", responses=NOT_FOUND, summary="Download an output file")
+async def output_file(request: Request, job_id: str, path: str) -> FileResponse:
+    storage = runtime_of(request).storage
+    try:
+        file = storage.path_for(job_id, path)
+    except UnsafePath:
+        raise HTTPException(400, detail="invalid output path") from None
+    if not file.is_file():
+        raise HTTPException(404, detail=f"no output {path!r} for job {job_id!r}")
+    return FileResponse(file)

@@ -1,0 +1,55 @@
+"""create_app(settings): the FastAPI app; its lifespan starts and stops the runtime."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+from .api.jsonresp import JSONResponse
+
+from . import __version__
+from .api import generate, results, system
+from .api.errors import install_error_handlers
+from .api.limits import BodySizeLimit
+from .pipeline.runtime import Runtime
+from .settings import Settings
+
+DESCRIPTION = """
+A production API in front of ComfyUI. Send an API-format workflow and get its outputs back:
+
+* `POST /generate` answers 202 with the job id at once; fetch `GET /result/{id}` later.
+* `POST /generate/sync?timeout=S` waits for the result (202 and a `Location` if S passes first).
+* `POST /generate/stream` follows the job as server-sent events: status, queue position,
+  progress, and a last `final_result` event with the whole result.
+
+Every answer carries the same result object. See `/` for the README.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.basicConfig(level=settings.api_log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="comfy-gateway", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan, default_response_class=JSONResponse,
+                  # `curl -d` sends form content-type: still read the body as JSON.
+                  strict_content_type=False)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(generate.router)
+    app.include_router(results.router)
+    app.include_router(system.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,156 @@
+"""One ComfyUI server: its HTTP client and its one long-lived websocket.
+
+The websocket is opened before the first prompt and reconnected with backoff; frames are routed
+to the prompt they name. After any gap, prompts in flight are settled from /history and /queue,
+so a dropped socket never leaves a job waiting forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .errors import BackendError, PromptLost
+from .history import raise_for_status
+from .http import ComfyHTTP
+from .tracker import ProgressCallback, PromptTracker
+
+log = logging.getLogger(__name__)
+
+
+class Backend:
+    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout: float, lost_after: float):
+        self.url = url
+        self.name = url.split("://", 1)[-1]
+        self.http = ComfyHTTP(url, session, timeout)
+        self.client_id = uuid.uuid4().hex
+        self._session = session
+        self._lost_after = lost_after
+        self._trackers: dict[str, PromptTracker] = {}
+        self.connected = asyncio.Event()
+        self.down_since: float | None = time.time()
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._trackers)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._ws_loop(), name=f"ws:{self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    # -- running a prompt -------------------------------------------------------------------
+    async def run(
+        self, prompt_id: str, workflow: dict[str, Any], on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Queue the prompt under our own id, wait for it to end, and return its confirmed
+        /history entry. Raises PromptRejected, ExecutionFailed, ExecutionInterrupted,
+        PromptLost or BackendError."""
+        tracker = PromptTracker(prompt_id, workflow, on_progress)
+        # Registered before the POST: ComfyUI may start sending frames before it answers.
+        self._trackers[prompt_id] = tracker
+        try:
+            await self.http.post_prompt(workflow, client_id=self.client_id, prompt_id=prompt_id)
+            tracker.posted = True
+            await tracker.ended
+            entry = await self._confirmed_history(prompt_id)
+        finally:
+            self._trackers.pop(prompt_id, None)
+        raise_for_status(entry)
+        return entry
+
+    async def _confirmed_history(self, prompt_id: str) -> dict[str, Any]:
+        # The transcripts show history can lag the end frames: retry briefly before giving up.
+        delay, deadline = 0.005, time.monotonic() + 10
+        while True:
+            entry = await self.http.history(prompt_id)
+            if entry:
+                return entry
+            if time.monotonic() > deadline:
+                raise PromptLost(f"prompt {prompt_id} ended but {self.name} has no history for it")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    # -- the websocket ----------------------------------------------------------------------
+    async def _ws_loop(self) -> None:
+        ws_url = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        ws_url += f"/ws?clientId={self.client_id}"
+        backoff = 0.1
+        had_gap = False
+        while True:
+            try:
+                async with self._session.ws_connect(ws_url, heartbeat=20, max_msg_size=0) as ws:
+                    self.connected.set()
+                    self.down_since, self.last_error, backoff = None, None, 0.1
+                    log.info("backend %s: websocket connected", self.name)
+                    if had_gap and self._trackers:
+                        asyncio.create_task(self._reconcile())
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            self._route(msg.data)
+                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                            break
+                        # BINARY frames are live previews: not needed for results.
+                    self.last_error = "websocket closed by the backend"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            self.connected.clear()
+            had_gap = True
+            now = time.time()
+            if self.down_since is None:
+                self.down_since = now
+                log.warning("backend %s: websocket lost (%s)", self.name, self.last_error)
+            elif now - self.down_since > self._lost_after and self._trackers:
+                self._fail_all(BackendError(
+                    f"backend {self.name} unreachable for {now - self.down_since:.0f}s: {self.last_error}"))
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 5.0)
+
+    def _route(self, raw: str) -> None:
+        try:
+            msg = orjson.loads(raw)
+            data = msg.get("data") or {}
+            tracker = self._trackers.get(data.get("prompt_id"))  # type: ignore[arg-type]
+            if tracker is not None:
+                tracker.on_frame(msg.get("type"), data)
+        except Exception:  # noqa: BLE001 - a strange frame must not kill the socket
+            log.exception("backend %s: could not handle frame %.200s", self.name, raw)
+
+    async def _reconcile(self) -> None:
+        """After a gap, frames may have been missed: settle each prompt in flight from
+        /history, keep waiting for those still queued, and fail those the backend forgot."""
+        # Only prompts whose POST had returned before the /queue snapshot can be judged by it.
+        candidates = [(pid, t) for pid, t in self._trackers.items() if t.posted]
+        try:
+            queue = await self.http.queue()
+        except BackendError as exc:
+            log.warning("backend %s: reconcile skipped: %s", self.name, exc)
+            return
+        known = {item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])}
+        for prompt_id, tracker in candidates:
+            try:
+                if await self.http.history(prompt_id):
+                    tracker.end()
+                elif prompt_id not in known:
+                    tracker.end(PromptLost(
+                        f"{self.name} no longer knows prompt {prompt_id} (did ComfyUI restart?)"))
+            except BackendError as exc:
+                log.warning("backend %s: reconcile of %s failed: %s", self.name, prompt_id, exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for tracker in list(self._trackers.values()):
+            tracker.end(exc)

@@ -1,0 +1,57 @@
+"""All configured backends, their shared HTTP session, and their health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from .backend import Backend
+from .errors import BackendError
+
+
+class BackendPool:
+    def __init__(self, urls: list[str], *, timeout: float, lost_after: float):
+        self._urls = urls
+        self._timeout = timeout
+        self._lost_after = lost_after
+        self._session: aiohttp.ClientSession | None = None
+        self.backends: list[Backend] = []
+
+    async def start(self) -> None:
+        # One pooled session for every backend; limit_per_host bounds sockets per ComfyUI.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, ttl_dns_cache=300),
+        )
+        self.backends = [
+            Backend(url, self._session, timeout=self._timeout, lost_after=self._lost_after)
+            for url in self._urls
+        ]
+        for backend in self.backends:
+            await backend.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(b.stop() for b in self.backends), return_exceptions=True)
+        if self._session:
+            await self._session.close()
+
+    async def health(self, timeout: float = 3.0) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self._one_health(b, timeout) for b in self.backends)))
+
+    @staticmethod
+    async def _one_health(backend: Backend, timeout: float) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": backend.name, "url": backend.url, "reachable": False,
+            "websocket_connected": backend.connected.is_set(), "in_flight": backend.in_flight,
+        }
+        try:
+            stats, queue = await asyncio.wait_for(
+                asyncio.gather(backend.http.system_stats(timeout), backend.http.queue()), timeout)
+            info["reachable"] = True
+            info["comfyui_version"] = (stats.get("system") or {}).get("comfyui_version")
+            info["queue_running"] = len(queue.get("queue_running", []))
+            info["queue_pending"] = len(queue.get("queue_pending", []))
+        except (BackendError, asyncio.TimeoutError) as exc:
+            info["error"] = str(exc) or "timed out"
+        return info

@@ -1,0 +1,66 @@
+"""Follows one prompt through the websocket frames routed to it, and says when it has ended."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from ..jobs.model import Progress
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class PromptTracker:
+    def __init__(self, prompt_id: str, workflow: dict[str, Any], on_progress: ProgressCallback | None):
+        self.prompt_id = prompt_id
+        self._workflow = workflow
+        self._on_progress = on_progress
+        self._done_nodes: set[str] = set()
+        self._last: tuple[Any, ...] | None = None
+        self.posted = False  # set once ComfyUI accepted the prompt
+        # Resolved by `executing {node: null}` (history is written by then, see the transcripts),
+        # or by reconciliation after a websocket gap; an exception means the prompt is lost.
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def end(self, exc: BaseException | None = None) -> None:
+        if not self.ended.done():
+            if exc is None:
+                self.ended.set_result(None)
+            else:
+                self.ended.set_exception(exc)
+
+    def on_frame(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "executing":
+            node = data.get("node")
+            if node is None:
+                self.end()
+            else:
+                self._emit(str(node), 0.0, 1.0)
+        elif kind == "progress":
+            self._emit(str(data.get("node")), float(data.get("value", 0)), float(data.get("max", 1) or 1))
+        elif kind == "progress_state":
+            running = None
+            for node_id, st in (data.get("nodes") or {}).items():
+                if st.get("state") == "finished":
+                    self._done_nodes.add(str(node_id))
+                elif st.get("state") == "running":
+                    running = (str(node_id), float(st.get("value", 0)), float(st.get("max", 1) or 1))
+            if running:
+                self._emit(*running)
+        elif kind == "execution_cached":
+            self._done_nodes.update(str(n) for n in data.get("nodes") or [])
+        elif kind == "executed":
+            self._done_nodes.add(str(data.get("node")))
+
+    def _emit(self, node: str, value: float, max_: float) -> None:
+        if self._on_progress is None:
+            return
+        key = (node, value, max_, len(self._done_nodes))
+        if key == self._last:
+            return
+        self._last = key
+        node_info = self._workflow.get(node)
+        self._on_progress(Progress(
+            node=node, node_type=node_info.get("class_type") if isinstance(node_info, dict) else None,
+            value=value, max=max_, nodes_done=len(self._done_nodes), nodes_total=len(self._workflow),
+        ))

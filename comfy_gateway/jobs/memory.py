@@ -1,0 +1,138 @@
+"""The in-memory job store: one process, nothing to install. Same protocol as the Redis one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .events import JobEvent
+from .memory_queue import StageQueue
+from .model import Job, JobStatus, Progress
+from .store import STAGES, QueueFull
+
+
+def _wake(futures: set[asyncio.Future[None]]) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+    futures.clear()
+
+
+class MemoryJobStore:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._events: dict[str, list[JobEvent]] = {}
+        self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._queue_waiters: set[asyncio.Future[None]] = set()
+        self._queues = {stage: StageQueue() for stage in STAGES}
+
+    # -- jobs -------------------------------------------------------------------------------
+    async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
+        if job.id in self._jobs:
+            raise KeyError(job.id)
+        if max_waiting is not None:
+            waiting = sum(len(q) for q in self._queues.values())
+            if waiting >= max_waiting:
+                raise QueueFull(waiting, max_waiting)
+        job.marks.setdefault("created", job.created_at)
+        self._jobs[job.id] = job
+        self._events[job.id] = []
+        self._record(job, "status")
+        await self.enqueue("preprocess", job.id)
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    async def update(
+        self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
+        marks: dict[str, float] | None = None, **fields: Any,
+    ) -> Job:
+        job = self._jobs[job_id]
+        if job.status.terminal:
+            return job
+        if status is not None and status != job.status:
+            job.transition(status)
+        if message is not None:
+            job.message = message
+        if marks:
+            job.marks.update(marks)
+        for key, value in fields.items():
+            setattr(job, key, value)
+        job.updated_at = time.time()
+        if status is not None or message is not None:
+            self._record(job, "final_result" if job.status.terminal else "status")
+        return job
+
+    async def set_progress(self, job_id: str, progress: Progress) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status.terminal:
+            return
+        job.progress = progress
+        self._record(job, "progress", progress.model_dump())
+
+    def _record(self, job: Job, type_: str, progress: dict[str, Any] | None = None) -> None:
+        log = self._events[job.id]
+        log.append(JobEvent(len(log) + 1, type_, job.status.value, job.message, time.time(), progress))
+        waiters = self._job_waiters.pop(job.id, None)
+        if waiters:
+            _wake(waiters)
+
+    # -- events -----------------------------------------------------------------------------
+    async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
+        log = self._events.get(job_id, [])
+        return log[max(seq, 0):]
+
+    async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
+        if len(self._events.get(job_id, ())) > after_seq:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._job_waiters.setdefault(job_id, set()).add(fut)
+        if queue_change:
+            self._queue_waiters.add(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._job_waiters.get(job_id, set()).discard(fut)
+            self._queue_waiters.discard(fut)
+
+    # -- queues -----------------------------------------------------------------------------
+    async def enqueue(self, stage: str, job_id: str) -> None:
+        self._queues[stage].put(job_id)
+        self._queue_changed()
+
+    async def dequeue(self, stage: str) -> str:
+        job_id = await self._queues[stage].get()
+        self._queue_changed()
+        return job_id
+
+    async def remove_from_queue(self, stage: str, job_id: str) -> bool:
+        removed = self._queues[stage].remove(job_id)
+        if removed:
+            self._queue_changed()
+        return removed
+
+    async def position(self, stage: str, job_id: str) -> int | None:
+        return self._queues[stage].position(job_id)
+
+    async def queue_sizes(self) -> dict[str, int]:
+        return {stage: len(q) for stage, q in self._queues.items()}
+
+    def _queue_changed(self) -> None:
+        if self._queue_waiters:
+            _wake(self._queue_waiters)
+
+    async def expire(self, older_than: float) -> int:
+        old = [
+            j.id for j in self._jobs.values()
+            if j.status.terminal and j.finished_at is not None and j.finished_at < older_than
+        ]
+        for job_id in old:
+            del self._jobs[job_id]
+            self._events.pop(job_id, None)
+            self._job_waiters.pop(job_id, None)
+        return len(old)

@@ -1,0 +1,120 @@
+"""The Job record and its state machine. Terminal states are final."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    preprocessing = "preprocessing"
+    generating = "generating"
+    postprocessing = "postprocessing"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    timed_out = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled, JobStatus.timed_out})
+
+# Forward only: a job moves through the stages in order and may end from any of them.
+_ENDINGS = {JobStatus.failed, JobStatus.cancelled, JobStatus.timed_out}
+ALLOWED: dict[JobStatus, set[JobStatus]] = {
+    JobStatus.queued: {JobStatus.preprocessing} | _ENDINGS,
+    JobStatus.preprocessing: {JobStatus.generating} | _ENDINGS,
+    JobStatus.generating: {JobStatus.postprocessing} | _ENDINGS,
+    JobStatus.postprocessing: {JobStatus.completed} | _ENDINGS,
+}
+
+
+class InvalidTransition(Exception):
+    def __init__(self, job_id: str, old: JobStatus, new: JobStatus):
+        super().__init__(f"job {job_id}: {old.value} -> {new.value} is not allowed")
+        self.old, self.new = old, new
+
+
+class OutputFile(BaseModel):
+    filename: str
+    local_path: str | None = None
+    url: str | None = None
+    type: str = Field(description="ComfyUI's folder type: 'output', or 'temp' for previews")
+    node_id: str
+    output_type: str = Field(description="the key of the node's output: images, gifs, video, audio...")
+    content_type: str | None = None
+    size_bytes: int | None = None
+
+
+class JobError(BaseModel):
+    kind: str = Field("internal", description="rejected | execution | interrupted | backend | internal")
+    type: str
+    message: str
+    node_errors: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+
+
+class Progress(BaseModel):
+    node: str | None = None
+    node_type: str | None = None
+    value: float = 0
+    max: float = 1
+    nodes_done: int = 0
+    nodes_total: int = 0
+
+
+class Job(BaseModel):
+    """One request's whole life. `request` holds the client's input; `workflow` the prompt
+    that goes to ComfyUI once preprocessing built it."""
+
+    id: str
+    status: JobStatus = JobStatus.queued
+    message: str = "queued"
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None
+    request: dict[str, Any] = Field(default_factory=dict)
+    workflow: dict[str, Any] | None = None
+    backend: str | None = None
+    output: list[OutputFile] = Field(default_factory=list)
+    error: JobError | None = None
+    progress: Progress | None = None
+    # What ComfyUI's /history listed, kept between generation and postprocess (not shown).
+    comfy_outputs: list[dict[str, Any]] = Field(default_factory=list)
+    request_hash: str | None = None
+    # When each step began and ended (epoch seconds), e.g. preprocess_started.
+    marks: dict[str, float] = Field(default_factory=dict)
+
+    def transition(self, new: JobStatus) -> None:
+        if new not in ALLOWED.get(self.status, set()):
+            raise InvalidTransition(self.id, self.status, new)
+        self.status = new
+        now = time.time()
+        self.updated_at = now
+        if new.terminal:
+            self.finished_at = now
+
+    def durations(self) -> dict[str, float | None]:
+        """Per-stage seconds derived from the marks, so nothing is stored twice."""
+        m = self.marks
+
+        def span(a: str, b: str) -> float | None:
+            return round(m[b] - m[a], 6) if a in m and b in m else None
+
+        end = self.finished_at
+        return {
+            "queue_wait": span("created", "preprocess_started"),
+            "preprocess": span("preprocess_started", "preprocess_finished"),
+            "generation_wait": span("preprocess_finished", "generation_started"),
+            "generation": span("generation_started", "generation_finished"),
+            "postprocess_wait": span("generation_finished", "postprocess_started"),
+            "postprocess": span("postprocess_started", "postprocess_finished"),
+            "total": round(end - self.created_at, 6) if end else None,
+        }

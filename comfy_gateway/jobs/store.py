@@ -1,0 +1,54 @@
+"""The one protocol every job store implements (memory now; Redis behind the same methods)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .events import JobEvent
+from .model import Job, JobStatus, Progress
+
+STAGES = ("preprocess", "generation", "postprocess")
+
+
+class QueueFull(Exception):
+    def __init__(self, waiting: int, limit: int):
+        super().__init__(f"{waiting} jobs are waiting, the limit is {limit}")
+        self.waiting, self.limit = waiting, limit
+
+
+class JobStore(Protocol):
+    async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
+        """Store a new job and put it in the preprocess queue, in one step.
+        Raises KeyError if the id exists, QueueFull past max_waiting."""
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def update(
+        self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
+        marks: dict[str, float] | None = None, **fields: Any,
+    ) -> Job:
+        """Apply a change and record its event atomically. Changes to a job that already
+        ended are dropped (terminal states are final) and the job is returned unchanged."""
+
+    async def set_progress(self, job_id: str, progress: Progress) -> None: ...
+
+    async def events_after(self, job_id: str, seq: int) -> list[JobEvent]: ...
+
+    async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
+        """Return when the job has an event past after_seq, when (if asked) any queue
+        changed, or after timeout. Push-based: no polling."""
+
+    async def enqueue(self, stage: str, job_id: str) -> None: ...
+
+    async def dequeue(self, stage: str) -> str:
+        """Block until a job id is waiting in the stage, and take it."""
+
+    async def remove_from_queue(self, stage: str, job_id: str) -> bool: ...
+
+    async def position(self, stage: str, job_id: str) -> int | None:
+        """0-based place in the stage queue, None when not waiting there."""
+
+    async def queue_sizes(self) -> dict[str, int]: ...
+
+    async def expire(self, older_than: float) -> int:
+        """Forget ended jobs that finished before the given epoch time."""

@@ -1,0 +1,1 @@
+"""The three stages (preprocess, generation, postprocess) and their supervised worker pools."""

@@ -1,0 +1,42 @@
+"""Turning any exception a stage raises into the error a client reads on the job."""
+
+from __future__ import annotations
+
+import logging
+
+from ..comfy.errors import BackendError, ExecutionFailed, ExecutionInterrupted, PromptLost, PromptRejected
+from ..jobs.model import JobError, JobStatus
+from ..jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def job_error(exc: BaseException) -> JobError:
+    if isinstance(exc, PromptRejected):
+        return JobError(
+            kind="rejected", type=str(exc.error.get("type") or "invalid_prompt"),
+            message=f"ComfyUI rejected the workflow: {exc.error.get('message', '')}".rstrip(": "),
+            node_errors=exc.node_errors, details=exc.error,
+        )
+    if isinstance(exc, ExecutionFailed):
+        return JobError(kind="execution", type="execution_error", message=f"ComfyUI failed while running: {exc}", details=exc.data)
+    if isinstance(exc, ExecutionInterrupted):
+        return JobError(kind="interrupted", type="execution_interrupted", message=str(exc), details=exc.data)
+    if isinstance(exc, PromptLost):
+        return JobError(kind="backend", type="prompt_lost", message=str(exc))
+    if isinstance(exc, BackendError):
+        return JobError(kind="backend", type="backend_error", message=str(exc))
+    return JobError(kind="internal", type="internal_error", message=f"{type(exc).__name__}: {exc}")
+
+
+async def fail_job(store: JobStore, job_id: str, exc: BaseException) -> None:
+    """End the job as failed with the error; never raises (a worker must survive it)."""
+    err = job_error(exc)
+    if err.type == "internal_error":
+        log.error("job %s failed unexpectedly", job_id, exc_info=exc)
+    else:
+        log.info("job %s failed: %s", job_id, err.message)
+    try:
+        await store.update(job_id, status=JobStatus.failed, message=err.message, error=err)
+    except Exception:  # noqa: BLE001
+        log.exception("could not record the failure of job %s", job_id)

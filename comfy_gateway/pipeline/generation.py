@@ -1,0 +1,49 @@
+"""Stage 2: run the prompt on one backend and wait for ComfyUI to confirm its end."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from ..comfy.backend import Backend
+from ..comfy.history import output_refs
+from ..jobs.model import JobStatus, Progress
+from ..jobs.store import JobStore
+from .failures import fail_job
+
+
+class Generation:
+    """One instance per backend; its workers take jobs only while that backend is connected."""
+
+    def __init__(self, store: JobStore, backend: Backend):
+        self._store = store
+        self.backend = backend
+
+    async def ready(self) -> None:
+        await self.backend.connected.wait()
+
+    async def __call__(self, job_id: str) -> None:
+        job = await self._store.get(job_id)
+        if job is None or job.status.terminal or job.workflow is None:
+            return
+        backend = self.backend
+        try:
+            await self._store.update(job_id, message=f"running on {backend.name}", backend=backend.name,
+                                     marks={"generation_started": time.time()})
+
+            def on_progress(p: Progress) -> None:
+                asyncio.get_running_loop().create_task(self._store.set_progress(job_id, p))
+
+            entry = await backend.run(job_id, job.workflow, on_progress)
+            include_temp = bool(job.request.get("include_previews"))
+            refs = [r for r in output_refs(entry) if include_temp or r.type != "temp"]
+            job = await self._store.update(
+                job_id, status=JobStatus.postprocessing, message=f"fetching {len(refs)} output(s)",
+                marks={"generation_finished": time.time()},
+                comfy_outputs=[dataclasses.asdict(r) for r in refs],
+            )
+            if not job.status.terminal:
+                await self._store.enqueue("postprocess", job_id)
+        except Exception as exc:  # noqa: BLE001
+            await fail_job(self._store, job_id, exc)

@@ -1,0 +1,176 @@
+"""The running gateway: store, backends, the three worker pools, and what the API asks of them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from ..comfy.pool import BackendPool
+from ..jobs.memory import MemoryJobStore
+from ..jobs.model import Job
+from ..jobs.store import STAGES, JobStore
+from ..outputs.local import LocalStorage
+from ..settings import Settings
+from .estimates import StageStats, estimate_wait
+from .generation import Generation
+from .postprocess import Postprocess
+from .preprocess import Preprocess
+from .workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class DuplicateRequest(Exception):
+    def __init__(self, job_id: str):
+        super().__init__(f"request_id {job_id} is already used by a different request")
+        self.job_id = job_id
+
+
+def request_hash(payload: dict[str, Any]) -> str:
+    body = {k: v for k, v in payload.items() if k != "request_id"}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Runtime:
+    def __init__(self, settings: Settings, store: JobStore | None = None):
+        self.settings = settings
+        self.store: JobStore = store or MemoryJobStore()
+        self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
+                                lost_after=settings.backend_lost_after)
+        self.storage = LocalStorage(settings.output_dir)
+        self.stats = StageStats()
+        self.pools: dict[str, list[WorkerPool]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.settings.output_dir.mkdir(parents=True, exist_ok=True)
+        await self.pool.start()
+        s, store, record = self.settings, self.store, self.stats.record
+        self.pools["preprocess"] = [WorkerPool(
+            "preprocess", s.preprocess_workers, lambda: store.dequeue("preprocess"), Preprocess(store), record)]
+        self.pools["generation"] = []
+        for backend in self.pool.backends:
+            gen = Generation(store, backend)
+            self.pools["generation"].append(WorkerPool(
+                "generation", s.generation_workers, lambda: store.dequeue("generation"), gen, record,
+                ready=gen.ready, label=f"generation@{backend.name}"))
+        self.pools["postprocess"] = [WorkerPool(
+            "postprocess", s.postprocess_workers, lambda: store.dequeue("postprocess"),
+            Postprocess(store, self.pool, self.storage), record)]
+        for pools in self.pools.values():
+            for p in pools:
+                p.start()
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for pools in self.pools.values():
+            for p in pools:
+                await p.stop()
+        await self.pool.stop()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, self.settings.result_ttl))
+            try:
+                await self.store.expire(time.time() - self.settings.result_ttl)
+            except Exception:  # noqa: BLE001
+                log.exception("expiring old results failed")
+
+    # -- what the API asks ------------------------------------------------------------------
+    async def submit(self, payload: dict[str, Any]) -> tuple[Job, bool]:
+        """Create and queue a job; (job, created). The same request_id with the same payload
+        gives back the existing job; with another payload it is a DuplicateRequest."""
+        digest = request_hash(payload)
+        job_id = payload.get("request_id") or str(uuid.uuid4())
+        existing = await self.store.get(job_id)
+        if existing is not None:
+            if existing.request_hash == digest:
+                return existing, False
+            raise DuplicateRequest(job_id)
+        job = Job(id=job_id, request=payload, request_hash=digest)
+        try:
+            return await self.store.create(job, max_waiting=self.settings.max_queue_size), True
+        except KeyError:  # lost a race with the same id
+            return await self.submit(payload)
+
+    async def wait_until_done(self, job_id: str, timeout: float) -> Job | None:
+        """Wait, woken by the job's events, until it ends or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        seq = 0
+        while True:
+            job = await self.store.get(job_id)
+            if job is None or job.status.terminal:
+                return job
+            seq += len(await self.store.events_after(job_id, seq))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            await self.store.wait(job_id, seq, queue_change=False, timeout=remaining)
+
+    def workers(self) -> dict[str, int]:
+        connected = sum(1 for b in self.pool.backends if b.connected.is_set())
+        return {
+            "preprocess": self.settings.preprocess_workers,
+            "generation": self.settings.generation_workers * max(connected, 1),
+            "postprocess": self.settings.postprocess_workers,
+        }
+
+    async def queue_info(self) -> dict[str, Any]:
+        sizes = await self.store.queue_sizes()
+        workers = self.workers()
+        stages = {}
+        for stage in STAGES:
+            busy = sum(p.busy for p in self.pools.get(stage, []))
+            mean = self.stats.mean(stage)
+            stages[stage] = {
+                "waiting": sizes[stage], "workers": workers[stage], "busy": busy,
+                "mean_duration": round(mean, 6) if mean is not None else None,
+                "measured_jobs": self.stats.count[stage],
+            }
+        waiting = sum(sizes.values())
+        return {
+            "queues": stages, "waiting": waiting, "max_queue_size": self.settings.max_queue_size,
+            "estimated_wait_time": estimate_wait("preprocess", sizes["preprocess"], sizes, workers, self.stats),
+            "backends": [
+                {"name": b.name, "connected": b.connected.is_set(), "in_flight": b.in_flight}
+                for b in self.pool.backends
+            ],
+        }
+
+    async def queue_position(self, job: Job) -> dict[str, Any]:
+        """Where the job waits now: its stage queue, its place there and the wait ahead."""
+        sizes = await self.store.queue_sizes()
+        stage = _stage_of(job)
+        position = await self.store.position(stage, job.id) if stage else None
+        return {
+            "current_queue": stage,
+            "position": position,
+            "queue_size": sizes.get(stage, 0) if stage else 0,
+            "estimated_wait_time": (
+                estimate_wait(stage, position, sizes, self.workers(), self.stats) if stage else 0.0
+            ),
+        }, sizes
+
+    def retry_after(self) -> int:
+        """Seconds until a slot in the queue should free up, from measured durations."""
+        means = [self.stats.mean(s) or 0.0 for s in STAGES]
+        workers = self.workers()
+        per_slot = max(m / max(workers[s], 1) for m, s in zip(means, STAGES))
+        return max(1, math.ceil(per_slot))
+
+
+def _stage_of(job: Job) -> str | None:
+    """The stage a job is in (waiting or worked on); None once it has ended."""
+    return {
+        "queued": "preprocess", "preprocessing": "preprocess", "generating": "generation",
+        "postprocessing": "postprocess",
+    }.get(job.status.value)

@@ -1,0 +1,59 @@
+"""Supervised worker pools: N loops per stage that take a job id, run the stage on it, and
+survive anything a job throws at them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str], Awaitable[None]]
+
+
+class WorkerPool:
+    def __init__(self, stage: str, size: int, take: Callable[[], Awaitable[str]], handle: Handler,
+                 on_done: Callable[[str, float], None], ready: Callable[[], Awaitable[None]] | None = None,
+                 label: str = ""):
+        self.stage = stage
+        self.size = size
+        self.busy = 0
+        self._take, self._handle, self._on_done, self._ready = take, handle, on_done, ready
+        self._label = label or stage
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._supervise(i), name=f"{self._label}-{i}") for i in range(self.size)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _supervise(self, index: int) -> None:
+        # The handlers catch job errors themselves; this restarts a loop that broke anyway.
+        while True:
+            try:
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("%s worker %d crashed; restarting it", self._label, index)
+                await asyncio.sleep(0.5)
+
+    async def _loop(self) -> None:
+        while True:
+            if self._ready is not None:
+                await self._ready()
+            job_id = await self._take()
+            self.busy += 1
+            started = time.perf_counter()
+            try:
+                await self._handle(job_id)
+            finally:
+                self.busy -= 1
+                self._on_done(self.stage, time.perf_counter() - started)

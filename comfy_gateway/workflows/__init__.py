@@ -1,0 +1,1 @@
+"""Turning a request into the prompt ComfyUI runs."""
