@@ -43,9 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title="comfy-gateway", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, default_response_class=JSONResponse,
-                  # `curl -d` sends form content-type: still read the body as JSON.
-                  strict_content_type=False)
+                  lifespan=lifespan, default_response_class=JSONResponse)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(generate.router)

@@ -21,6 +21,13 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type:
+            # Bodies are read as JSON only when declared so: a page in a browser cannot then
+            # post a form to a gateway on localhost (CSRF). Say so instead of a schema error.
+            return JSONResponse(status_code=415, content={
+                "detail": f"send the body as JSON with 'Content-Type: application/json' "
+                          f"(got {content_type or 'no Content-Type'})"})
         if any(e["type"] == "json_invalid" for e in errors):
             first = next(e for e in exc.errors() if e.get("type") == "json_invalid")
             ctx = first.get("ctx") or {}

@@ -7,10 +7,6 @@ from typing import Any
 import orjson
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     def __init__(self, app: Any, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -22,28 +18,31 @@ class BodySizeLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 return await self._refuse(send, int(value))
         seen = 0
-        started = False
+        state = {"started": False, "refused": False}
 
         async def counted_receive() -> dict:
             nonlocal seen
+            if state["refused"]:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
+                if seen > self.max_bytes and not state["started"]:
+                    # A body without Content-Length grew past the limit: answer 413 now and
+                    # tell the app the client left, so it stops reading and its reply is dropped.
+                    state["refused"] = True
+                    await self._refuse(send, seen)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked_send(message: dict) -> None:
-            nonlocal started
+        async def guarded_send(message: dict) -> None:
+            if state["refused"]:
+                return
             if message["type"] == "http.response.start":
-                started = True
+                state["started"] = True
             await send(message)
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, seen)
+        await self.app(scope, counted_receive, guarded_send)
 
     async def _refuse(self, send: Any, size: int) -> None:
         body = orjson.dumps({"detail": f"request body of {size} bytes or more is over the limit of "
