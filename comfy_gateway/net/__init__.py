@@ -1,0 +1,1 @@
+"""Outbound HTTP to addresses that clients choose (input URLs, webhooks, S3 endpoints)."""
