@@ -110,6 +110,10 @@ class MemoryJobStore:
         self._queue_changed()
         return job_id
 
+    async def ack(self, stage: str, job_id: str) -> None:
+        # One process: nothing else could take the job over, so there is no lease to release.
+        return None
+
     async def remove_from_queue(self, stage: str, job_id: str) -> bool:
         removed = self._queues[stage].remove(job_id)
         if removed:

@@ -41,7 +41,11 @@ class JobStore(Protocol):
     async def enqueue(self, stage: str, job_id: str) -> None: ...
 
     async def dequeue(self, stage: str) -> str:
-        """Block until a job id is waiting in the stage, and take it."""
+        """Block until a job id is waiting in the stage, and take it. The taker holds it until
+        ack(); a store shared by processes gives it to another taker if this one dies first."""
+
+    async def ack(self, stage: str, job_id: str) -> None:
+        """The stage is done with the job (it moved on, or ended)."""
 
     async def remove_from_queue(self, stage: str, job_id: str) -> bool: ...
 

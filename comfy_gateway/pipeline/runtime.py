@@ -53,17 +53,19 @@ class Runtime:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.pool.start()
         s, store, record = self.settings, self.store, self.stats.record
-        self.pools["preprocess"] = [WorkerPool(
-            "preprocess", s.preprocess_workers, lambda: store.dequeue("preprocess"), Preprocess(store), record)]
+
+        def pool(stage: str, size: int, handler, **kw) -> WorkerPool:
+            return WorkerPool(stage, size, lambda: store.dequeue(stage), handler, record,
+                              release=lambda job_id: store.ack(stage, job_id), **kw)
+
+        self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers, Preprocess(store))]
         self.pools["generation"] = []
         for backend in self.pool.backends:
             gen = Generation(store, backend)
-            self.pools["generation"].append(WorkerPool(
-                "generation", s.generation_workers, lambda: store.dequeue("generation"), gen, record,
-                ready=gen.ready, label=f"generation@{backend.name}"))
-        self.pools["postprocess"] = [WorkerPool(
-            "postprocess", s.postprocess_workers, lambda: store.dequeue("postprocess"),
-            Postprocess(store, self.pool, self.storage), record)]
+            self.pools["generation"].append(pool("generation", s.generation_workers, gen, ready=gen.ready,
+                                                 label=f"generation@{backend.name}"))
+        self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
+                                          Postprocess(store, self.pool, self.storage))]
         for pools in self.pools.values():
             for p in pools:
                 p.start()

@@ -16,11 +16,12 @@ Handler = Callable[[str], Awaitable[None]]
 class WorkerPool:
     def __init__(self, stage: str, size: int, take: Callable[[], Awaitable[str]], handle: Handler,
                  on_done: Callable[[str, float], None], ready: Callable[[], Awaitable[None]] | None = None,
-                 label: str = ""):
+                 label: str = "", release: Callable[[str], Awaitable[None]] | None = None):
         self.stage = stage
         self.size = size
         self.busy = 0
         self._take, self._handle, self._on_done, self._ready = take, handle, on_done, ready
+        self._release = release
         self._label = label or stage
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -57,3 +58,5 @@ class WorkerPool:
             finally:
                 self.busy -= 1
                 self._on_done(self.stage, time.perf_counter() - started)
+            if self._release is not None:
+                await self._release(job_id)
