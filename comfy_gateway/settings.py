@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,7 +30,18 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(1000, ge=1)
 
     output_dir: Path = Path("outputs")
+
+    # Job store: "memory" (one process) or "redis" (shared by any number of processes).
     api_cache: str = "memory"
+    redis_url: str | None = Field(None, description="redis://[:password@]host:port/db; wins over the parts below")
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_db: int = Field(0, ge=0)
+    redis_password: SecretStr | None = None
+    redis_prefix: str = Field("comfy-gateway:", min_length=1, description="key prefix: several gateways or tests on one Redis")
+    # A process that dies holding a job loses it to another process this many seconds later;
+    # a live worker renews its lease every third of it.
+    lease_seconds: float = Field(30.0, ge=0.5)
 
     # Limits and timings.
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
@@ -47,9 +58,16 @@ class Settings(BaseSettings):
     @classmethod
     def _known_cache(cls, v: str) -> str:
         v = v.strip().lower()
-        if v != "memory":
-            raise ValueError("API_CACHE supports 'memory' in this version")
+        if v not in ("memory", "redis"):
+            raise ValueError("API_CACHE is 'memory' or 'redis'")
         return v
+
+    @property
+    def redis_location(self) -> str:
+        """The Redis URL without any password (that one is passed apart, never logged)."""
+        if self.redis_url:
+            return self.redis_url
+        return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @cached_property
     def backend_urls(self) -> list[str]:

@@ -1,5 +1,6 @@
-"""The store protocol's behaviour. Parametrized over implementations so every store (memory now,
-Redis later) passes the same suite."""
+"""The store protocol's behaviour. Parametrized over both implementations (memory, and a real
+Redis at REDIS_URL, default 127.0.0.1:6379, under a key prefix of its own per test) so every
+store passes the same suite."""
 
 from __future__ import annotations
 
@@ -12,10 +13,20 @@ from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import InvalidTransition, Job, JobStatus, Progress
 from comfy_gateway.jobs.store import QueueFull
 
+from .support.redis import new_prefix, redis_store, wipe_prefix
 
-@pytest.fixture(params=["memory"])
-def store(request):
-    return MemoryJobStore()
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request):
+    if request.param == "memory":
+        yield MemoryJobStore()
+        return
+    s = await redis_store()
+    try:
+        yield s
+    finally:
+        await wipe_prefix(s.prefix)
+        await s.close()
 
 
 async def test_create_get_and_duplicate(store):
@@ -126,3 +137,116 @@ def test_durations_come_from_marks():
     d = job.durations()
     assert d["queue_wait"] == 1.0 and d["preprocess"] == 0.5 and d["generation_wait"] == 1.5
     assert d["generation"] == 3.0 and d["postprocess"] is None and d["total"] is None
+
+
+async def test_enqueue_is_a_no_op_while_the_job_is_waiting_or_taken(store):
+    await store.enqueue("generation", "x")
+    await store.enqueue("generation", "x")
+    assert (await store.queue_sizes())["generation"] == 1
+    assert await store.dequeue("generation") == "x"
+    await store.enqueue("generation", "x")  # a stage repeating its hand-over after a crash
+    assert (await store.queue_sizes())["generation"] == 0
+    await store.ack("generation", "x")
+    await store.enqueue("generation", "x")  # once acked, it may come again
+    assert await store.position("generation", "x") == 0
+
+
+async def test_renew_holds_a_taken_job(store):
+    await store.enqueue("postprocess", "x")
+    assert await store.dequeue("postprocess") == "x"
+    assert await store.renew("postprocess", "x") is True
+    await store.ack("postprocess", "x")
+
+
+# -- what only a shared store does: two store instances stand for two processes -------------
+
+@pytest.fixture
+async def two_processes():
+    """Two Redis stores on one prefix with distinct consumers, as two gateway processes are."""
+    prefix = new_prefix()
+    a = await redis_store(prefix, lease_seconds=1.0)
+    b = await redis_store(prefix, lease_seconds=1.0)
+    yield a, b
+    await wipe_prefix(prefix)
+    await a.close()
+    await b.close()
+
+
+async def test_a_taker_that_never_acks_loses_the_job_after_its_lease(two_processes):
+    a, b = two_processes
+    await a.create(Job(id="j"))
+    assert await a.dequeue("preprocess") == "j"
+    # a "dies": it never acks nor renews. b gets the job once the lease has run out.
+    assert await asyncio.wait_for(b.dequeue("preprocess"), 30) == "j"
+    assert await a.renew("preprocess", "j") is False  # a, were it alive, learns it lost the job
+    await a.ack("preprocess", "j")  # ...and its late ack does not release b's lease
+    assert await b.renew("preprocess", "j") is True
+    await b.ack("preprocess", "j")
+    assert await b.renew("preprocess", "j") is False
+
+
+async def test_a_renewed_lease_is_not_taken_over(two_processes):
+    a, b = two_processes
+    await a.enqueue("generation", "held")
+    assert await a.dequeue("generation") == "held"
+    taker = asyncio.create_task(b.dequeue("generation"))
+    for _ in range(12):  # three lease lengths, renewed every quarter of one
+        await asyncio.sleep(0.25)
+        assert await a.renew("generation", "held")
+    await a.enqueue("generation", "next")
+    assert await asyncio.wait_for(taker, 30) == "next"
+    await a.ack("generation", "held")
+    await b.ack("generation", "next")
+
+
+async def test_a_cancelled_take_hands_the_job_back_at_once(two_processes):
+    a, b = two_processes
+    await a.enqueue("generation", "x")
+    assert await a.dequeue("generation") == "x"
+    assert await a.hand_back("generation", "x")
+    assert await asyncio.wait_for(b.dequeue("generation"), 30) == "x"
+    assert await a.renew("generation", "x") is False
+
+
+async def test_positions_sizes_and_events_are_the_same_from_every_process(two_processes):
+    a, b = two_processes
+    for i in range(4):
+        await (a if i % 2 else b).create(Job(id=f"j{i}"), max_waiting=10)
+    for s in (a, b):
+        assert [await s.position("preprocess", f"j{i}") for i in range(4)] == [0, 1, 2, 3]
+        assert await s.queue_sizes() == {"preprocess": 4, "generation": 0, "postprocess": 0}
+    assert await b.dequeue("preprocess") == "j0"
+    assert await b.remove_from_queue("preprocess", "j2")
+    for s in (a, b):
+        assert [await s.position("preprocess", f"j{i}") for i in range(4)] == [None, 0, None, 1]
+    # The queue limit counts every process's jobs.
+    for i in range(4, 12):
+        await a.create(Job(id=f"j{i}"), max_waiting=10)
+    with pytest.raises(QueueFull):
+        await b.create(Job(id="over"), max_waiting=10)
+    # A waiter in one process wakes on an event written by the other.
+    waiter = asyncio.create_task(a.wait("j1", 1, queue_change=False, timeout=30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await b.update("j1", status=JobStatus.preprocessing, message="on b")
+    await asyncio.wait_for(waiter, 10)
+    assert [e.message for e in await a.events_after("j1", 1)] == ["on b"]
+
+
+async def test_concurrent_writers_never_lose_an_update(two_processes):
+    a, b = two_processes
+    await a.create(Job(id="j"))
+    await asyncio.gather(*(
+        (a if i % 2 else b).update("j", marks={f"m{i}": float(i)}, message=f"m{i}") for i in range(20)))
+    job = await a.get("j")
+    assert {f"m{i}" for i in range(20)} <= set(job.marks)
+    assert [e.seq for e in await b.events_after("j", 0)] == list(range(1, 22))
+
+
+async def test_ended_jobs_carry_the_result_ttl(two_processes):
+    a, _ = two_processes
+    await a.create(Job(id="j"))
+    assert await a.redis.ttl(a.prefix + "job:j") == -1  # a live job never expires on its own
+    await a.update("j", status=JobStatus.failed, message="x")
+    assert 0 < await a.redis.ttl(a.prefix + "job:j") <= a.result_ttl
+    assert 0 < await a.redis.ttl(a.prefix + "ev:j") <= a.result_ttl

@@ -38,10 +38,14 @@ async def job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
     last_position: Any = None
     last_queue_emit = 0.0
     while True:
+        # Events first, then the job: the record read is then at least as new as every event
+        # rendered with it (a shared store returns snapshots, and a final_result event must
+        # carry the final record).
+        events = await store.events_after(job_id, seq)
         job = await store.get(job_id)
         if job is None:
             return
-        for event in await store.events_after(job_id, seq):
+        for event in events:
             seq, sub = event.seq, 0
             yield await _render(runtime, job, event, base_url)
             if event.type == "final_result":

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import orjson
@@ -37,7 +37,19 @@ class Backend:
         self.connected = asyncio.Event()
         self.down_since: float | None = time.time()
         self.last_error: str | None = None
+        # ComfyUI's own count of prompts queued or running, from its broadcast `status` frames:
+        # the load every gateway process put on it, not only ours.
+        self.queue_remaining: int | None = None
+        self._listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when the backend joins or leaves the rotation or its load changes."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     @property
     def in_flight(self) -> int:
@@ -94,6 +106,7 @@ class Backend:
                 async with self._session.ws_connect(ws_url, heartbeat=20, max_msg_size=0) as ws:
                     self.connected.set()
                     self.down_since, self.last_error, backoff = None, None, 0.1
+                    self._changed()
                     log.info("backend %s: websocket connected", self.name)
                     if had_gap and self._trackers:
                         asyncio.create_task(self._reconcile())
@@ -108,7 +121,9 @@ class Backend:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
                 self.last_error = f"{type(exc).__name__}: {exc}"
-            self.connected.clear()
+            if self.connected.is_set():
+                self.connected.clear()
+                self._changed()
             had_gap = True
             now = time.time()
             if self.down_since is None:
@@ -124,6 +139,12 @@ class Backend:
         try:
             msg = orjson.loads(raw)
             data = msg.get("data") or {}
+            if msg.get("type") == "status":
+                remaining = ((data.get("status") or {}).get("exec_info") or {}).get("queue_remaining")
+                if isinstance(remaining, int) and remaining != self.queue_remaining:
+                    self.queue_remaining = remaining
+                    self._changed()
+                return
             tracker = self._trackers.get(data.get("prompt_id"))  # type: ignore[arg-type]
             if tracker is not None:
                 tracker.on_frame(msg.get("type"), data)

@@ -9,6 +9,11 @@ class BackendError(Exception):
     """The backend did not answer, or answered something the protocol does not allow."""
 
 
+class PromptNotAccepted(BackendError):
+    """POST /prompt certainly did not queue the prompt (no connection, or a 5xx answer): it can
+    go to another backend without any risk of running twice."""
+
+
 class PromptRejected(Exception):
     """ComfyUI refused the prompt at validation (HTTP 400 with error and node_errors)."""
 

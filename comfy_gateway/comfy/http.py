@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import orjson
 
-from .errors import BackendError, PromptRejected
+from .errors import BackendError, PromptNotAccepted, PromptRejected
 
 
 class ComfyHTTP:
@@ -50,9 +50,12 @@ class ComfyHTTP:
                         parsed = {"error": {"type": "invalid_prompt", "message": raw.decode(errors="replace")}}
                     raise PromptRejected(parsed if isinstance(parsed, dict) else {"error": parsed})
                 if resp.status != 200:
-                    raise BackendError(f"POST /prompt: HTTP {resp.status}: {raw[:300]!r}")
+                    raise PromptNotAccepted(f"POST /prompt: HTTP {resp.status}: {raw[:300]!r}")
                 return orjson.loads(raw)
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+            raise PromptNotAccepted(f"POST /prompt: {type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # Sent, but no answer: ComfyUI may or may not have queued it.
             raise BackendError(f"POST /prompt: {type(exc).__name__}: {exc}") from exc
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:

@@ -43,7 +43,8 @@ class BackendPool:
     async def _one_health(backend: Backend, timeout: float) -> dict[str, Any]:
         info: dict[str, Any] = {
             "name": backend.name, "url": backend.url, "reachable": False,
-            "websocket_connected": backend.connected.is_set(), "in_flight": backend.in_flight,
+            "websocket_connected": backend.connected.is_set(), "in_rotation": backend.connected.is_set(),
+            "in_flight": backend.in_flight, "queue_remaining": backend.queue_remaining,
         }
         try:
             stats, queue = await asyncio.wait_for(

@@ -26,6 +26,13 @@ class MemoryJobStore:
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._queue_waiters: set[asyncio.Future[None]] = set()
         self._queues = {stage: StageQueue() for stage in STAGES}
+        self._taken: dict[str, set[str]] = {stage: set() for stage in STAGES}  # dequeued, not acked
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     # -- jobs -------------------------------------------------------------------------------
     async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
@@ -102,17 +109,24 @@ class MemoryJobStore:
 
     # -- queues -----------------------------------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:
+        if job_id in self._queues[stage] or job_id in self._taken[stage]:
+            return
         self._queues[stage].put(job_id)
         self._queue_changed()
 
     async def dequeue(self, stage: str) -> str:
         job_id = await self._queues[stage].get()
+        self._taken[stage].add(job_id)
         self._queue_changed()
         return job_id
 
+    async def renew(self, stage: str, job_id: str) -> bool:
+        # One process: nothing else could take the job over, so a lease never runs out.
+        return True
+
     async def ack(self, stage: str, job_id: str) -> None:
         # One process: nothing else could take the job over, so there is no lease to release.
-        return None
+        self._taken[stage].discard(job_id)
 
     async def remove_from_queue(self, stage: str, job_id: str) -> bool:
         removed = self._queues[stage].remove(job_id)

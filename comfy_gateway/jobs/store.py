@@ -1,4 +1,4 @@
-"""The one protocol every job store implements (memory now; Redis behind the same methods)."""
+"""The one protocol every job store implements: memory.py (one process) and redis.py (shared)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ class QueueFull(Exception):
 
 
 class JobStore(Protocol):
+    async def start(self) -> None:
+        """Connect and get ready (the Redis store subscribes to its channels here)."""
+
+    async def close(self) -> None: ...
+
     async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
         """Store a new job and put it in the preprocess queue, in one step.
         Raises KeyError if the id exists, QueueFull past max_waiting."""
@@ -38,14 +43,22 @@ class JobStore(Protocol):
         """Return when the job has an event past after_seq, when (if asked) any queue
         changed, or after timeout. Push-based: no polling."""
 
-    async def enqueue(self, stage: str, job_id: str) -> None: ...
+    async def enqueue(self, stage: str, job_id: str) -> None:
+        """Put the job at the end of the stage's queue; a no-op while it is already there
+        (waiting or taken), so a stage handing a job on can safely repeat itself."""
 
     async def dequeue(self, stage: str) -> str:
         """Block until a job id is waiting in the stage, and take it. The taker holds it until
         ack(); a store shared by processes gives it to another taker if this one dies first."""
 
+    async def renew(self, stage: str, job_id: str) -> bool:
+        """Keep holding a taken job (a worker busy longer than the lease calls this
+        periodically). False when the job is no longer ours: another process took it over,
+        and this one must stop working on it."""
+
     async def ack(self, stage: str, job_id: str) -> None:
-        """The stage is done with the job (it moved on, or ended)."""
+        """The stage is done with the job (it moved on, or ended). A no-op for a job that
+        another process took over meanwhile."""
 
     async def remove_from_queue(self, stage: str, job_id: str) -> bool: ...
 

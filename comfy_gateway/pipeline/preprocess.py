@@ -18,6 +18,13 @@ class Preprocess:
         job = await self._store.get(job_id)
         if job is None or job.status.terminal:
             return
+        if job.status is JobStatus.generating:
+            # Taken over from a process that stopped after preparing the job but before it
+            # acked: only the hand-over may be missing (enqueue is a no-op if it happened).
+            await self._store.enqueue("generation", job_id)
+            return
+        if job.status is not JobStatus.queued and job.status is not JobStatus.preprocessing:
+            return  # already further along: nothing left for this stage
         try:
             await self._store.update(job_id, status=JobStatus.preprocessing, message="preparing the workflow",
                                      marks={"preprocess_started": time.time()})

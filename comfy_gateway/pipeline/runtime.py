@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..comfy.pool import BackendPool
-from ..jobs.memory import MemoryJobStore
+from ..jobs.factory import make_store
 from ..jobs.model import Job
 from ..jobs.store import STAGES, JobStore
 from ..outputs.local import LocalStorage
@@ -22,6 +22,7 @@ from .estimates import StageStats, estimate_wait
 from .generation import Generation
 from .postprocess import Postprocess
 from .preprocess import Preprocess
+from .router import BackendRouter
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -41,29 +42,34 @@ def request_hash(payload: dict[str, Any]) -> str:
 class Runtime:
     def __init__(self, settings: Settings, store: JobStore | None = None):
         self.settings = settings
-        self.store: JobStore = store or MemoryJobStore()
+        self.store: JobStore = store or make_store(settings)
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
                                 lost_after=settings.backend_lost_after)
         self.storage = LocalStorage(settings.output_dir)
         self.stats = StageStats()
         self.pools: dict[str, list[WorkerPool]] = {}
+        self.router: BackendRouter | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.start()
         await self.pool.start()
         s, store, record = self.settings, self.store, self.stats.record
 
-        def pool(stage: str, size: int, handler, **kw) -> WorkerPool:
-            return WorkerPool(stage, size, lambda: store.dequeue(stage), handler, record,
-                              release=lambda job_id: store.ack(stage, job_id), **kw)
+        def pool(stage: str, size: int, handler, take=None, **kw) -> WorkerPool:
+            return WorkerPool(stage, size, take or (lambda: store.dequeue(stage)), handler, record,
+                              release=lambda job_id: store.ack(stage, job_id),
+                              renew=lambda job_id: store.renew(stage, job_id),
+                              renew_every=s.lease_seconds / 3, **kw)
 
         self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers, Preprocess(store))]
-        self.pools["generation"] = []
-        for backend in self.pool.backends:
-            gen = Generation(store, backend)
-            self.pools["generation"].append(pool("generation", s.generation_workers, gen, ready=gen.ready,
-                                                 label=f"generation@{backend.name}"))
+        # One generation pool, GENERATION_WORKERS slots per backend; the router sends each job
+        # to the least-loaded backend in rotation (see router.py).
+        router = self.router = BackendRouter(self.pool.backends, s.generation_workers)
+        self.pools["generation"] = [pool(
+            "generation", router.total_slots, Generation(store, router, s.backend_lost_after),
+            take=lambda: router.gated_take(lambda: store.dequeue("generation")))]
         self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
                                           Postprocess(store, self.pool, self.storage))]
         for pools in self.pools.values():
@@ -78,6 +84,7 @@ class Runtime:
             for p in pools:
                 await p.stop()
         await self.pool.stop()
+        await self.store.close()
 
     async def _sweep(self) -> None:
         while True:
@@ -142,11 +149,19 @@ class Runtime:
         return {
             "queues": stages, "waiting": waiting, "max_queue_size": self.settings.max_queue_size,
             "estimated_wait_time": estimate_wait("preprocess", sizes["preprocess"], sizes, workers, self.stats),
-            "backends": [
-                {"name": b.name, "connected": b.connected.is_set(), "in_flight": b.in_flight}
-                for b in self.pool.backends
-            ],
+            "backends": self.backends_info(),
         }
+
+    def backends_info(self) -> list[dict[str, Any]]:
+        """Each backend as this process sees it: in rotation or not, and its load."""
+        router = self.router
+        return [
+            {"name": b.name, "connected": b.connected.is_set(), "in_rotation": b.connected.is_set(),
+             "in_flight": b.in_flight, "slots": self.settings.generation_workers,
+             "slots_in_use": router.in_use[b.name] if router else 0,
+             "queue_remaining": b.queue_remaining, "down_since": b.down_since, "last_error": b.last_error}
+            for b in self.pool.backends
+        ]
 
     async def queue_position(self, job: Job) -> dict[str, Any]:
         """Where the job waits now: its stage queue, its place there and the wait ahead."""

@@ -1,0 +1,290 @@
+"""The Redis job store: the same protocol as the memory one, shared by any number of gateway
+processes. Key layout and the atomic steps are in redis_lua.py; waking is in redis_notify.py.
+
+What Redis guarantees is used as it is: stage queues are Streams with one consumer group, so a
+job taken by a process sits in the group's pending list (its lease) until acked; a lease idle
+longer than LEASE_SECONDS is taken over by another process (XPENDING IDLE + XCLAIM in one
+script); a worker busy longer renews it (XCLAIM to itself). State change and event are one Lua
+script (compare-and-set on a version field), so no reader sees one without the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from . import redis_lua as lua
+from .events import JobEvent
+from .model import Job, JobStatus, Progress
+from .redis_notify import Notifier
+from .store import STAGES, QueueFull
+
+log = logging.getLogger(__name__)
+
+GROUP = "workers"
+_HEAVY = {"request", "workflow"}  # written once, kept apart so the hot path rewrites little
+
+
+class RedisJobStore:
+    def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
+                 lease_seconds: float = 30.0, consumer: str | None = None):
+        self.redis = redis
+        self.prefix = prefix
+        self.result_ttl = max(1, int(result_ttl))
+        self.lease_seconds = lease_seconds
+        # One consumer per store instance (i.e. per process): its leases die with it.
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
+        self._notify = Notifier(redis, self._chan_events, self._chan_queues)
+        self._scripts = {name: redis.register_script(getattr(lua, name))
+                         for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE")}
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _ev(self, job_id: str) -> str:
+        return f"{self.prefix}ev:{job_id}"
+
+    def _q(self, stage: str) -> list[str]:
+        return [f"{self.prefix}q:{stage}", f"{self.prefix}qid:{stage}", f"{self.prefix}wait:{stage}"]
+
+    # -- life ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for stage in STAGES:
+            await self._ensure_group(stage)
+        await self._notify.start()
+
+    async def close(self) -> None:
+        await self._notify.close()
+        await self.redis.aclose()
+
+    async def _ensure_group(self, stage: str) -> None:
+        try:
+            await self.redis.xgroup_create(self._q(stage)[0], GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- jobs ---------------------------------------------------------------------------------
+    @staticmethod
+    def _core(job: Job) -> str:
+        return job.model_dump_json(exclude=_HEAVY)
+
+    @staticmethod
+    def _decode(core: str, request: str | None, workflow: str | None) -> Job:
+        job = Job.model_validate_json(core)
+        job.request = orjson.loads(request) if request else {}
+        job.workflow = orjson.loads(workflow) if workflow else None
+        return job
+
+    async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
+        job.marks.setdefault("created", job.created_at)
+        keys = [self._job(job.id), self._ev(job.id), *self._q("preprocess"),
+                self._q("generation")[2], self._q("postprocess")[2], self.prefix + "qseq"]
+        args = [job.id, self._core(job), orjson.dumps(job.request),
+                -1 if max_waiting is None else max_waiting,
+                "status", job.status.value, job.message, repr(time.time()),
+                self._chan_events, self._chan_queues]
+        res = await self._scripts["CREATE"](keys=keys, args=args)
+        if res[0] == "exists":
+            raise KeyError(job.id)
+        if res[0] == "full":
+            raise QueueFull(int(res[1]), max_waiting or 0)
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        core, request, workflow = await self.redis.hmget(self._job(job_id), "core", "request", "workflow")
+        return None if core is None else self._decode(core, request, workflow)
+
+    async def _change(self, job_id: str, apply) -> Job | None:
+        """Read the job, let `apply` change it and name its event, write both atomically;
+        retried when another process wrote in between. None if the job does not exist."""
+        for _ in range(100):
+            v, core, request, workflow = await self.redis.hmget(
+                self._job(job_id), "v", "core", "request", "workflow")
+            if core is None:
+                return None
+            job = self._decode(core, request, workflow)
+            if job.status.terminal:
+                return job
+            outcome = apply(job)  # (event type or None, progress dict or None, workflow changed)
+            event_type, progress, new_workflow = outcome
+            terminal = job.status.terminal
+            args = [v, self._core(job), orjson.dumps(job.workflow) if new_workflow else "",
+                    1 if event_type else 0, event_type or "", job.status.value, job.message,
+                    repr(time.time()), orjson.dumps(progress) if progress is not None else "",
+                    1 if terminal else 0, self.result_ttl, repr(job.finished_at or time.time()),
+                    job_id, self._chan_events]
+            res = await self._scripts["UPDATE"](
+                keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended"], args=args)
+            if res == -1:
+                return None
+            if res != -2:
+                return job
+        raise RuntimeError(f"job {job_id}: too many concurrent writers")
+
+    async def update(
+        self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
+        marks: dict[str, float] | None = None, **fields: Any,
+    ) -> Job:
+        def apply(job: Job):
+            if status is not None and status != job.status:
+                job.transition(status)
+            if message is not None:
+                job.message = message
+            if marks:
+                job.marks.update(marks)
+            for key, value in fields.items():
+                setattr(job, key, value)
+            job.updated_at = time.time()
+            event = None
+            if status is not None or message is not None:
+                event = "final_result" if job.status.terminal else "status"
+            return event, None, "workflow" in fields
+
+        job = await self._change(job_id, apply)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    async def set_progress(self, job_id: str, progress: Progress) -> None:
+        def apply(job: Job):
+            job.progress = progress
+            return "progress", progress.model_dump(), False
+
+        await self._change(job_id, apply)
+
+    # -- events -------------------------------------------------------------------------------
+    async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
+        entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
+        return [
+            JobEvent(seq=int(f["seq"]), type=f["type"], status=f["status"], message=f["message"],
+                     time=float(f["time"]), progress=orjson.loads(f["progress"]) if f.get("progress") else None)
+            for _, f in entries
+        ]
+
+    async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
+        fut = self._notify.watch(job_id, queue_change)  # before looking: no wake-up can slip by
+        try:
+            last = await self.redis.hget(self._job(job_id), "seq")
+            if last is None or int(last) > after_seq:
+                return
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._notify.unwatch(job_id, fut)
+
+    # -- queues -------------------------------------------------------------------------------
+    async def enqueue(self, stage: str, job_id: str) -> None:
+        await self._scripts["ENQUEUE"](keys=[*self._q(stage)[:3], self.prefix + "qseq"],
+                                       args=[job_id, stage, self._chan_queues])
+
+    async def dequeue(self, stage: str) -> str:
+        # Woken by the queue channel when a job arrives; also every half lease, because a lease
+        # running out is a matter of time that no message announces.
+        while True:
+            mark = self._notify.ring_mark(stage)
+            job_id = await self._take(stage)
+            if job_id is not None:
+                return job_id
+            await self._notify.wait_ring(stage, mark, timeout=self.lease_seconds / 2)
+
+    async def _take(self, stage: str) -> str | None:
+        call = asyncio.ensure_future(self._take_once(stage))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The script may already have given us the job: hand it back rather than leave it
+            # stuck under our name until the lease runs out.
+            def give_back(done: asyncio.Future[str | None]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result():
+                    asyncio.ensure_future(self.hand_back(stage, done.result()))
+
+            call.add_done_callback(give_back)
+            raise
+
+    async def _take_once(self, stage: str) -> str | None:
+        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage]
+        try:
+            res = await self._scripts["TAKE"](keys=self._q(stage), args=args)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._ensure_group(stage)  # the stream was deleted under us (FLUSHDB)
+            return None
+        if not res:
+            return None
+        job_id, _, how, previous = res
+        if how == "reclaimed":
+            log.warning("%s: took over job %s from %s, whose lease ran out", stage, job_id, previous)
+        return job_id
+
+    async def renew(self, stage: str, job_id: str) -> bool:
+        res = await self._scripts["RENEW"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
+        return bool(res)
+
+    async def ack(self, stage: str, job_id: str) -> None:
+        await self._scripts["ACK"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
+
+    async def hand_back(self, stage: str, job_id: str) -> bool:
+        """Make a job this process took available to any taker at once."""
+        idle = int(self.lease_seconds * 1000) * 10 + 1
+        res = await self._scripts["HAND_BACK"](
+            keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage])
+        return bool(res)
+
+    async def remove_from_queue(self, stage: str, job_id: str) -> bool:
+        return bool(await self._scripts["REMOVE"](keys=self._q(stage), args=[job_id, self._chan_queues, stage]))
+
+    async def position(self, stage: str, job_id: str) -> int | None:
+        return await self.redis.zrank(self._q(stage)[2], job_id)
+
+    async def queue_sizes(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stage in STAGES:
+                pipe.zcard(self._q(stage)[2])
+            sizes = await pipe.execute()
+        return dict(zip(STAGES, (int(s) for s in sizes)))
+
+    async def expire(self, older_than: float) -> int:
+        ended = self.prefix + "ended"
+        old = await self.redis.zrangebyscore(ended, "-inf", older_than)
+        for i in range(0, len(old), 500):
+            chunk = old[i:i + 500]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*[self._job(j) for j in chunk], *[self._ev(j) for j in chunk])
+                pipe.zrem(ended, *chunk)
+                await pipe.execute()
+        await self._forget_idle_consumers()
+        return len(old)
+
+    async def _forget_idle_consumers(self, idle_ms: int = 3600_000) -> None:
+        # Every process start adds a consumer name to each group; drop the long-idle ones that
+        # hold no lease, so XINFO stays readable.
+        for stage in STAGES:
+            try:
+                consumers = await self.redis.xinfo_consumers(self._q(stage)[0], GROUP)
+            except ResponseError:
+                continue
+            for c in consumers:
+                if c.get("pending") == 0 and c.get("idle", 0) > idle_ms and c.get("name") != self.consumer:
+                    await self.redis.xgroup_delconsumer(self._q(stage)[0], GROUP, c["name"])
+
+
+def connect(url: str, password: str | None = None) -> Redis:
+    """A client from a URL; a password given apart never appears in the URL (or in logs)."""
+    kw: dict[str, Any] = {"decode_responses": True, "health_check_interval": 30}
+    if password:
+        kw["password"] = password
+    return Redis.from_url(url, **kw)

@@ -1,0 +1,166 @@
+"""The Lua scripts of the Redis store. Each runs atomically inside Redis, so a state change and
+the event announcing it, or a job leaving a queue and its place in the position index, can
+never be seen half done by another process.
+
+Keys (all under the store's prefix P):
+  P job:<id>      hash  core (JSON of the Job minus its big parts), request, workflow (JSON),
+                        v (version, for compare-and-set), seq (last event number)
+  P ev:<id>       stream of the job's events; entry id "<seq>-0", fields seq, type, status,
+                        message, time, progress
+  P q:<stage>     stream, one consumer group "workers": the stage's queue. Waiting entries are
+                  undelivered; taken ones sit in the group's pending list (the lease) until acked.
+  P qid:<stage>   hash  job id -> its entry id in P q:<stage>, while the job is waiting or taken
+  P wait:<stage>  sorted set of the WAITING job ids, scored by P qseq: positions and sizes, the
+                  same in every process (ZRANK, ZCARD)
+  P qseq          counter giving queue order
+  P ended         sorted set  job id -> finished_at, for expire()
+Channels: P events (payload: job id) and P queues (payload: stage) wake waiters and takers.
+"""
+
+from __future__ import annotations
+
+# Shared body: put a job at the end of a stage's queue unless it is there already (waiting or
+# taken), which makes a stage's hand-over to the next one safe to repeat after a crash.
+# KEYS q, qid, wait, qseq; values jobid, stage, queues channel.
+_ENQUEUE_FN = """
+local function enqueue(q, qid, wait, qseq, jobid, stage, chan)
+  if redis.call('HEXISTS', qid, jobid) == 1 then return 0 end
+  local entry = redis.call('XADD', q, '*', 'job', jobid)
+  redis.call('HSET', qid, jobid, entry)
+  redis.call('ZADD', wait, redis.call('INCR', qseq), jobid)
+  redis.call('PUBLISH', chan, stage)
+  return 1
+end
+"""
+
+# KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
+#       wait:postprocess, qseq
+# ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
+#       events channel, queues channel
+CREATE = _ENQUEUE_FN + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+local limit = tonumber(ARGV[4])
+if limit >= 0 then
+  local waiting = redis.call('ZCARD', KEYS[5]) + redis.call('ZCARD', KEYS[6]) + redis.call('ZCARD', KEYS[7])
+  if waiting >= limit then return {'full', waiting} end
+end
+redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1)
+redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
+           'message', ARGV[7], 'time', ARGV[8])
+enqueue(KEYS[3], KEYS[4], KEYS[5], KEYS[8], ARGV[1], 'preprocess', ARGV[10])
+redis.call('PUBLISH', ARGV[9], ARGV[1])
+return {'ok'}
+"""
+
+# Compare-and-set of the job record plus its event. The new record was computed in Python from
+# version v; if another process wrote in between, nothing is written and Python retries.
+# KEYS: job, ev, ended
+# ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
+#       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel
+# Returns the event's seq (0 without event), -1 if the job is gone, -2 on a conflict.
+UPDATE = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v ~= ARGV[1] then return -2 end
+redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1)
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'workflow', ARGV[3]) end
+local seq = 0
+if ARGV[4] == '1' then
+  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  local fields = {'seq', seq, 'type', ARGV[5], 'status', ARGV[6], 'message', ARGV[7], 'time', ARGV[8]}
+  if ARGV[9] ~= '' then
+    fields[#fields + 1] = 'progress'
+    fields[#fields + 1] = ARGV[9]
+  end
+  redis.call('XADD', KEYS[2], seq .. '-0', unpack(fields))
+end
+if ARGV[10] == '1' then
+  redis.call('EXPIRE', KEYS[1], ARGV[11])
+  redis.call('EXPIRE', KEYS[2], ARGV[11])
+  redis.call('ZADD', KEYS[3], ARGV[12], ARGV[13])
+end
+if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[13]) end
+return seq
+"""
+
+# KEYS: q, qid, wait, qseq   ARGV: jobid, stage, queues channel
+ENQUEUE = _ENQUEUE_FN + """
+return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
+"""
+
+# Take one job for a consumer: first a job whose lease ran out (its taker died or stalled past
+# LEASE_SECONDS without renewing), else the oldest waiting one, which leaves the position index
+# in the same step. Returns {job id, entry id, 'reclaimed'|'new', previous owner} or false.
+# KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage
+TAKE = """
+local stale = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
+if #stale > 0 then
+  local entry = stale[1][1]
+  local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], entry)
+  if #claimed > 0 and claimed[1] and claimed[1][2] then
+    return {claimed[1][2][2], entry, 'reclaimed', stale[1][2]}
+  end
+  -- the entry vanished under the pending list: drop the dangling lease
+  redis.call('XACK', KEYS[1], ARGV[1], entry)
+end
+local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+if got then
+  local entry = got[1][2][1]
+  local jobid = entry[2][2]
+  redis.call('ZREM', KEYS[3], jobid)
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  return {jobid, entry[1], 'new', ''}
+end
+return false
+"""
+
+# Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
+# below: a process whose lease was taken over must not ack or renew another's lease)
+_OWNED_FN = """
+local function owned(q, qid, group, consumer, jobid)
+  local entry = redis.call('HGET', qid, jobid)
+  if not entry then return nil end
+  local p = redis.call('XPENDING', q, group, entry, entry, 1)
+  if #p == 0 or p[1][2] ~= consumer then return nil end
+  return entry
+end
+"""
+
+# KEYS: q, qid   ARGV: group, consumer, jobid. Resets the lease's idle time; 0 if it was lost.
+RENEW = _OWNED_FN + """
+local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if not entry then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'JUSTID')
+return 1
+"""
+
+# KEYS: q, qid   ARGV: group, consumer, jobid. The stage is done with the job.
+ACK = _OWNED_FN + """
+local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if not entry then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], entry)
+redis.call('XDEL', KEYS[1], entry)
+redis.call('HDEL', KEYS[2], ARGV[3])
+return 1
+"""
+
+# Give a taken job back at once (its lease marked as run out), e.g. when the taker was
+# cancelled right as the job reached it. KEYS: q, qid   ARGV: group, consumer, jobid, idle ms,
+# queues channel, stage
+HAND_BACK = _OWNED_FN + """
+local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if not entry then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'IDLE', ARGV[4], 'JUSTID')
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+"""
+
+# KEYS: q, qid, wait   ARGV: jobid, queues channel, stage. Only a waiting job can be removed.
+REMOVE = """
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if entry then redis.call('XDEL', KEYS[1], entry) end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""

@@ -1,0 +1,129 @@
+"""One Redis pub/sub subscription per process, fanned out to local waiters.
+
+Why not one blocked XREAD per waiting client: every SSE stream and sync call would then hold a
+Redis connection of its own. Here a single connection listens to two channels (job events and
+queue changes, published by the store's Lua scripts) and wakes the futures that wait locally.
+A waiter registers BEFORE it looks at Redis, so a message published after its look always
+wakes it; one published before only wakes it needlessly. After the subscription breaks,
+every waiter is woken to look again, since messages sent meanwhile are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+
+def _wake(futures: set[asyncio.Future[None]]) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+
+
+class Notifier:
+    def __init__(self, redis: Redis, events_channel: str, queues_channel: str):
+        self._redis = redis
+        self._events_channel, self._queues_channel = events_channel, queues_channel
+        self._job_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._queue_waiters: set[asyncio.Future[None]] = set()
+        # Per stage: how many "queue changed" messages came, and who waits for the next one.
+        self._rings: dict[str, int] = defaultdict(int)
+        self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="redis-notifier")
+        await asyncio.wait_for(self._subscribed.wait(), 30)
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._wake_all()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._events_channel, self._queues_channel)
+                self._subscribed.set()
+                self._wake_all()  # anything published while we were away is unknown: look again
+                backoff = 0.1
+                async for msg in pubsub.listen():
+                    if msg.get("type") == "message":
+                        self._dispatch(msg["channel"], msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect whatever broke
+                log.warning("redis subscription lost (%s); resubscribing", exc)
+                self._wake_all()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        if channel == self._events_channel:
+            waiters = self._job_waiters.pop(data, None)
+            if waiters:
+                _wake(waiters)
+        elif channel == self._queues_channel:
+            self._rings[data] += 1
+            waiters = self._ring_waiters.pop(data, None)
+            if waiters:
+                _wake(waiters)
+            if self._queue_waiters:
+                waiters, self._queue_waiters = self._queue_waiters, set()
+                _wake(waiters)
+
+    def _wake_all(self) -> None:
+        for stage in list(self._ring_waiters):
+            self._rings[stage] += 1
+        groups = [*self._job_waiters.values(), self._queue_waiters, *self._ring_waiters.values()]
+        self._job_waiters, self._ring_waiters = defaultdict(set), defaultdict(set)
+        self._queue_waiters = set()
+        for group in groups:
+            _wake(group)
+
+    # -- job events ---------------------------------------------------------------------------
+    def watch(self, job_id: str, queue_change: bool) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._job_waiters[job_id].add(fut)
+        if queue_change:
+            self._queue_waiters.add(fut)
+        return fut
+
+    def unwatch(self, job_id: str, fut: asyncio.Future[None]) -> None:
+        waiters = self._job_waiters.get(job_id)
+        if waiters is not None:
+            waiters.discard(fut)
+            if not waiters:
+                self._job_waiters.pop(job_id, None)
+        self._queue_waiters.discard(fut)
+
+    # -- takers -------------------------------------------------------------------------------
+    def ring_mark(self, stage: str) -> int:
+        return self._rings[stage]
+
+    async def wait_ring(self, stage: str, mark: int, timeout: float) -> None:
+        """Return once a queue change of the stage came after `mark` was read, or on timeout."""
+        if self._rings[stage] != mark:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ring_waiters[stage].add(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._ring_waiters.get(stage, set()).discard(fut)
