@@ -13,7 +13,7 @@ def serve(settings: Settings) -> int:
 
     if settings.api_workers > 1 and settings.api_cache == "memory":
         print("API_WORKERS > 1 needs a shared store; with API_CACHE=memory each process would "
-              "keep its own jobs. Use API_WORKERS=1.", file=sys.stderr)
+              "keep its own jobs. Use API_CACHE=redis (see the README), or API_WORKERS=1.", file=sys.stderr)
         return 2
     uvicorn.run(
         "comfy_gateway.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,

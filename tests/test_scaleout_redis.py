@@ -151,4 +151,53 @@ async def test_api_workers_2_share_the_redis_store(fake_factory, cluster: Cluste
         r = await client.post(node.url + "/generate/sync", json={"input": {"workflow_json": empty_save(prefix=f"w{i}")}})
         return r.status_code, r.json()["status"]
 
-    assert await asyncio.gather(*(one(i) for i in range(16))) == [(200, "completed")] * 16
+    assert await asyncio.gather(*(one(i) for i in range(24))) == [(200, "completed")] * 24
+
+
+async def _prompt_reached(fake: Fake, n: int) -> bool:
+    return fake.stats()["prompts_received"] >= n
+
+
+async def test_take_over_of_a_prompt_still_queued_on_comfyui(
+        fake_factory, cluster: Cluster, client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    fake.control(hang=True)
+    first = cluster.start(fake.url)
+    job_id = await submit(client, first.url, empty_save(prefix="q"))
+    await until(lambda: _prompt_reached(fake, 1), "the prompt reached ComfyUI")
+    first.kill()  # its websocket, the only one ComfyUI reports this prompt to, is gone
+    second = cluster.start(fake.url)
+    await until(lambda: _message_has(client, second, job_id, "taken over"), "the second process took it over")
+    fake.control(hang=False)
+    result = await final_result(client, second, job_id)
+    assert result["status"] == "completed", result
+    assert fake.stats()["prompts_received"] == fake.stats()["prompts_executed"] == 1
+
+
+async def test_take_over_of_a_prompt_comfyui_forgot_submits_it_again(
+        fake_factory, cluster: Cluster, client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    fake.control(hang=True)
+    first = cluster.start(fake.url)
+    job_id = await submit(client, first.url, empty_save(prefix="f"))
+    await until(lambda: _prompt_reached(fake, 1), "the prompt reached ComfyUI")
+    first.kill()
+    fake.control(restart=True, hang=False)  # ComfyUI restarts: queue and history are gone
+    second = cluster.start(fake.url)
+    result = await final_result(client, second, job_id)
+    assert result["status"] == "completed", result
+    # Sent twice (the restarted ComfyUI had forgotten the first), run once.
+    assert fake.stats()["prompts_received"] == 2 and fake.stats()["prompts_executed"] == 1
+
+
+async def _message_has(client: httpx.AsyncClient, node, job_id: str, text: str) -> bool:
+    return text in (await client.get(f"{node.url}/result/{job_id}")).json()["message"]
+
+
+async def until(check, what: str, rounds: int = 600):
+    """Wait (in small steps, bounded) for a state the services reach by themselves."""
+    for _ in range(rounds):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")

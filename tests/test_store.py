@@ -219,8 +219,8 @@ async def test_positions_sizes_and_events_are_the_same_from_every_process(two_pr
     assert await b.remove_from_queue("preprocess", "j2")
     for s in (a, b):
         assert [await s.position("preprocess", f"j{i}") for i in range(4)] == [None, 0, None, 1]
-    # The queue limit counts every process's jobs.
-    for i in range(4, 12):
+    # The queue limit counts every process's jobs (j0, held by b's preprocess, among them).
+    for i in range(4, 11):
         await a.create(Job(id=f"j{i}"), max_waiting=10)
     with pytest.raises(QueueFull):
         await b.create(Job(id="over"), max_waiting=10)
@@ -250,3 +250,18 @@ async def test_ended_jobs_carry_the_result_ttl(two_processes):
     await a.update("j", status=JobStatus.failed, message="x")
     assert 0 < await a.redis.ttl(a.prefix + "job:j") <= a.result_ttl
     assert 0 < await a.redis.ttl(a.prefix + "ev:j") <= a.result_ttl
+
+
+async def test_a_job_between_two_queues_counts_toward_the_limit(store):
+    await store.create(Job(id="j0"), max_waiting=3)
+    await store.create(Job(id="j1"), max_waiting=3)
+    assert await store.dequeue("preprocess") == "j0"  # a preprocess worker holds it
+    await store.create(Job(id="j2"), max_waiting=3)
+    with pytest.raises(QueueFull):
+        await store.create(Job(id="j3"), max_waiting=3)
+    await store.enqueue("generation", "j0")  # handed on, not yet acked: counted once
+    with pytest.raises(QueueFull):
+        await store.create(Job(id="j3"), max_waiting=3)
+    await store.ack("preprocess", "j0")
+    assert await store.dequeue("generation") == "j0"  # in ComfyUI's hands: no longer waiting
+    await store.create(Job(id="j3"), max_waiting=3)

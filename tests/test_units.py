@@ -89,3 +89,20 @@ def test_wait_estimates_come_from_measurements():
     assert estimate_wait("preprocess", 0, sizes, workers, stats) == pytest.approx(0.01 + 4.0 + 2.0 + 0.1)
     stats.record("generation", 4.0)
     assert stats.mean("generation") == pytest.approx(2.4)
+
+
+def test_api_cache_and_workers_settings(capsys):
+    from pydantic import ValidationError
+
+    from comfy_gateway.cli import serve
+    from comfy_gateway.settings import Settings
+
+    with pytest.raises(ValidationError, match="API_CACHE is 'memory' or 'redis'"):
+        Settings(api_cache="memcached")
+    # Several processes with a store each would each keep their own jobs: refused.
+    assert serve(Settings(api_workers=2, api_cache="memory")) == 2
+    assert "API_CACHE=redis" in capsys.readouterr().err
+    s = Settings(api_cache="Redis", redis_host="db", redis_port=6380, redis_db=2, redis_password="pw")
+    assert s.api_cache == "redis"
+    assert s.redis_location == "redis://db:6380/2"  # the password travels apart, never in a URL
+    assert Settings(redis_url="redis://other:1/0").redis_location == "redis://other:1/0"

@@ -39,7 +39,10 @@ class MemoryJobStore:
         if job.id in self._jobs:
             raise KeyError(job.id)
         if max_waiting is not None:
-            waiting = sum(len(q) for q in self._queues.values())
+            # As in the Redis store: a job a preprocess worker holds is about to wait again.
+            gen = self._queues["generation"], self._taken["generation"]
+            waiting = sum(len(q) for q in self._queues.values()) + sum(
+                1 for j in self._taken["preprocess"] if j not in gen[0] and j not in gen[1])
             if waiting >= max_waiting:
                 raise QueueFull(waiting, max_waiting)
         job.marks.setdefault("created", job.created_at)

@@ -90,7 +90,8 @@ class RedisJobStore:
     async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
         job.marks.setdefault("created", job.created_at)
         keys = [self._job(job.id), self._ev(job.id), *self._q("preprocess"),
-                self._q("generation")[2], self._q("postprocess")[2], self.prefix + "qseq"]
+                self._q("generation")[2], self._q("postprocess")[2], self.prefix + "qseq",
+                self._q("generation")[1]]
         args = [job.id, self._core(job), orjson.dumps(job.request),
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),

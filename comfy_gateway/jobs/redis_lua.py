@@ -14,7 +14,9 @@ Keys (all under the store's prefix P):
                   same in every process (ZRANK, ZCARD)
   P qseq          counter giving queue order
   P ended         sorted set  job id -> finished_at, for expire()
-Channels: P events (payload: job id) and P queues (payload: stage) wake waiters and takers.
+Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "<stage> +" when
+a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
+showing positions, and, on "+" only, idle takers of that stage.
 """
 
 from __future__ import annotations
@@ -28,20 +30,27 @@ local function enqueue(q, qid, wait, qseq, jobid, stage, chan)
   local entry = redis.call('XADD', q, '*', 'job', jobid)
   redis.call('HSET', qid, jobid, entry)
   redis.call('ZADD', wait, redis.call('INCR', qseq), jobid)
-  redis.call('PUBLISH', chan, stage)
+  redis.call('PUBLISH', chan, stage .. ' +')
   return 1
 end
 """
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
-#       wait:postprocess, qseq
+#       wait:postprocess, qseq, qid:generation
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
 #       events channel, queues channel
 CREATE = _ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
 if limit >= 0 then
+  -- Waiting jobs, plus those a preprocess worker holds that have not reached the generation
+  -- queue yet: they are about to wait there (this keeps the limit exact while a job is between
+  -- two queues). The pending list is short: at most one entry per preprocess worker.
   local waiting = redis.call('ZCARD', KEYS[5]) + redis.call('ZCARD', KEYS[6]) + redis.call('ZCARD', KEYS[7])
+  for _, p in ipairs(redis.call('XPENDING', KEYS[3], 'workers', '-', '+', 10000)) do
+    local e = redis.call('XRANGE', KEYS[3], p[1], p[1])
+    if #e > 0 and redis.call('HEXISTS', KEYS[9], e[1][2][2]) == 0 then waiting = waiting + 1 end
+  end
   if waiting >= limit then return {'full', waiting} end
 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1)
@@ -108,7 +117,7 @@ if got then
   local entry = got[1][2][1]
   local jobid = entry[2][2]
   redis.call('ZREM', KEYS[3], jobid)
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' -')
   return {jobid, entry[1], 'new', ''}
 end
 return false
@@ -151,7 +160,7 @@ HAND_BACK = _OWNED_FN + """
 local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if not entry then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'IDLE', ARGV[4], 'JUSTID')
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' +')
 return 1
 """
 
@@ -161,6 +170,6 @@ if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
 local entry = redis.call('HGET', KEYS[2], ARGV[1])
 if entry then redis.call('XDEL', KEYS[1], entry) end
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' -')
 return 1
 """

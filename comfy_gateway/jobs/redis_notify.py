@@ -78,10 +78,12 @@ class Notifier:
             if waiters:
                 _wake(waiters)
         elif channel == self._queues_channel:
-            self._rings[data] += 1
-            waiters = self._ring_waiters.pop(data, None)
-            if waiters:
-                _wake(waiters)
+            stage, _, sign = data.partition(" ")
+            if sign == "+":  # a job to take: wake the idle takers (a job taken needs none)
+                self._rings[stage] += 1
+                waiters = self._ring_waiters.pop(stage, None)
+                if waiters:
+                    _wake(waiters)
             if self._queue_waiters:
                 waiters, self._queue_waiters = self._queue_waiters, set()
                 _wake(waiters)

@@ -115,15 +115,20 @@ class Runtime:
         """Wait, woken by the job's events, until it ends or the timeout passes."""
         deadline = time.monotonic() + timeout
         seq = 0
+        job = await self.store.get(job_id)
         while True:
-            job = await self.store.get(job_id)
             if job is None or job.status.terminal:
                 return job
-            seq += len(await self.store.events_after(job_id, seq))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return job
             await self.store.wait(job_id, seq, queue_change=False, timeout=remaining)
+            events = await self.store.events_after(job_id, seq)
+            seq += len(events)
+            # The record is read again only when it ended (its last event is written in the
+            # same step as its final state), or when nothing came (timeout, or it expired).
+            if not events or events[-1].type == "final_result":
+                job = await self.store.get(job_id)
 
     def workers(self) -> dict[str, int]:
         connected = sum(1 for b in self.pool.backends if b.connected.is_set())
