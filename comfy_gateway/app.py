@@ -6,12 +6,14 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from fastapi import FastAPI
-from .api.jsonresp import JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .api import generate, results, system
+from .api.auth import require_api_key
 from .api.errors import install_error_handlers
+from .api.jsonresp import JSONResponse
 from .api.limits import BodySizeLimit
 from .pipeline.runtime import Runtime
 from .settings import Settings
@@ -40,14 +42,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if not runtime.draining:  # not drained by the server on a signal (uvicorn main:app)
+                await runtime.drain(settings.shutdown_grace)
             await runtime.stop()
 
     app = FastAPI(title="comfy-gateway", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, default_response_class=JSONResponse)
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(generate.router)
-    app.include_router(results.router)
-    app.include_router(system.router)
+    protected = [Depends(require_api_key)]
+    app.include_router(generate.router, dependencies=protected)
+    app.include_router(results.router, dependencies=protected)
+    app.include_router(system.open_router)  # /health and the README stay open
+    app.include_router(system.router, dependencies=protected)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Location", "Retry-After"],
+        )
     return app

@@ -15,10 +15,18 @@ def serve(settings: Settings) -> int:
         print("API_WORKERS > 1 needs a shared store; with API_CACHE=memory each process would "
               "keep its own jobs. Use API_WORKERS=1.", file=sys.stderr)
         return 2
-    uvicorn.run(
-        "comfy_gateway.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-        workers=settings.api_workers, reload=settings.api_reload, log_level=settings.api_log_level.lower(),
-    )
+    common = dict(host=settings.api_host, port=settings.api_port, log_level=settings.api_log_level.lower())
+    if settings.api_workers > 1 or settings.api_reload:
+        # uvicorn supervises the processes; each drains in its lifespan shutdown instead.
+        uvicorn.run("comfy_gateway.app:create_app", factory=True, workers=settings.api_workers,
+                    reload=settings.api_reload, **common)
+        return 0
+    from .app import create_app
+    from .server import DrainingServer
+
+    app = create_app(settings)
+    config = uvicorn.Config(app, timeout_graceful_shutdown=5, **common)
+    DrainingServer(config, app.state.runtime, settings.shutdown_grace).run()
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,21 @@ class Settings(BaseSettings):
     backend_lost_after: float = Field(
         120.0, gt=0, description="fail in-flight jobs of a backend unreachable this long"
     )
+    job_timeout: float = Field(3600.0, gt=0, description="default per-job time limit, seconds")
+    max_job_timeout: float = Field(86400.0, gt=0, description="largest per-request `timeout`")
+    shutdown_grace: float = Field(30.0, ge=0, description="seconds to finish jobs on SIGTERM")
+
+    # Access control. Comma-separated bearer tokens; empty = no authentication (loopback only!).
+    api_keys: SecretStr = SecretStr("")
+    cors_origins: str = ""
+
+    @property
+    def api_key_list(self) -> list[bytes]:
+        return [k.strip().encode() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @field_validator("api_cache")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +45,9 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory):
     proc.stop()
 
 
+LIVE_GATEWAYS: list[Gateway] = []
+
+
 @pytest.fixture(scope="session")
 def gateway_factory(tmp_path_factory: pytest.TempPathFactory):
     started: list[Proc] = []
@@ -55,11 +59,30 @@ def gateway_factory(tmp_path_factory: pytest.TempPathFactory):
         settings.update({k.upper(): str(v) for k, v in env.items()})
         proc, url = start_gateway(settings, root / "gateway.log", cwd=root)
         started.append(proc)
-        return Gateway(proc, url, out)
+        gw = Gateway(proc, url, out)
+        LIVE_GATEWAYS.append(gw)
+        return gw
 
     yield make
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_job_left_behind():
+    """After every test, every gateway still running has no job waiting or in flight: each
+    test accounts for the end state of every job it started."""
+    yield
+    for gw in LIVE_GATEWAYS:
+        if gw.proc.proc.poll() is not None:
+            continue
+        for _ in range(150):
+            health = httpx.get(gw.url + "/health", timeout=10).json()
+            busy = sum(health["queues"].values()) + sum(b["in_flight"] for b in health["backends"])
+            if busy == 0:
+                break
+            time.sleep(0.1)
+        assert busy == 0, f"jobs left behind on {gw.url}: {health}"
 
 
 @pytest.fixture(scope="session")

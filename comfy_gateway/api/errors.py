@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from .jsonresp import JSONResponse
 
 from ..jobs.store import QueueFull
 from ..pipeline.runtime import DuplicateRequest
+from .jsonresp import JSONResponse
 
 
 def _where(loc: tuple | list) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
-from .jsonresp import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from ..jobs.model import Job
 from .deps import runtime_of
+from .jsonresp import JSONResponse
 from .render import render_result
 from .schemas import REQUEST_EXAMPLES, ErrorBody, GenerateRequest, JobResult
 from .stream import job_events
@@ -24,6 +24,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Body over MAX_BODY_BYTES"},
     422: {"model": ErrorBody, "description": "The payload does not match the schema (says where)"},
     429: {"model": ErrorBody, "description": "Queue full (MAX_QUEUE_SIZE); see Retry-After"},
+    503: {"model": ErrorBody, "description": "Shutting down: no new jobs; see Retry-After"},
     501: {"model": ErrorBody, "description": "A field this version does not serve yet"},
 }
 
@@ -38,13 +39,20 @@ NOT_YET = {
 
 
 async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
+    runtime = runtime_of(request)
+    if runtime.draining:
+        raise HTTPException(503, detail="the gateway is shutting down and takes no new jobs; retry on "
+                            "another instance or shortly", headers={"Retry-After": "5"})
+    limit = runtime.settings.max_job_timeout
+    if body.input.timeout is not None and body.input.timeout > limit:
+        raise HTTPException(422, detail=f"input.timeout: at most {limit:g} seconds (MAX_JOB_TIMEOUT)")
     for field, why in NOT_YET.items():
         if getattr(body.input, field) is not None:
             raise HTTPException(501, detail=f"input.{field}: {why}")
     payload = body.input.model_dump(mode="json", exclude_none=True)
     if body.input.request_id is not None:
         payload["request_id"] = str(body.input.request_id)
-    return await runtime_of(request).submit(payload)
+    return await runtime.submit(payload)
 
 
 def _result(request: Request, job: Job, status: int) -> JSONResponse:

@@ -49,6 +49,10 @@ class GenerateInput(BaseModel):
     s3: S3Config | None = None
     webhook: WebhookConfig | None = None
     include_previews: bool = Field(False, description="Also fetch type=temp outputs (PreviewImage).")
+    timeout: float | None = Field(
+        None, gt=0, le=7 * 86400, description="Seconds the job may take in all, queue included "
+        "(default JOB_TIMEOUT, at most MAX_JOB_TIMEOUT); past it the job is stopped in ComfyUI "
+        "and ends `timed_out`.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "GenerateInput":

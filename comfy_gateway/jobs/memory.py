@@ -20,6 +20,8 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 
 
 class MemoryJobStore:
+    shared = False  # one process: nothing else can take over its jobs
+
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._events: dict[str, list[JobEvent]] = {}
@@ -129,6 +131,9 @@ class MemoryJobStore:
     def _queue_changed(self) -> None:
         if self._queue_waiters:
             _wake(self._queue_waiters)
+
+    async def unfinished(self) -> list[str]:
+        return [j.id for j in self._jobs.values() if not j.status.terminal]
 
     async def expire(self, older_than: float) -> int:
         old = [

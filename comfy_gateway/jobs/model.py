@@ -89,6 +89,8 @@ class Job(BaseModel):
     # What ComfyUI's /history listed, kept between generation and postprocess (not shown).
     comfy_outputs: list[dict[str, Any]] = Field(default_factory=list)
     request_hash: str | None = None
+    deadline: float | None = None  # epoch seconds; past it the job is stopped and ends timed_out
+    attempts: int = 0  # generation attempts (a prompt lost by a restarted ComfyUI is retried once)
     # When each step began and ended (epoch seconds), e.g. preprocess_started.
     marks: dict[str, float] = Field(default_factory=dict)
 

@@ -17,6 +17,8 @@ class QueueFull(Exception):
 
 
 class JobStore(Protocol):
+    shared: bool  # True when other processes use the same store (and can take jobs over)
+
     async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
         """Store a new job and put it in the preprocess queue, in one step.
         Raises KeyError if the id exists, QueueFull past max_waiting."""
@@ -53,6 +55,9 @@ class JobStore(Protocol):
         """0-based place in the stage queue, None when not waiting there."""
 
     async def queue_sizes(self) -> dict[str, int]: ...
+
+    async def unfinished(self) -> list[str]:
+        """Ids of the jobs that have not ended (used when a lone process shuts down)."""
 
     async def expire(self, older_than: float) -> int:
         """Forget ended jobs that finished before the given epoch time."""

@@ -14,11 +14,14 @@ import orjson
 
 from ..comfy.pool import BackendPool
 from ..jobs.memory import MemoryJobStore
-from ..jobs.model import Job
+from ..jobs.model import Job, JobStatus
 from ..jobs.store import STAGES, JobStore
 from ..outputs.local import LocalStorage
 from ..settings import Settings
+from .cancel import AlreadyEnded, Canceller
+from .deadlines import DeadlineWatcher
 from .estimates import StageStats, estimate_wait
+from .failures import fail_job
 from .generation import Generation
 from .postprocess import Postprocess
 from .preprocess import Preprocess
@@ -48,6 +51,9 @@ class Runtime:
         self.stats = StageStats()
         self.pools: dict[str, list[WorkerPool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.canceller = Canceller(self.store, self.pool)
+        self.deadlines = DeadlineWatcher(self._expire)
+        self.draining = False  # after SIGTERM: no new jobs, finish what is in flight
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
@@ -70,14 +76,39 @@ class Runtime:
             for p in pools:
                 p.start()
         self._sweeper = asyncio.create_task(self._sweep())
+        self.deadlines.start()
 
     async def stop(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
+        await self.deadlines.stop()
         for pools in self.pools.values():
             for p in pools:
                 await p.stop()
         await self.pool.stop()
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking jobs, give those in flight `grace` seconds to finish, then account for
+        the rest. With a shared store they are handed back: the store gives a job whose taker
+        never acked it to another process. Alone in memory nobody could take them over, so
+        they are failed with a message that says why, never silently lost."""
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not await self._idle():
+            await asyncio.sleep(0.05)  # shutdown only: a short poll keeps this independent of every stage
+        for pools in self.pools.values():
+            for p in pools:
+                await p.stop()
+        if not self.store.shared:
+            for job_id in await self.store.unfinished():
+                await fail_job(self.store, job_id, RuntimeError(
+                    "the gateway shut down before this job finished (SIGTERM); submit it again"))
+
+    async def _idle(self) -> bool:
+        busy = sum(p.busy for pools in self.pools.values() for p in pools)
+        if self.store.shared:
+            return busy == 0
+        return busy == 0 and not any((await self.store.queue_sizes()).values())
 
     async def _sweep(self) -> None:
         while True:
@@ -98,11 +129,28 @@ class Runtime:
             if existing.request_hash == digest:
                 return existing, False
             raise DuplicateRequest(job_id)
-        job = Job(id=job_id, request=payload, request_hash=digest)
+        timeout = float(payload.get("timeout") or self.settings.job_timeout)
+        job = Job(id=job_id, request=payload, request_hash=digest, deadline=time.time() + timeout)
         try:
-            return await self.store.create(job, max_waiting=self.settings.max_queue_size), True
+            job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
         except KeyError:  # lost a race with the same id
             return await self.submit(payload)
+        self.deadlines.add(job.id, job.deadline)
+        return job, True
+
+    async def cancel(self, job_id: str) -> Job:
+        """Raises KeyError for an unknown job, AlreadyEnded for one that ended."""
+        return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
+
+    async def _expire(self, job_id: str) -> None:
+        job = await self.store.get(job_id)
+        if job is None or job.status.terminal or job.deadline is None:
+            return
+        limit = job.deadline - job.created_at
+        try:
+            await self.canceller.stop(job_id, JobStatus.timed_out, f"timed out after {round(limit, 2):g} s")
+        except (KeyError, AlreadyEnded):
+            pass
 
     async def wait_until_done(self, job_id: str, timeout: float) -> Job | None:
         """Wait, woken by the job's events, until it ends or the timeout passes."""

@@ -1,0 +1,43 @@
+"""Property-based fuzz of every operation in the OpenAPI schema (schemathesis + hypothesis)
+against a real gateway process and the fake ComfyUI: no 5xx, no hang, nothing left running."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from comfy_gateway.app import create_app
+from comfy_gateway.settings import Settings
+
+from .support.procs import start_fake_comfyui
+
+schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+
+
+@pytest.fixture(scope="module")
+def fuzz_gateway(tmp_path_factory, gateway_factory):
+    base = tmp_path_factory.mktemp("fuzz")
+    proc, url = start_fake_comfyui(base / "fake", base / "fake.log")
+    gw = gateway_factory(url, MAX_QUEUE_SIZE="100000")
+    yield gw
+    # Every job the fuzz started has ended: nothing waits, nothing is in flight.
+    for _ in range(100):
+        info = httpx.get(gw.url + "/queue-info").json()
+        if info["waiting"] == 0 and all(b["in_flight"] == 0 for b in info["backends"]):
+            break
+        time.sleep(0.1)
+    assert info["waiting"] == 0 and all(b["in_flight"] == 0 for b in info["backends"]), info
+    proc.stop()
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_error_and_no_hang(case, fuzz_gateway):
+    response = case.call(base_url=fuzz_gateway.url, timeout=30)
+    # 501 is the one deliberate 5xx: a field of the final schema this version does not serve yet.
+    not_yet = response.status_code == 501 and "not available in this version" in response.text
+    assert response.status_code < 500 or not_yet, (case.method, case.path, response.status_code, response.text[:500])
