@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from .settings import Settings
 
 
@@ -36,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the HTTP service (configured by environment variables)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(Settings())
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            for err in exc.errors():
+                name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+                print(f"invalid configuration: {name}: {err['msg']}", file=sys.stderr)
+            return 2
+        return serve(settings)
     return 1
 
 
