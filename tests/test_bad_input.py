@@ -40,6 +40,13 @@ async def test_malformed_json_is_400(gateway: Gateway, client: httpx.AsyncClient
     ({"input": {"workflow_json": empty_save(), "include_previews": "maybe"}}, "input.include_previews"),
     ({"input": {"workflow_json": empty_save(), "webhook": {"url": "not a url"}}}, "input.webhook.url"),
     ({"input": {"workflow_json": empty_save(), "s3": {"bucket_name": "b"}}}, "input.s3"),
+    ({"input": {"workflow_json": {"1": {"class_type": "X", "inputs": {"seed": 2**64}}}}},
+     "workflow_json.1.inputs.seed: integer 18446744073709551616 does not fit in 64 bits"),
+    ({"input": {"workflow_json": {"1": {"class_type": "X", "inputs": {"": -(2**63) - 1}}}}}, "does not fit in 64 bits"),
+    ({"input": {"workflow_json": {"1": {"class_type": "X", "inputs": {"deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}}}},
+     "nested deeper than 64 levels"),
+    ({"input": {"modifier": "M", "modifications": {"n": 10**30}}}, "modifications.n: integer"),
 ])
 async def test_schema_errors_are_422_and_say_where(gateway: Gateway, client: httpx.AsyncClient, body, where):
     r = await post(client, gateway, "/generate", json=body)

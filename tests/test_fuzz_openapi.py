@@ -3,6 +3,7 @@ against a real gateway process and the fake ComfyUI: no 5xx, no hang, nothing le
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -35,7 +36,7 @@ def fuzz_gateway(tmp_path_factory, gateway_factory):
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_error_and_no_hang(case, fuzz_gateway):
     response = case.call(base_url=fuzz_gateway.url, timeout=30)
     # 501 is the one deliberate 5xx: a field of the final schema this version does not serve yet.

@@ -10,6 +10,27 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_val
 from ..jobs.model import JobError, OutputFile, Progress
 
 MAX_NODES = 5000
+MAX_DEPTH = 64
+INT64 = (-(2**63), 2**64 - 1)
+
+
+def check_json_values(value: Any, where: str) -> None:
+    """Refuse what JSON parsers accept but nothing downstream can carry: integers past 64 bits
+    (orjson, ComfyUI's int inputs) and nesting deeper than MAX_DEPTH. Iterative, so a hostile
+    body cannot exhaust the stack here either."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not INT64[0] <= item <= INT64[1]:
+            raise ValueError(f"{path}: integer {item} does not fit in 64 bits")
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
 
 
 class WorkflowNode(BaseModel):
@@ -63,6 +84,11 @@ class GenerateInput(BaseModel):
                 raise ValueError("'workflow_json' has no nodes")
             if len(self.workflow_json) > MAX_NODES:
                 raise ValueError(f"'workflow_json' has more than {MAX_NODES} nodes")
+            for node_id, node in self.workflow_json.items():
+                check_json_values(node.model_dump(), f"workflow_json.{node_id}")
+        check_json_values(self.modifications, "modifications")
+        if self.webhook is not None:
+            check_json_values(self.webhook.extra_params, "webhook.extra_params")
         return self
 
 
