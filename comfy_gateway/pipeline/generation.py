@@ -22,6 +22,7 @@ class Generation:
     def __init__(self, store: JobStore, backend: Backend):
         self._store = store
         self.backend = backend
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def ready(self) -> None:
         await self.backend.connected.wait()
@@ -38,7 +39,10 @@ class Generation:
                 return
 
             def on_progress(p: Progress) -> None:
-                asyncio.get_running_loop().create_task(self._store.set_progress(job_id, p))
+                # Frames arrive in the websocket's reader: record them without blocking it.
+                task = asyncio.get_running_loop().create_task(self._store.set_progress(job_id, p))
+                self._pending.add(task)  # hold a reference until done (asyncio keeps only weak ones)
+                task.add_done_callback(self._pending.discard)
 
             async def still_wanted() -> bool:
                 current = await self._store.get(job_id)
