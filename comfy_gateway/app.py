@@ -13,6 +13,7 @@ from . import __version__
 from .api import generate, results, system
 from .api.errors import install_error_handlers
 from .api.limits import BodySizeLimit
+from .api.render import render_result
 from .pipeline.runtime import Runtime
 from .settings import Settings
 
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.basicConfig(level=settings.api_log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, render=lambda job: render_result(job, settings.base_url))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
