@@ -3,6 +3,7 @@ S3-compatible server (moto, over HTTP), and what lands there is byte for byte wh
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import uuid
@@ -165,3 +166,19 @@ async def test_stream_and_result_show_s3_urls(s3_gateway: Gateway, client: httpx
     again = (await client.get(f"{s3_gateway.url}/result/{result['id']}")).json()
     assert again["output"][0]["url"] == result["output"][0]["url"]
     assert "X-Amz-Signature" in result["output"][0]["url"]
+
+
+async def test_local_outputs_expire_after_their_ttl(comfyui: str, gateway_factory, client: httpx.AsyncClient):
+    gw = gateway_factory(comfyui, LOCAL_OUTPUT_TTL="1")
+    status, result = await sync(client, gw, workflow_json=empty_save(6, 6, 0x445566, "ttl"))
+    assert status == 200
+    out = result["output"][0]
+    first = await client.get(out["url"])
+    assert first.status_code == 200
+    # The sweeper deletes the job's folder once it is a second old (pytest-timeout bounds the wait).
+    while (await client.get(out["url"])).status_code == 200:
+        await asyncio.sleep(0.2)
+    assert (await client.get(out["url"])).status_code == 404
+    assert not (gw.output_dir / result["id"]).exists()
+    # The result itself is kept (RESULT_TTL), still listing the file.
+    assert (await client.get(f"{gw.url}/result/{result['id']}")).json()["output"][0]["filename"] == out["filename"]

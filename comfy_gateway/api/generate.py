@@ -10,6 +10,7 @@ from sse_starlette import EventSourceResponse
 
 from ..jobs.model import Job
 from ..net.guard import UrlRefused, check_url
+from ..pipeline.runtime import Runtime
 from .deps import runtime_of
 from .render import render_result
 from .schemas import REQUEST_EXAMPLES, ErrorBody, GenerateRequest, JobResult
@@ -46,7 +47,7 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
     return await runtime.submit(body.input.job_payload())
 
 
-def _check_destinations(body: GenerateRequest, runtime) -> None:
+def _check_destinations(body: GenerateRequest, runtime: Runtime) -> None:
     """Refuse up front what the address guard can judge without a DNS look-up (scheme, literal
     loopback or private addresses); names are checked again where they resolve."""
     policy = runtime.settings.network_policy

@@ -147,6 +147,20 @@ REQUEST_EXAMPLES = {
         "value": {"input": {"request_id": "0b6cfa52-0a39-4d4e-9a55-0b1c3f1c2a10",
                             "workflow_json": EMPTY_SAVE, "include_previews": True}},
     },
+    "s3_webhook_webp": {
+        "summary": "Outputs to your own bucket as WebP, and a signed webhook when the job ends",
+        "value": {"input": {
+            "workflow_json": EMPTY_SAVE,
+            "s3": {"access_key_id": "AKIA...", "secret_access_key": "...", "bucket_name": "my-bucket",
+                   "region": "eu-west-1"},
+            "webhook": {"url": "https://example.com/hooks/comfy", "extra_params": {"order": 42}},
+            "convert_output": {"format": "webp", "quality": 85},
+        }},
+    },
+    "base64": {
+        "summary": "The outputs' bytes in the result itself (one round trip)",
+        "value": {"input": {"workflow_json": EMPTY_SAVE, "base64_outputs": True}},
+    },
     "load_invert": {
         "summary": "LoadImage -> ImageInvert -> SaveImage (example.png uploaded to ComfyUI)",
         "value": {"input": {"workflow_json": INVERT}},
