@@ -52,8 +52,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib.direct import DirectComfy  # noqa: E402
 from benchlib.procs import (  # noqa: E402
-    Managed, ProcessManager, fake_available, http_post_json, install_comfyui, start_fake_comfyui,
-    start_gateway, start_real_comfyui,
+    REPO as SRC_DEFAULT, Managed, ProcessManager, fake_available, http_post_json, imported_from, install_comfyui,
+    snapshot_source, start_fake_comfyui, start_gateway, start_real_comfyui,
 )
 from benchlib.profiling import LoadMeter, format_summary, summarize_collapsed  # noqa: E402
 from benchlib.stats import Figure, parse_size, percentile, summary_ms, table  # noqa: E402
@@ -220,6 +220,7 @@ class Bench:
     comfy_url: str | None = None
     fake: Managed | None = None
     noisy: list[str] = field(default_factory=list)
+    src: Path = SRC_DEFAULT  # where the gateway's (and the fake's) code is imported from
 
     def add(self, *figs: Figure, noisy_if: str | None = None) -> None:
         """Add figures; those measured in a part (a prefix of note_load's labels) that was
@@ -256,12 +257,13 @@ class Bench:
         if self.fake is not None:
             return self.fake.url
         deadline = time.monotonic() + self.args.wait_fake
-        while not fake_available(self.python):
+        while not fake_available(self.python, self.src):
             if time.monotonic() > deadline:
                 raise RuntimeError("comfy_gateway.testing.fake_comfyui is not there (yet): memory parts need it")
             say("waiting for comfy_gateway/testing/fake_comfyui.py to appear ...")
             time.sleep(min(30, max(1, deadline - time.monotonic())))
-        self.fake = start_fake_comfyui(self.pm, self.python, self.newdir("fake-base"), self.args.start_timeout)
+        self.fake = start_fake_comfyui(self.pm, self.python, self.newdir("fake-base"), self.args.start_timeout,
+                                       src=self.src)
         say(f"fake ComfyUI ready at {self.fake.url} (pid {self.fake.pid})")
         return self.fake.url
 
@@ -276,7 +278,7 @@ class Bench:
             self.pm, self.python, comfy_url=comfy_url, output_dir=self.newdir("gateway-out"),
             workdir=self.newdir("gateway-cwd"), generation_workers=workers,
             max_queue_size=max_queue or self.args.max_queue_size, log_level=self.args.gateway_log_level,
-            timeout=self.args.start_timeout, profile_to=profile_to)
+            timeout=self.args.start_timeout, profile_to=profile_to, src=self.src)
         gw.info["profile"] = str(profile_to) if profile_to else None
         say(f"gateway (GENERATION_WORKERS={workers}) ready at {gw.url} (pid {gw.pid}, "
             f"{time.monotonic() - t0:.1f}s)")
@@ -284,8 +286,9 @@ class Bench:
             self.args.profile_dir = self.args.profile_dir or self.tmp / "profiles"
             self.args.profile_dir.mkdir(parents=True, exist_ok=True)
             out = self.args.profile_dir / f"py-spy-{tag or 'run'}-gw{workers}-{gw.pid}.txt"
-            spy = self.pm.spawn("py-spy", [self.args.py_spy, "record", "-p", str(gw.pid), "-r", "200",
-                                           "--format", "raw", "-o", str(out)], url="")
+            # --nonblocking: do not pause the gateway at each sample (less distortion, rare torn stacks)
+            spy = self.pm.spawn("py-spy", [self.args.py_spy, "record", "-p", str(gw.pid), "-r", "100",
+                                           "--nonblocking", "--format", "raw", "-o", str(out)], url="")
             spy.stop_signal = signal.SIGINT  # py-spy writes its file on SIGINT
             gw.info["py_spy"] = spy
             gw.info["py_spy_out"] = out
@@ -407,6 +410,9 @@ class Bench:
             shutil.rmtree(direct_out, ignore_errors=True)
         d, g = summary_ms(d_times), summary_ms(g_times)
         diff = g["median"] - d["median"]
+        # interleaved: each gateway job next to a direct one; the median of the pairs' differences
+        # resists load that comes and goes better than the difference of the medians
+        paired = percentile([(gt - dt) * 1000 for gt, dt in zip(g_times, d_times)], 50)
         # Where the gateway's time goes, from the durations of its own result objects.
         breakdown = {}
         for key in ("queue_wait", "preprocess", "generation_wait", "generation", "postprocess_wait",
@@ -419,14 +425,14 @@ class Bench:
             f"(min {d['min']:.2f}, max {d['max']:.2f})")
         say(f"gateway: median {g['median']:.2f} ms  p90 {g['p90']:.2f}  p99 {g['p99']:.2f}  "
             f"(min {g['min']:.2f}, max {g['max']:.2f})")
-        say(f"gateway adds {diff:+.2f} ms at the median")
+        say(f"gateway adds {diff:+.2f} ms at the median (median of paired differences {paired:+.2f} ms)")
         say("gateway job breakdown (medians, ms): " + ", ".join(
             f"{k} {v:.2f}" for k, v in breakdown.items() if v is not None))
         direct_steps = {k: percentile([x[k] for x in d_steps], 50) * 1000 for k in ("post", "wait", "history", "view")}
         say("direct steps (medians, ms): " + ", ".join(f"{k} {v:.2f}" for k, v in direct_steps.items()))
         gw_cpu = cpu.per_job_ms(max(len(g_times), 1)).get("gateway")
         say(f"gateway CPU per job: {gw_cpu} ms")
-        self.raw["latency"] = {"direct_ms": d, "gateway_ms": g, "median_diff_ms": diff,
+        self.raw["latency"] = {"direct_ms": d, "gateway_ms": g, "median_diff_ms": diff, "paired_median_diff_ms": paired,
                                "gateway_breakdown_ms": breakdown, "gateway_cpu_ms_per_job": gw_cpu,
                                "direct_steps_ms": direct_steps}
         self.add(
@@ -437,14 +443,16 @@ class Bench:
             Figure("latency", "gateway p90", g["p90"], "ms"),
             Figure("latency", "gateway p99", g["p99"], "ms"),
             Figure("latency", "gateway - direct, median", diff, "ms", "<= 5 ms", diff <= 5.0),
+            Figure("latency", "median of paired differences", paired, "ms"),
             noisy_if="latency",
         )
 
     # -- 2. throughput --------------------------------------------------------------------
     async def throughput(self) -> None:
         a = self.args
-        say(f"\n== 2. throughput: {a.n_throughput} jobs per side per round, {a.rounds} round(s); direct pipelined "
-            f"vs {a.clients} concurrent sync clients; GENERATION_WORKERS in {a.gen_workers}")
+        per_round = [a.n_throughput // a.rounds + (1 if r < a.n_throughput % a.rounds else 0) for r in range(a.rounds)]
+        say(f"\n== 2. throughput: {a.n_throughput} jobs per side in {a.rounds} round(s) of {per_round}; direct "
+            f"pipelined vs {a.clients} concurrent sync clients; GENERATION_WORKERS in {a.gen_workers}")
         comfy_url = self.ensure_comfyui()
         self.raw["throughput"] = {}
         for workers in a.gen_workers:
@@ -462,9 +470,9 @@ class Bench:
                         res: dict[str, Any] = {}
                         for side in order:
                             if side == "direct":
-                                res["direct"] = await self._direct_pipelined(comfy_url, a.n_throughput, f"gw{workers}-r{r}")
+                                res["direct"] = await self._direct_pipelined(comfy_url, per_round[r], f"gw{workers}-r{r}")
                             else:
-                                res["gateway"] = await self._gateway_concurrent(client, gw, a.n_throughput, a.clients,
+                                res["gateway"] = await self._gateway_concurrent(client, gw, per_round[r], a.clients,
                                                                                 f"gw{workers}-r{r}")
                         d_time += res["direct"]["seconds"]
                         g_time += res["gateway"]["seconds"]
@@ -476,7 +484,7 @@ class Bench:
                             f"{res['direct']['cpu_ms_per_job']}, gateway {res['gateway']['cpu_ms_per_job']}")
             finally:
                 self.stop(gw)
-            n = a.n_throughput * a.rounds
+            n = a.n_throughput
             direct_rate, gw_rate = n / d_time, n / g_time
             ratio = gw_rate / direct_rate
             lat_ms = summary_ms(lat)
@@ -710,7 +718,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parts", default=",".join(PARTS),
                    help=f"comma-separated parts to run, of: {', '.join(PARTS)} (default: all)")
     p.add_argument("--quick", action="store_true",
-                   help="scaled-down sizes: 30 latency jobs, 80 throughput jobs in 1 round, 1000 queued jobs, "
+                   help="scaled-down sizes: 30 latency jobs, 80 throughput jobs, 1000 queued jobs, "
                    "100 MiB output")
     p.add_argument("--n-latency", type=int, default=200, help="serial jobs per side in part 1 (default 200)")
     p.add_argument("--warmup", type=int, default=20, help="warm-up jobs per side before part 1 (default 20)")
@@ -718,12 +726,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="part 1: alternate direct and gateway jobs (default), or all direct first")
     p.add_argument("--latency-workers", type=int, default=2, help="GENERATION_WORKERS of part 1's gateway")
     p.add_argument("--image-size", type=int, default=512, help="EmptyImage width and height (default 512)")
-    p.add_argument("--n-throughput", type=int, default=400, help="jobs per side in each round of part 2 (default 400)")
+    p.add_argument("--n-throughput", type=int, default=400, help="jobs per side in part 2, split over --rounds (default 400)")
     p.add_argument("--clients", type=int, default=16, help="concurrent gateway clients in part 2 (default 16)")
     p.add_argument("--gen-workers", default="2,4", help="GENERATION_WORKERS values for part 2 (default 2,4)")
     p.add_argument("--rounds", type=int, default=2,
                    help="part 2: direct/gateway rounds per GENERATION_WORKERS value, alternating which "
-                   "goes first; rates are over all rounds (default 2)")
+                   "goes first; rates are total jobs / total time (default 2)")
     p.add_argument("--mem-jobs", type=int, default=10_000, help="jobs queued in part 3a (default 10000)")
     p.add_argument("--submit-concurrency", type=int, default=32, help="concurrent POST /generate in part 3a")
     p.add_argument("--max-queue-size", type=int, default=20_000, help="MAX_QUEUE_SIZE of the gateways")
@@ -754,6 +762,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--install-timeout", type=float, default=1800.0, help="seconds for install_comfyui.sh")
     p.add_argument("--wait-fake", type=float, default=0.0,
                    help="seconds to wait for the fake ComfyUI module to exist (default: do not wait)")
+    p.add_argument("--gateway-rev", metavar="REV",
+                   help="benchmark this git revision of comfy_gateway (git archive into the temp dir) "
+                   "instead of the work tree, e.g. HEAD while others edit the tree")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the gateway and the fake")
     args = p.parse_args(argv)
     args.parts = [x.strip() for x in args.parts.split(",") if x.strip()]
@@ -762,8 +773,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown part(s): {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     args.gen_workers = [int(x) for x in str(args.gen_workers).split(",") if x.strip()]
     if args.quick:
-        defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20,
-                    "rounds": 1}
+        defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20}
         for key, value in defaults.items():
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
@@ -789,7 +799,17 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}, git {_git_rev()}")
     started = time.monotonic()
     failed: list[str] = []
+    interrupted = False
     try:
+        if args.gateway_rev:
+            commit = snapshot_source(args.gateway_rev, tmp / "src")
+            bench.src = tmp / "src"
+            say(f"gateway code: {args.gateway_rev} = {commit[:12]} (git archive into {bench.src})")
+        else:
+            say(f"gateway code: the work tree {SRC_DEFAULT} (git {_git_rev()})")
+        where = imported_from(args.python, bench.src)
+        say(f"  comfy_gateway imports from {where}")
+        bench.raw["gateway_source"] = {"rev": args.gateway_rev or "worktree", "imported_from": where}
         steps: dict[str, Callable[[], Awaitable[None]]] = {
             "latency": bench.latency, "throughput": bench.throughput,
             "mem-queue": bench.mem_queue, "mem-big": bench.mem_big}
@@ -804,12 +824,13 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - report it, go on with the other parts
                 failed.append(part)
                 say(f"!! part {part} failed: {type(exc).__name__}: {exc}")
+                first_line = (str(exc).splitlines() or [""])[0][:100]
                 bench.add(Figure(part, "part did not complete", None, "", "completes", False,
-                                 note=f"{type(exc).__name__}: {str(exc)[:120]}"))
+                                 note=f"{type(exc).__name__}: {first_line}"))
     except KeyboardInterrupt:
         say("\ninterrupted: stopping everything this run started")
+        interrupted = True
         pm.stop_all()
-        return 130
     finally:
         pm.stop_all()
         if args.keep_temp:
@@ -817,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     total = time.monotonic() - started
-    say(f"\n== summary ({total:.0f}s)")
+    say(f"\n== summary ({total:.0f}s){' of an interrupted run' if interrupted else ''}")
     say(table(bench.figures))
     verdicts = [f.ok for f in bench.figures if f.ok is not None]
     say(f"\n{sum(verdicts)} of {len(verdicts)} targets met")
@@ -836,6 +857,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))
         say(f"JSON written to {args.json}")
+    if interrupted:
+        return 130
     return 0 if all(verdicts) and not failed else 1
 
 

@@ -15,6 +15,7 @@ from .api.auth import require_api_key
 from .api.errors import install_error_handlers
 from .api.jsonresp import JSONResponse
 from .api.limits import BodySizeLimit
+from .api.render import render_result
 from .pipeline.runtime import Runtime
 from .settings import Settings
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.basicConfig(level=settings.api_log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, render=lambda job: render_result(job, settings.base_url))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .net.guard import NetworkPolicy
+
+MiB = 1024 * 1024
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a bad setting is reported by name, never echoed (it may be a secret).
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      hide_input_in_errors=True)
 
     # HTTP server. Without API keys the service must not face a network, so loopback by default.
     api_host: str = "127.0.0.1"
@@ -58,6 +67,49 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
+    # The address guard for URLs a client chooses (webhooks, S3 endpoints a request names,
+    # input URLs): comma-separated CIDRs and host names that may be reached although they are
+    # loopback or private. Empty: public addresses only.
+    asset_allowed_networks: str = ""
+
+    # Where clients reach this gateway; output links in webhook bodies start with it.
+    # Empty: http://API_HOST:API_PORT.
+    public_url: str = ""
+
+    # Local outputs: removed once uploaded to S3 unless kept; a job's folder is deleted this
+    # many seconds after its last write (0 keeps files forever).
+    keep_local_outputs: bool = False
+    local_output_ttl: float = Field(24 * 3600.0, ge=0)
+
+    # S3 defaults, used for every job whose request has no `s3` of its own. Without keys the
+    # AWS default credential chain applies (environment, profile, instance role).
+    s3_bucket_name: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_prefix: str = ""
+    s3_url_expiry: int = Field(3600, ge=1, le=7 * 24 * 3600, description="presigned URL lifetime (SigV4 max: 7 days)")
+    s3_public_base_url: str = ""
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_part_size: int = Field(8 * MiB, ge=5 * MiB, le=5 * 1024 * MiB)
+    s3_retries: int = Field(2, ge=0, le=10)
+    s3_timeout: float = Field(60.0, gt=0)
+
+    # Webhooks: WEBHOOK_URL is the default receiver; every webhook is signed with WEBHOOK_SECRET.
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_retries: int = Field(5, ge=0, le=20)
+    webhook_timeout: float = Field(10.0, gt=0)
+    webhook_backoff: float = Field(1.0, gt=0, description="delay before the first retry; doubles each time")
+
+    # Base64 outputs in the result: the most bytes (before encoding) one job may inline.
+    inline_max_bytes: int = Field(8 * MiB, ge=0)
+
+    # Key that seals per-request credentials inside stored jobs (base64 of 32 bytes). Empty:
+    # a random key per process, enough while jobs live in this process's memory.
+    secrets_key: SecretStr = SecretStr("")
+
     @field_validator("api_cache")
     @classmethod
     def _known_cache(cls, v: str) -> str:
@@ -66,9 +118,74 @@ class Settings(BaseSettings):
             raise ValueError("API_CACHE supports 'memory' in this version")
         return v
 
+    @field_validator("s3_prefix")
+    @classmethod
+    def _clean_prefix(cls, v: str) -> str:
+        return v.strip().strip("/")
+
+    @field_validator("public_url", "s3_public_base_url", "s3_endpoint_url", "webhook_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
+        return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: SecretStr) -> SecretStr:
+        if v.get_secret_value():
+            webhook_key(v.get_secret_value())  # raises with the reason
+        return v
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key(cls, v: SecretStr) -> SecretStr:
+        if v.get_secret_value():
+            try:
+                key = base64.b64decode(v.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise ValueError("SECRETS_KEY must be the base64 of 32 bytes (openssl rand -base64 32)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key.get_secret_value()):
+            raise ValueError("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither")
+        if self.webhook_url and not self.webhook_secret.get_secret_value():
+            raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: every webhook is signed")
+        return self
+
+    @cached_property
+    def network_policy(self) -> NetworkPolicy:
+        return NetworkPolicy.parse(self.asset_allowed_networks)
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
     @cached_property
     def backend_urls(self) -> list[str]:
         urls = [u.strip().rstrip("/") for u in self.comfyui_api_base.split(",") if u.strip()]
         if not urls:
             raise ValueError("COMFYUI_API_BASE names no backend")
         return urls
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key a Standard Webhooks secret stands for: base64, optionally prefixed `whsec_`
+    (as the spec and its libraries read it, so receivers verify with the same string)."""
+    raw = secret.strip()
+    raw = raw[len("whsec_"):] if raw.startswith("whsec_") else raw
+    raw = raw.rstrip("=")
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("WEBHOOK_SECRET must be base64, optionally prefixed 'whsec_'") from None
+    if len(key) < 24:
+        raise ValueError(
+            f"WEBHOOK_SECRET decodes to {len(key)} bytes; use at least 24 (the Standard Webhooks "
+            "advice), e.g. 'whsec_' + the output of: openssl rand -base64 32")
+    return key

@@ -187,28 +187,49 @@ def start_real_comfyui(pm: ProcessManager, base_dir: Path, timeout: float) -> Ma
     return proc
 
 
-def start_fake_comfyui(pm: ProcessManager, python: str, base_dir: Path, timeout: float) -> Managed:
+def start_fake_comfyui(pm: ProcessManager, python: str, base_dir: Path, timeout: float, src: Path = REPO) -> Managed:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = pm.spawn("fake_comfyui", [python, "-m", "comfy_gateway.testing.fake_comfyui", "--host", "127.0.0.1",
                                      "--port", str(port), "--base-dir", str(base_dir)],
-                    url=url, cwd=REPO, env={"PYTHONPATH": str(REPO)})
+                    url=url, cwd=base_dir, env={"PYTHONPATH": str(src)})
     wait_until(lambda: http_get(url + "/system_stats")[0] == 200, timeout, proc, 0.05, "fake ComfyUI")
     proc.info["base_dir"] = str(base_dir)
     return proc
 
 
-def fake_available(python: str) -> bool:
+def fake_available(python: str, src: Path = REPO) -> bool:
     out = subprocess.run([python, "-c", "import importlib.util as u, sys; "
                           "sys.exit(0 if u.find_spec('comfy_gateway.testing.fake_comfyui') else 1)"],
-                         cwd=REPO, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                         cwd=src, capture_output=True, env={**os.environ, "PYTHONPATH": str(src)})
     return out.returncode == 0
+
+
+def snapshot_source(rev: str, dest: Path) -> str:
+    """`git archive REV comfy_gateway` unpacked into dest (read-only use of the repository):
+    benchmark a committed revision while the work tree changes. Returns the full commit id."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.Popen(["git", "-C", str(REPO), "archive", commit, "comfy_gateway"], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, check=True)
+    if archive.wait() != 0:
+        raise RuntimeError(f"git archive {rev} failed")
+    return commit
+
+
+def imported_from(python: str, src: Path) -> str:
+    """Where `import comfy_gateway` resolves with PYTHONPATH=src (the editable install comes after)."""
+    out = subprocess.run([python, "-c", "import comfy_gateway; print(comfy_gateway.__file__)"], cwd=src,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+    return out.stdout.strip() or out.stderr.strip()[-300:]
 
 
 # -- the gateway -----------------------------------------------------------------------------
 def start_gateway(pm: ProcessManager, python: str, *, comfy_url: str, output_dir: Path, workdir: Path,
                   generation_workers: int, max_queue_size: int, log_level: str, timeout: float,
-                  extra_env: dict[str, str] | None = None, profile_to: Path | None = None) -> Managed:
+                  extra_env: dict[str, str] | None = None, profile_to: Path | None = None,
+                  src: Path = REPO) -> Managed:
     """`comfy-gateway serve` (as `python -m comfy_gateway.cli serve`, so the pid is the server
     itself), ready once /health is 200 and its websocket to every backend is connected."""
     port = free_port()
@@ -217,7 +238,7 @@ def start_gateway(pm: ProcessManager, python: str, *, comfy_url: str, output_dir
         "API_HOST": "127.0.0.1", "API_PORT": str(port), "COMFYUI_API_BASE": comfy_url,
         "OUTPUT_DIR": str(output_dir), "GENERATION_WORKERS": str(generation_workers),
         "MAX_QUEUE_SIZE": str(max_queue_size), "API_LOG_LEVEL": log_level, "API_WORKERS": "1",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(src),
     }
     env.update(extra_env or {})
     argv = [python]

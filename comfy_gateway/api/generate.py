@@ -8,6 +8,8 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from sse_starlette import EventSourceResponse
 
 from ..jobs.model import Job
+from ..net.guard import UrlRefused, check_url
+from ..pipeline.runtime import Runtime
 from .deps import runtime_of
 from .jsonresp import JSONResponse
 from .render import render_result
@@ -25,16 +27,15 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "The payload does not match the schema (says where)"},
     429: {"model": ErrorBody, "description": "Queue full (MAX_QUEUE_SIZE); see Retry-After"},
     503: {"model": ErrorBody, "description": "Shutting down: no new jobs; see Retry-After"},
-    501: {"model": ErrorBody, "description": "A field this version does not serve yet"},
+    501: {"model": ErrorBody, "description": "A field this version, or this gateway's configuration, does not serve"},
 }
 
 # HTTP status for a sync call whose job ended, by JobError.kind.
-SYNC_STATUS = {"rejected": 400, "execution": 422, "interrupted": 409, "backend": 502, "internal": 500}
+SYNC_STATUS = {"rejected": 400, "execution": 422, "interrupted": 409, "backend": 502, "storage": 502,
+               "internal": 500}
 
 NOT_YET = {
     "modifier": "modifiers are not available in this version: send 'workflow_json'",
-    "s3": "S3 outputs are not available in this version: outputs are stored under OUTPUT_DIR",
-    "webhook": "webhooks are not available in this version: use /generate/sync, the stream or /result",
 }
 
 
@@ -49,10 +50,28 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
     for field, why in NOT_YET.items():
         if getattr(body.input, field) is not None:
             raise HTTPException(501, detail=f"input.{field}: {why}")
-    payload = body.input.model_dump(mode="json", exclude_none=True)
-    if body.input.request_id is not None:
-        payload["request_id"] = str(body.input.request_id)
-    return await runtime.submit(payload)
+    _check_destinations(body, runtime)
+    return await runtime.submit(body.input.job_payload())
+
+
+def _check_destinations(body: GenerateRequest, runtime: Runtime) -> None:
+    """Refuse up front what the address guard can judge without a DNS look-up (scheme, literal
+    loopback or private addresses); names are checked again where they resolve."""
+    policy = runtime.settings.network_policy
+    inp = body.input
+    if inp.webhook is not None:
+        if not runtime.webhooks.can_sign:
+            raise HTTPException(501, detail="input.webhook: this gateway has no WEBHOOK_SECRET to sign "
+                                            "webhooks with; its operator must set one")
+        try:
+            check_url(str(inp.webhook.url), policy, what="input.webhook.url")
+        except UrlRefused as exc:
+            raise HTTPException(422, detail=f"{exc} (ASSET_ALLOWED_NETWORKS lists what may be reached)") from None
+    if inp.s3 is not None and inp.s3.endpoint_url is not None:
+        try:
+            check_url(str(inp.s3.endpoint_url), policy, what="input.s3.endpoint_url")
+        except UrlRefused as exc:
+            raise HTTPException(422, detail=f"{exc} (ASSET_ALLOWED_NETWORKS lists what may be reached)") from None
 
 
 def _result(request: Request, job: Job, status: int) -> JSONResponse:

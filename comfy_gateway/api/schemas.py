@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
-from ..jobs.model import JobError, OutputFile, Progress
+from ..jobs.model import JobError, OutputFile, Progress, WebhookState
 
 MAX_NODES = 5000
 MAX_DEPTH = 64
@@ -42,18 +42,31 @@ class WorkflowNode(BaseModel):
 
 
 class S3Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Your own bucket for this job's outputs (replaces the gateway's S3_* defaults). The keys
+    are kept sealed while the job lives and appear in no result, log line or webhook."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     access_key_id: str = Field(min_length=1, max_length=256)
     secret_access_key: SecretStr = Field(min_length=1, max_length=1024)
-    bucket_name: str = Field(min_length=3, max_length=63)
-    endpoint_url: HttpUrl | None = None
-    region: str | None = Field(None, max_length=64)
+    bucket_name: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$",
+                             description="an S3 bucket name: lowercase letters, digits, dots and hyphens")
+    endpoint_url: HttpUrl | None = Field(None, description="an S3-compatible endpoint; AWS S3 when absent")
+    region: str | None = Field(None, max_length=64, pattern=r"^[a-z0-9\-]+$")
 
 
 class WebhookConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: HttpUrl
-    extra_params: dict[str, Any] = Field(default_factory=dict)
+    url: HttpUrl = Field(description="receives a signed POST of the final result when the job ends")
+    extra_params: dict[str, Any] = Field(
+        default_factory=dict, description="sent back as they are, under the body's 'extra_params' key")
+
+
+class OutputConversion(BaseModel):
+    """Re-encode image outputs (still images; video, audio and animations are left alone)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["webp", "jpeg"]
+    quality: int = Field(90, ge=1, le=100)
 
 
 class GenerateInput(BaseModel):
@@ -74,6 +87,20 @@ class GenerateInput(BaseModel):
         None, gt=0, le=7 * 86400, description="Seconds the job may take in all, queue included "
         "(default JOB_TIMEOUT, at most MAX_JOB_TIMEOUT); past it the job is stopped in ComfyUI "
         "and ends `timed_out`.")
+    convert_output: OutputConversion | None = Field(
+        None, description="Convert image outputs to webp or jpeg at the given quality.")
+    base64_outputs: bool = Field(
+        False, description="Also return each output's bytes as base64 in the result (up to INLINE_MAX_BYTES per job).")
+
+    def job_payload(self) -> dict[str, Any]:
+        """The request as the runtime takes it: JSON types, the S3 secret revealed (the runtime
+        seals it before storing anything)."""
+        payload = self.model_dump(mode="json", exclude_none=True)
+        if self.request_id is not None:
+            payload["request_id"] = str(self.request_id)
+        if self.s3 is not None:
+            payload["s3"]["secret_access_key"] = self.s3.secret_access_key.get_secret_value()
+        return payload
 
     @model_validator(mode="after")
     def _one_source(self) -> "GenerateInput":
@@ -118,6 +145,8 @@ class JobResult(BaseModel):
     error: JobError | None
     progress: Progress | None
     backend: str | None
+    webhook: WebhookState | None = None
+    warnings: list[str] = []
     created_at: str
     updated_at: str
     finished_at: str | None
@@ -147,6 +176,20 @@ REQUEST_EXAMPLES = {
         "summary": "Your own request_id, previews included",
         "value": {"input": {"request_id": "0b6cfa52-0a39-4d4e-9a55-0b1c3f1c2a10",
                             "workflow_json": EMPTY_SAVE, "include_previews": True}},
+    },
+    "s3_webhook_webp": {
+        "summary": "Outputs to your own bucket as WebP, and a signed webhook when the job ends",
+        "value": {"input": {
+            "workflow_json": EMPTY_SAVE,
+            "s3": {"access_key_id": "AKIA...", "secret_access_key": "...", "bucket_name": "my-bucket",
+                   "region": "eu-west-1"},
+            "webhook": {"url": "https://example.com/hooks/comfy", "extra_params": {"order": 42}},
+            "convert_output": {"format": "webp", "quality": 85},
+        }},
+    },
+    "base64": {
+        "summary": "The outputs' bytes in the result itself (one round trip)",
+        "value": {"input": {"workflow_json": EMPTY_SAVE, "base64_outputs": True}},
     },
     "load_invert": {
         "summary": "LoadImage -> ImageInvert -> SaveImage (example.png uploaded to ComfyUI)",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from .events import JobEvent
 from .memory_queue import StageQueue
-from .model import Job, JobStatus, Progress
-from .store import STAGES, QueueFull
+from .model import Job, JobStatus, Progress, WebhookState
+from .store import STAGES, QueueFull, TerminalListener
+
+log = logging.getLogger(__name__)
 
 
 def _wake(futures: set[asyncio.Future[None]]) -> None:
@@ -28,6 +31,7 @@ class MemoryJobStore:
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._queue_waiters: set[asyncio.Future[None]] = set()
         self._queues = {stage: StageQueue() for stage in STAGES}
+        self._terminal_listeners: list[TerminalListener] = []
 
     # -- jobs -------------------------------------------------------------------------------
     async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
@@ -65,7 +69,25 @@ class MemoryJobStore:
         job.updated_at = time.time()
         if status is not None or message is not None:
             self._record(job, "final_result" if job.status.terminal else "status")
+        if job.status.terminal:
+            self._ended(job)
         return job
+
+    def on_terminal(self, listener: TerminalListener) -> None:
+        self._terminal_listeners.append(listener)
+
+    def _ended(self, job: Job) -> None:
+        for listener in self._terminal_listeners:
+            try:
+                listener(job)
+            except Exception:  # noqa: BLE001 - a listener's bug must not undo the transition
+                log.exception("terminal listener failed for job %s", job.id)
+
+    async def set_webhook(self, job_id: str, state: WebhookState) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.webhook = state
+            job.updated_at = time.time()
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
         job = self._jobs.get(job_id)

@@ -51,10 +51,21 @@ class OutputFile(BaseModel):
     output_type: str = Field(description="the key of the node's output: images, gifs, video, audio...")
     content_type: str | None = None
     size_bytes: int | None = None
+    s3_key: str | None = Field(None, description="the object's key when the output went to S3")
+    base64: str | None = Field(None, description="the file itself, when the request asked for base64 outputs")
+
+
+class WebhookState(BaseModel):
+    """How the delivery of the job's webhook went, updated after every attempt."""
+
+    state: str = Field("pending", description="pending | retrying | delivered | failed")
+    attempts: int = 0
+    last_status: int | None = Field(None, description="HTTP status of the last answer")
+    last_error: str | None = None
 
 
 class JobError(BaseModel):
-    kind: str = Field("internal", description="rejected | execution | interrupted | backend | internal")
+    kind: str = Field("internal", description="rejected | execution | interrupted | backend | storage | internal")
     type: str
     message: str
     node_errors: dict[str, Any] | None = None
@@ -86,6 +97,10 @@ class Job(BaseModel):
     output: list[OutputFile] = Field(default_factory=list)
     error: JobError | None = None
     progress: Progress | None = None
+    # Set when a webhook will be sent at the end; it records every delivery attempt.
+    webhook: WebhookState | None = None
+    # Things the client asked for that could not be done, without failing the job.
+    warnings: list[str] = Field(default_factory=list)
     # What ComfyUI's /history listed, kept between generation and postprocess (not shown).
     comfy_outputs: list[dict[str, Any]] = Field(default_factory=list)
     request_hash: str | None = None

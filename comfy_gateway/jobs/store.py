@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .events import JobEvent
-from .model import Job, JobStatus, Progress
+from .model import Job, JobStatus, Progress, WebhookState
+
+# Called with the job right after it reached a terminal state, once per job. It must not block:
+# schedule the work (e.g. a webhook delivery) and return.
+TerminalListener = Callable[[Job], None]
 
 STAGES = ("preprocess", "generation", "postprocess")
 
@@ -33,6 +37,14 @@ class JobStore(Protocol):
         ended are dropped (terminal states are final) and the job is returned unchanged."""
 
     async def set_progress(self, job_id: str, progress: Progress) -> None: ...
+
+    async def set_webhook(self, job_id: str, state: WebhookState) -> None:
+        """Record a webhook delivery attempt. Allowed on an ended job (webhooks are sent after
+        the end); records no event, since the job's stream has already closed."""
+
+    def on_terminal(self, listener: TerminalListener) -> None:
+        """Call the listener for every job that reaches completed, failed, cancelled or
+        timed_out, whoever ended it: the one place terminal transitions are seen."""
 
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]: ...
 

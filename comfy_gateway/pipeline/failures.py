@@ -6,7 +6,9 @@ import logging
 
 from ..comfy.errors import BackendError, ExecutionFailed, ExecutionInterrupted, PromptLost, PromptRejected
 from ..jobs.model import JobError, JobStatus
+from ..jobs.sealing import SealError
 from ..jobs.store import JobStore
+from ..outputs.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,10 @@ def job_error(exc: BaseException) -> JobError:
         return JobError(kind="interrupted", type="execution_interrupted", message=str(exc), details=exc.data)
     if isinstance(exc, PromptLost):
         return JobError(kind="backend", type="prompt_lost", message=str(exc))
+    if isinstance(exc, StorageError):
+        return JobError(kind="storage", type=exc.type, message=exc.message, details=exc.details or None)
+    if isinstance(exc, SealError):
+        return JobError(kind="storage", type="credentials_unavailable", message=str(exc))
     if isinstance(exc, BackendError):
         return JobError(kind="backend", type="backend_error", message=str(exc))
     return JobError(kind="internal", type="internal_error", message=f"{type(exc).__name__}: {exc}")

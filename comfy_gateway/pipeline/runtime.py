@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import math
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from ..comfy.pool import BackendPool
 from ..jobs.memory import MemoryJobStore
-from ..jobs.model import Job, JobStatus
+from ..jobs.model import Job, JobStatus, WebhookState
+from ..jobs.sealing import SecretBox
 from ..jobs.store import STAGES, JobStore
 from ..outputs.local import LocalStorage
+from ..outputs.retention import expire_local_outputs
+from ..outputs.s3 import S3Storage
+from ..outputs.webhooks import WebhookSender
 from ..settings import Settings
 from .cancel import AlreadyEnded, Canceller
 from .deadlines import DeadlineWatcher
 from .estimates import StageStats, estimate_wait
 from .failures import fail_job
 from .generation import Generation
+from .output_plan import seal_request
 from .postprocess import Postprocess
 from .preprocess import Preprocess
 from .workers import WorkerPool
@@ -42,12 +48,21 @@ def request_hash(payload: dict[str, Any]) -> str:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, store: JobStore | None = None):
+    def __init__(self, settings: Settings, store: JobStore | None = None,
+                 render: Callable[[Job], dict[str, Any]] | None = None):
+        """`render` turns a job into the result object webhooks carry (the API's renderer,
+        with output links based at PUBLIC_URL)."""
         self.settings = settings
         self.store: JobStore = store or MemoryJobStore()
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
                                 lost_after=settings.backend_lost_after)
         self.storage = LocalStorage(settings.output_dir)
+        key = settings.secrets_key.get_secret_value()
+        self.secrets = SecretBox(base64.b64decode(key) if key else None)
+        self.s3 = S3Storage(settings, settings.network_policy)
+        self.webhooks = WebhookSender(settings, self.store, render or (lambda job: job.model_dump(mode="json")))
+        # Every terminal transition, whoever makes it (a stage, a cancel, a timeout), passes here.
+        self.store.on_terminal(self.webhooks.on_terminal)
         self.stats = StageStats()
         self.pools: dict[str, list[WorkerPool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -71,7 +86,8 @@ class Runtime:
             self.pools["generation"].append(pool("generation", s.generation_workers, gen, ready=gen.ready,
                                                  label=f"generation@{backend.name}"))
         self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
-                                          Postprocess(store, self.pool, self.storage))]
+                                          Postprocess(store, self.pool, self.storage, self.s3, self.secrets, s))]
+        await self.webhooks.start()
         for pools in self.pools.values():
             for p in pools:
                 p.start()
@@ -85,6 +101,7 @@ class Runtime:
         for pools in self.pools.values():
             for p in pools:
                 await p.stop()
+        await self.webhooks.stop()
         await self.pool.stop()
 
     async def drain(self, grace: float) -> None:
@@ -111,12 +128,18 @@ class Runtime:
         return busy == 0 and not any((await self.store.queue_sizes()).values())
 
     async def _sweep(self) -> None:
+        s = self.settings
+        interval = min(60.0, s.result_ttl, s.local_output_ttl or 60.0)
         while True:
-            await asyncio.sleep(min(60.0, self.settings.result_ttl))
+            await asyncio.sleep(max(interval, 0.5))
             try:
-                await self.store.expire(time.time() - self.settings.result_ttl)
+                await self.store.expire(time.time() - s.result_ttl)
             except Exception:  # noqa: BLE001
                 log.exception("expiring old results failed")
+            try:
+                await expire_local_outputs(self.storage.root, self.store, s.local_output_ttl)
+            except Exception:  # noqa: BLE001
+                log.exception("expiring old local outputs failed")
 
     # -- what the API asks ------------------------------------------------------------------
     async def submit(self, payload: dict[str, Any]) -> tuple[Job, bool]:
@@ -130,7 +153,11 @@ class Runtime:
                 return existing, False
             raise DuplicateRequest(job_id)
         timeout = float(payload.get("timeout") or self.settings.job_timeout)
-        job = Job(id=job_id, request=payload, request_hash=digest, deadline=time.time() + timeout)
+        # Stored with its credentials sealed; the hash above saw them in the clear, so the same
+        # request with other keys is another request.
+        stored = seal_request(payload, job_id, self.secrets)
+        hook = WebhookState() if self.webhooks.target(payload) else None
+        job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout)
         try:
             job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
         except KeyError:  # lost a race with the same id
