@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from .api.jsonresp import JSONResponse
 
 from . import __version__
-from .api import generate, results, system
+from .api import assets, generate, modifiers, results, system
 from .api.errors import install_error_handlers
 from .api.limits import BodySizeLimit
+from .api.modifier_docs import install_modifier_docs
 from .pipeline.runtime import Runtime
 from .settings import Settings
 
@@ -23,6 +24,9 @@ A production API in front of ComfyUI. Send an API-format workflow and get its ou
 * `POST /generate/sync?timeout=S` waits for the result (202 and a `Location` if S passes first).
 * `POST /generate/stream` follows the job as server-sent events: status, queue position,
   progress, and a last `final_result` event with the whole result.
+* Instead of a workflow, name a modifier (`GET /modifiers` lists them with their parameters)
+  and send its `modifications`. Image URLs, `data:` URIs and `asset://` references from
+  `POST /assets` in a workflow are fetched, checked and uploaded to ComfyUI for you.
 
 Every answer carries the same result object. See `/` for the README.
 """
@@ -48,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(generate.router)
     app.include_router(results.router)
+    app.include_router(modifiers.router)
+    app.include_router(assets.router)
     app.include_router(system.router)
+    install_modifier_docs(app, runtime.modifiers)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -8,6 +8,8 @@ from .jsonresp import JSONResponse
 
 from ..jobs.store import QueueFull
 from ..pipeline.runtime import DuplicateRequest
+from ..workflows.params import InvalidModifications
+from ..workflows.registry import UnknownModifier
 
 
 def _where(loc: tuple | list) -> str:
@@ -35,6 +37,17 @@ def install_error_handlers(app: FastAPI) -> None:
                 "detail": f"malformed JSON body: {ctx.get('error', 'cannot be parsed')}", "errors": errors})
         summary = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors[:5])
         return JSONResponse(status_code=422, content={"detail": f"invalid request: {summary}", "errors": errors})
+
+    @app.exception_handler(UnknownModifier)
+    async def unknown_modifier(request: Request, exc: UnknownModifier) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": f"input.modifier: {exc}", "known": exc.known})
+
+    @app.exception_handler(InvalidModifications)
+    async def invalid_modifications(request: Request, exc: InvalidModifications) -> JSONResponse:
+        errors = [{**e, "loc": ["input", *e["loc"]]} for e in exc.errors]
+        summary = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors[:5])
+        return JSONResponse(status_code=422, content={
+            "detail": f"invalid modifications for modifier {exc.modifier!r}: {summary}", "errors": errors})
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:

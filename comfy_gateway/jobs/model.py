@@ -54,7 +54,8 @@ class OutputFile(BaseModel):
 
 
 class JobError(BaseModel):
-    kind: str = Field("internal", description="rejected | execution | interrupted | backend | internal")
+    kind: str = Field("internal", description="rejected | execution | interrupted | backend | internal "
+                                              "| modifier | input")
     type: str
     message: str
     node_errors: dict[str, Any] | None = None
@@ -88,6 +89,9 @@ class Job(BaseModel):
     progress: Progress | None = None
     # What ComfyUI's /history listed, kept between generation and postprocess (not shown).
     comfy_outputs: list[dict[str, Any]] = Field(default_factory=list)
+    # The input files the workflow names, checked at preprocess, that generation uploads to
+    # the backend it runs on: {path, source, sha256, filename, mime} each (not shown).
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
     request_hash: str | None = None
     # When each step began and ended (epoch seconds), e.g. preprocess_started.
     marks: dict[str, float] = Field(default_factory=dict)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 
 from ..comfy.errors import BackendError, ExecutionFailed, ExecutionInterrupted, PromptLost, PromptRejected
+from ..inputs.errors import InputError
+from ..workflows.modifier import ModifierError
+from ..workflows.params import InvalidModifications
+from ..workflows.registry import UnknownModifier
 from ..jobs.model import JobError, JobStatus
 from ..jobs.store import JobStore
 
@@ -12,6 +16,16 @@ log = logging.getLogger(__name__)
 
 
 def job_error(exc: BaseException) -> JobError:
+    if isinstance(exc, InputError):
+        return JobError(kind="input", type=exc.type, message=str(exc), details=exc.details())
+    if isinstance(exc, ModifierError):
+        return JobError(kind="modifier", type=exc.type, message=str(exc), details=exc.details)
+    if isinstance(exc, InvalidModifications):
+        return JobError(kind="modifier", type="invalid_modifications", message=str(exc),
+                        details={"modifier": exc.modifier, "errors": exc.errors})
+    if isinstance(exc, UnknownModifier):
+        return JobError(kind="modifier", type="unknown_modifier", message=str(exc),
+                        details={"modifier": exc.name, "known": exc.known})
     if isinstance(exc, PromptRejected):
         return JobError(
             kind="rejected", type=str(exc.error.get("type") or "invalid_prompt"),

@@ -1,24 +1,35 @@
-"""Stage 2: run the prompt on one backend and wait for ComfyUI to confirm its end."""
+"""Stage 2: put the job's inputs on one backend, run the prompt there and wait for ComfyUI to
+confirm its end."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import time
+from typing import Any
+
+import orjson
 
 from ..comfy.backend import Backend
+from ..comfy.errors import PromptRejected
 from ..comfy.history import output_refs
-from ..jobs.model import JobStatus, Progress
+from ..inputs.find import set_at
+from ..inputs.resolver import InputResolver
+from ..jobs.model import Job, JobStatus, Progress
 from ..jobs.store import JobStore
 from .failures import fail_job
+from .uploads import BackendUploads
 
 
 class Generation:
     """One instance per backend; its workers take jobs only while that backend is connected."""
 
-    def __init__(self, store: JobStore, backend: Backend):
+    def __init__(self, store: JobStore, backend: Backend, inputs: InputResolver):
         self._store = store
         self.backend = backend
+        self._inputs = inputs
+        self.uploads = BackendUploads(backend.http)
 
     async def ready(self) -> None:
         await self.backend.connected.wait()
@@ -35,7 +46,7 @@ class Generation:
             def on_progress(p: Progress) -> None:
                 asyncio.get_running_loop().create_task(self._store.set_progress(job_id, p))
 
-            entry = await backend.run(job_id, job.workflow, on_progress)
+            entry = await self._run(job, on_progress)
             include_temp = bool(job.request.get("include_previews"))
             refs = [r for r in output_refs(entry) if include_temp or r.type != "temp"]
             job = await self._store.update(
@@ -47,3 +58,38 @@ class Generation:
                 await self._store.enqueue("postprocess", job_id)
         except Exception as exc:  # noqa: BLE001
             await fail_job(self._store, job_id, exc)
+
+    async def _run(self, job: Job, on_progress: Any) -> dict[str, Any]:
+        if not job.inputs:
+            return await self.backend.run(job.id, job.workflow or {}, on_progress)
+        workflow, reused = await self._place_inputs(job)
+        try:
+            return await self.backend.run(job.id, workflow, on_progress)
+        except PromptRejected as exc:
+            # A file this backend had before may be gone (a restarted ComfyUI with a fresh input
+            # folder): if ComfyUI names one, upload again and try once more. A rejected prompt
+            # never entered its queue, so the same prompt id is free.
+            text = orjson.dumps([exc.error, exc.node_errors]).decode()
+            gone = [sha for sha, name in reused.items() if name in text]
+            if not gone:
+                raise
+            for sha in gone:
+                self.uploads.forget(sha)
+            workflow, _ = await self._place_inputs(job)
+            return await self.backend.run(job.id, workflow, on_progress)
+
+    async def _place_inputs(self, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
+        """The workflow with each input's name on this backend, uploading what it lacks; and
+        {sha256: name} of those it had already."""
+        workflow = copy.deepcopy(job.workflow or {})
+        distinct = {item["sha256"]: item["source"] for item in job.inputs}
+
+        async def one(sha: str, source: str) -> tuple[str, str, bool]:
+            name, fresh = await self.uploads.ensure(sha, lambda: self._inputs.blob_for(source, sha))
+            return sha, name, fresh
+
+        placed = await asyncio.gather(*(one(sha, src) for sha, src in distinct.items()))
+        names = {sha: name for sha, name, _ in placed}
+        for item in job.inputs:
+            set_at(workflow, item["path"], names[item["sha256"]])
+        return workflow, {sha: name for sha, name, fresh in placed if not fresh}

@@ -8,16 +8,18 @@ import logging
 import math
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from ..comfy.pool import BackendPool
+from ..inputs.resolver import InputResolver
 from ..jobs.memory import MemoryJobStore
-from ..jobs.model import Job
+from ..jobs.model import Job, JobStatus
 from ..jobs.store import STAGES, JobStore
 from ..outputs.local import LocalStorage
 from ..settings import Settings
+from ..workflows.registry import ModifierRegistry
 from .estimates import StageStats, estimate_wait
 from .generation import Generation
 from .postprocess import Postprocess
@@ -45,6 +47,9 @@ class Runtime:
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
                                 lost_after=settings.backend_lost_after)
         self.storage = LocalStorage(settings.output_dir)
+        self.modifiers = ModifierRegistry.load(settings.modifiers_dir, settings.workflows_dir)
+        self.inputs = InputResolver(settings)
+        self.generations: list[Generation] = []
         self.stats = StageStats()
         self.pools: dict[str, list[WorkerPool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -52,12 +57,15 @@ class Runtime:
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.pool.start()
+        await self.inputs.start()
         s, store, record = self.settings, self.store, self.stats.record
         self.pools["preprocess"] = [WorkerPool(
-            "preprocess", s.preprocess_workers, lambda: store.dequeue("preprocess"), Preprocess(store), record)]
+            "preprocess", s.preprocess_workers, lambda: store.dequeue("preprocess"),
+            Preprocess(store, self.modifiers, self.inputs), record)]
         self.pools["generation"] = []
         for backend in self.pool.backends:
-            gen = Generation(store, backend)
+            gen = Generation(store, backend, self.inputs)
+            self.generations.append(gen)
             self.pools["generation"].append(WorkerPool(
                 "generation", s.generation_workers, lambda: store.dequeue("generation"), gen, record,
                 ready=gen.ready, label=f"generation@{backend.name}"))
@@ -75,6 +83,7 @@ class Runtime:
         for pools in self.pools.values():
             for p in pools:
                 await p.stop()
+        await self.inputs.stop()
         await self.pool.stop()
 
     async def _sweep(self) -> None:
@@ -82,8 +91,9 @@ class Runtime:
             await asyncio.sleep(min(60.0, self.settings.result_ttl))
             try:
                 await self.store.expire(time.time() - self.settings.result_ttl)
+                await asyncio.to_thread(self.inputs.expire_assets)
             except Exception:  # noqa: BLE001
-                log.exception("expiring old results failed")
+                log.exception("expiring old results or assets failed")
 
     # -- what the API asks ------------------------------------------------------------------
     async def submit(self, payload: dict[str, Any]) -> tuple[Job, bool]:
@@ -104,11 +114,20 @@ class Runtime:
 
     async def wait_until_done(self, job_id: str, timeout: float) -> Job | None:
         """Wait, woken by the job's events, until it ends or the timeout passes."""
+        return await self.wait_until(job_id, lambda job: job.status.terminal, timeout)
+
+    async def wait_until_admitted(self, job_id: str, timeout: float) -> Job | None:
+        """Wait until the job is past preprocessing (its workflow built and every input fetched
+        and checked) or has ended, so that the API can answer a refused input with a 4xx."""
+        return await self.wait_until(
+            job_id, lambda job: job.status not in (JobStatus.queued, JobStatus.preprocessing), timeout)
+
+    async def wait_until(self, job_id: str, done: Callable[[Job], bool], timeout: float) -> Job | None:
         deadline = time.monotonic() + timeout
         seq = 0
         while True:
             job = await self.store.get(job_id)
-            if job is None or job.status.terminal:
+            if job is None or done(job):
                 return job
             seq += len(await self.store.events_after(job_id, seq))
             remaining = deadline - time.monotonic()
@@ -141,9 +160,11 @@ class Runtime:
             "queues": stages, "waiting": waiting, "max_queue_size": self.settings.max_queue_size,
             "estimated_wait_time": estimate_wait("preprocess", sizes["preprocess"], sizes, workers, self.stats),
             "backends": [
-                {"name": b.name, "connected": b.connected.is_set(), "in_flight": b.in_flight}
-                for b in self.pool.backends
+                {"name": g.backend.name, "connected": g.backend.connected.is_set(),
+                 "in_flight": g.backend.in_flight, "inputs_uploaded": g.uploads.uploads}
+                for g in self.generations
             ],
+            "inputs": self.inputs.stats(),
         }
 
     async def queue_position(self, job: Job) -> dict[str, Any]:
