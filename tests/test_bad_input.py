@@ -37,6 +37,8 @@ async def test_malformed_json_is_400(gateway: Gateway, client: httpx.AsyncClient
     ({"input": {"workflow_json": empty_save()}, "extra": 1}, "extra"),
     ({"input": {}}, "exactly one of 'workflow_json' or 'modifier'"),
     ({"input": {"workflow_json": empty_save(), "modifier": "Image2Image"}}, "exactly one of"),
+    ({"input": {"workflow_json": empty_save(), "modifications": {"seed": 1}}}, "'modifications' are for a modifier"),
+    ({"input": {"modifier": "Image2Image", "modifications": ["seed"]}}, "input.modifications"),
     ({"input": {"workflow_json": empty_save(), "include_previews": "maybe"}}, "input.include_previews"),
     ({"input": {"workflow_json": empty_save(), "webhook": {"url": "not a url"}}}, "input.webhook.url"),
     ({"input": {"workflow_json": empty_save(), "s3": {"bucket_name": "b"}}}, "input.s3"),

@@ -4,6 +4,7 @@ modifications instead of a URL, for clients that have bytes rather than URLs."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -32,15 +33,29 @@ BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "properties": {"file": {"type": "string", "format": "binary", "description": "the file"}}}}}}
 
 
+def _same_origin_only(request: Request) -> None:
+    """A web page on another site may post a multipart form here (browsers allow that without
+    asking), and fill the disk from a visitor's machine. Browsers say where such a post comes
+    from in Origin; programs (curl, httpx) send none."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if urlsplit(origin).netloc.lower() != (request.headers.get("host") or "").lower():
+        raise HTTPException(403, detail=f"uploads from another site's page ({origin}) are refused; "
+                                        "send them from your server or from a page of this gateway's origin")
+
+
 @router.post(
     "/assets", status_code=201, response_model=AssetInfo, openapi_extra={"requestBody": BODY},
-    responses={413: {"model": ErrorBody, "description": "Over MAX_INPUT_BYTES"},
+    responses={403: {"model": ErrorBody, "description": "Posted by a page of another site (Origin)"},
+               413: {"model": ErrorBody, "description": "Over MAX_INPUT_BYTES"},
                415: {"model": ErrorBody, "description": "Not multipart, or sent as an image and not one"},
                422: {"model": ErrorBody, "description": "No file part"}},
     summary="Upload a file; returns a reference a workflow can use instead of a URL",
 )
 async def upload_asset(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
+    _same_origin_only(request)
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(415, detail="send the file as multipart/form-data in a part named 'file' "

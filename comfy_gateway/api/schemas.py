@@ -43,7 +43,7 @@ class GenerateInput(BaseModel):
     workflow_json: dict[str, WorkflowNode] | None = Field(
         None, description="An API-format ComfyUI workflow (ComfyUI's 'Export (API)').")
     modifier: str | None = Field(None, min_length=1, max_length=200,
-                                 description="Name of a modifier class (instead of workflow_json).")
+                                 description="Name of a modifier (instead of workflow_json); GET /modifiers lists them.")
     modifications: dict[str, Any] = Field(default_factory=dict,
                                           description="Parameters for the modifier.")
     s3: S3Config | None = None
@@ -54,6 +54,9 @@ class GenerateInput(BaseModel):
     def _one_source(self) -> "GenerateInput":
         if (self.workflow_json is None) == (self.modifier is None):
             raise ValueError("give exactly one of 'workflow_json' or 'modifier'")
+        if self.modifications and self.modifier is None:
+            raise ValueError("'modifications' are for a modifier: name one in 'modifier', or set the values "
+                             "in 'workflow_json' yourself")
         if self.workflow_json is not None:
             if not self.workflow_json:
                 raise ValueError("'workflow_json' has no nodes")
@@ -108,6 +111,11 @@ INVERT = {
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inverted"}},
 }
+URL_INPUT = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "https://example.com/photo.png"}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inverted"}},
+}
 REQUEST_EXAMPLES = {
     "empty_image": {
         "summary": "EmptyImage -> SaveImage (runs on a CPU ComfyUI without weights)",
@@ -117,6 +125,10 @@ REQUEST_EXAMPLES = {
         "summary": "Your own request_id, previews included",
         "value": {"input": {"request_id": "0b6cfa52-0a39-4d4e-9a55-0b1c3f1c2a10",
                             "workflow_json": EMPTY_SAVE, "include_previews": True}},
+    },
+    "url_input": {
+        "summary": "An image URL as input: fetched, checked, uploaded to ComfyUI (also data: URIs, asset://)",
+        "value": {"input": {"workflow_json": URL_INPUT}},
     },
     "load_invert": {
         "summary": "LoadImage -> ImageInvert -> SaveImage (example.png uploaded to ComfyUI)",

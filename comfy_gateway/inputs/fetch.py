@@ -10,7 +10,7 @@ import aiohttp
 
 from .. import __version__
 from ..net.guard import NetworkPolicy, UrlRefused, guarded_request, guarded_session
-from .errors import InputRefused, InputTooLarge, InputUnavailable
+from .errors import InputInvalid, InputRefused, InputTooLarge, InputUnavailable
 
 CHUNK = 64 * 1024
 
@@ -58,6 +58,8 @@ async def fetch_url(session: aiohttp.ClientSession, url: str, policy: NetworkPol
                 resp.close()  # never pool a connection whose body was left unread
     except UrlRefused as exc:
         raise InputRefused(f"{exc}{_setting_for(str(exc))}") from None
+    except ValueError as exc:  # yarl and the IDNA codec refuse malformed hosts, ports, brackets
+        raise InputInvalid(f"not a valid URL: {exc}") from None
     except TimeoutError:
         raise InputUnavailable(
             f"not fetched within {limits.total_timeout:g} s (INPUT_TIMEOUT; connecting may take "

@@ -46,8 +46,8 @@ def job_error(exc: BaseException) -> JobError:
 async def fail_job(store: JobStore, job_id: str, exc: BaseException) -> None:
     """End the job as failed with the error; never raises (a worker must survive it)."""
     err = job_error(exc)
-    if err.type == "internal_error":
-        log.error("job %s failed unexpectedly", job_id, exc_info=exc)
+    if err.type in ("internal_error", "modifier_error"):  # our code or an operator's: keep the traceback
+        log.error("job %s failed: %s", job_id, err.message, exc_info=exc)
     else:
         log.info("job %s failed: %s", job_id, err.message)
     try:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
+from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import httpx
@@ -44,12 +47,52 @@ async def test_url_in_a_raw_workflow(asset_gateway: Gateway, client: httpx.Async
     assert files.hits[urlparse(url).path] == 1
 
 
-async def test_type_comes_from_content_not_from_the_name(asset_gateway: Gateway, client: httpx.AsyncClient, served):
-    # A JPEG behind a .dat URL declared as octet-stream: libmagic says what it is.
-    url = served(jpeg_bytes(16, 16, (250, 250, 250)), content_type="application/octet-stream", suffix=".dat")
+async def comfyui_input_dir(client: httpx.AsyncClient, comfyui: str) -> Path:
+    argv = (await client.get(comfyui + "/system_stats")).json()["system"]["argv"]
+    return Path(argv[argv.index("--base-directory") + 1]) / "input"
+
+
+async def test_type_comes_from_content_not_from_the_name(asset_gateway: Gateway, client: httpx.AsyncClient,
+                                                         comfyui: str, served):
+    # A JPEG behind a .dat URL declared as octet-stream: libmagic says what it is, and the file
+    # goes up to ComfyUI named by its content with the extension of its real type.
+    jpeg = jpeg_bytes(16, 16, (250, 250, 250))
+    url = served(jpeg, content_type="application/octet-stream", suffix=".dat")
     r = await run(client, asset_gateway, invert(url))
     assert r.status_code == 200, r.text
     assert close((await image_of(client, r.json())).getpixel((8, 8)), (5, 5, 5), 3)
+    name = hashlib.sha256(jpeg).hexdigest() + ".jpg"
+    view = await client.get(comfyui + "/view", params={"filename": name, "type": "input"})
+    assert view.status_code == 200 and view.content == jpeg
+
+
+async def test_an_input_the_backend_lost_is_uploaded_again(asset_gateway: Gateway, client: httpx.AsyncClient,
+                                                           comfyui: str):
+    png = png_bytes(9, 9, (3, 2, 1))
+    data = "data:image/png;base64," + base64.b64encode(png).decode()
+    uploaded = lambda info: info["backends"][0]["inputs_uploaded"]  # noqa: E731
+    before = uploaded((await client.get(asset_gateway.url + "/queue-info")).json())
+    assert (await run(client, asset_gateway, invert(data))).status_code == 200
+    assert (await run(client, asset_gateway, invert(data))).status_code == 200  # the backend has it: no upload
+    assert uploaded((await client.get(asset_gateway.url + "/queue-info")).json()) == before + 1
+    # ComfyUI's input folder emptied behind our back (a fresh container, an operator): ComfyUI
+    # refuses the prompt naming the file, the gateway uploads it again and runs it once more.
+    (await comfyui_input_dir(client, comfyui) / (hashlib.sha256(png).hexdigest() + ".png")).unlink()
+    r = await run(client, asset_gateway, invert(data))
+    assert r.status_code == 200, r.text
+    assert (await image_of(client, r.json())).getpixel((4, 4)) == (252, 253, 254)
+    assert uploaded((await client.get(asset_gateway.url + "/queue-info")).json()) == before + 2
+
+
+async def test_with_no_cache_inputs_are_fetched_again_for_the_upload(
+        comfyui: str, gateway_factory: Callable[..., Gateway], client: httpx.AsyncClient, files: FilesServer, served):
+    gw = gateway_factory(comfyui, asset_allowed_networks="127.0.0.1", input_cache_bytes="0")
+    url = served(png_bytes(5, 5, (100, 100, 100)))
+    r = await run(client, gw, invert(url))
+    assert r.status_code == 200, r.text
+    # Nothing kept between the check and the upload: fetched twice, the bytes compared by hash.
+    assert files.hits[urlparse(url).path] == 2
+    assert (await client.get(gw.url + "/queue-info")).json()["inputs"]["bytes"] == 0
 
 
 async def test_concurrent_requests_for_one_url_share_one_download(asset_gateway: Gateway, client: httpx.AsyncClient,
@@ -108,6 +151,13 @@ async def test_bad_asset_uploads(asset_gateway: Gateway, client: httpx.AsyncClie
     assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
     r = await client.post(url, files={"other": ("x.png", png_bytes(4, 4, (1, 2, 3)), "image/png")})
     assert r.status_code == 422 and "'file'" in r.json()["detail"]
+    # A form posted by another site's page in a visitor's browser (which says so in Origin).
+    r = await client.post(url, files={"file": ("x.png", png_bytes(4, 4, (1, 2, 3)), "image/png")},
+                          headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "another site" in r.json()["detail"]
+    r = await client.post(url, files={"file": ("x.png", png_bytes(4, 4, (1, 2, 3)), "image/png")},
+                          headers={"Origin": asset_gateway.url})
+    assert r.status_code == 201
     # A reference to nothing, or to something that is no reference.
     for ref, why in (("asset://" + "0" * 64, "no such asset"), ("asset://../../etc/passwd", "not an asset reference")):
         r = await run(client, asset_gateway, invert(ref))

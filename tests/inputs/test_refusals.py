@@ -47,7 +47,11 @@ def _resolves_to_loopback(name: str) -> bool:
 PRIVATE = ["http://10.0.0.1/x.png", "http://172.16.5.4/x.png", "http://192.168.1.1/x.png",
            "http://169.254.169.254/latest/meta-data/", "http://0xa9fea9fe/x.png", "http://2852039166/x.png",
            "http://100.64.0.1/x.png", "http://[fd00::1]/x.png", "http://[fe80::1]/x.png",
-           "http://[::ffff:10.0.0.1]/x.png", "http://224.0.0.1/x.png", "http://255.255.255.255/x.png"]
+           "http://[::ffff:10.0.0.1]/x.png", "http://224.0.0.1/x.png", "http://255.255.255.255/x.png",
+           # IPv6 forms that carry an IPv4 address a network may deliver them to: NAT64, 6to4,
+           # IPv4-compatible; and ranges Python counts as global that are not.
+           "http://[64:ff9b::a9fe:a9fe]/x.png", "http://[2002:a9fe:a9fe::]/x.png", "http://[::a9fe:a9fe]/x.png",
+           "http://[64:ff9b:1::1]/x.png", "http://[fec0::1]/x.png"]
 SCHEMES = ["file:///etc/passwd", "FILE:///etc/passwd", "file:/etc/passwd", "ftp://127.0.0.1/x.png",
            "gopher://127.0.0.1:70/_x", "dict://127.0.0.1:11211/stats"]
 
@@ -139,6 +143,9 @@ async def test_oversized_slow_and_wrong_bodies(asset_gateway: Gateway, client: h
         ("data:image/png;base64,%%%notbase64", 422, "input_invalid", "does not decode"),
         ("data:image/png;base64," + base64.b64encode(b"\0" * 400000).decode(), 413, "input_too_large", "MAX_INPUT_BYTES"),
         ("data:text/plain,hello", 415, "input_type", "text/plain"),
+        ("http://[::1/x.png", 422, "input_invalid", "not a valid URL"),
+        ("http://127.0.0.1:99999/x.png", 422, "input_invalid", "not a valid URL: Port out of range"),
+        ("http://a..b/x.png", 422, "input_invalid", "not a valid URL"),
     ]
     for url, status, kind, why in cases:
         r = await client.post(asset_gateway.url + "/generate/sync", json={"input": {"workflow_json": invert(url)}})
