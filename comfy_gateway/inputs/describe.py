@@ -1,5 +1,5 @@
-"""How an input's source is shown in messages and logs: never credentials, never a whole
-data: URI."""
+"""How an input's source is shown in messages and logs: never credentials or a query string
+(signed URLs carry their signature there), never a whole data: URI."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ def describe(source: str) -> str:
         return f"{head}... ({len(source)} characters)"
     try:
         url = URL(source)
-        if url.user or url.password:
-            url = url.with_user(None)  # credentials in a URL stay out of answers and logs
-        text = str(url)
+        hidden = "?..." if url.raw_query_string else ""
+        text = str(url.with_user(None).with_query(None).with_fragment(None)) + hidden
     except (ValueError, TypeError):
         text = source
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."

@@ -30,7 +30,8 @@ def loopback_urls(port: int, port6: int) -> list[str]:
               if _resolves_to_loopback(h)]
     urls = [f"http://{h}:{port}/x.png" for h in hosts]
     urls += [f"http://[::1]:{port6}/x.png", f"http://[::]:{port6}/x.png", f"HTTPS://127.0.0.1:{port}/x.png",
-             f"http://127.0.0.1:{port}/redirect?to=http://example.com/x.png"]
+             f"http://127.0.0.1:{port}/redirect?to=http://example.com/x.png",
+             f"http://127.0.0.1:{port}/x.png?X-Amz-Signature=secret"]
     return urls
 
 
@@ -71,7 +72,8 @@ async def test_loopback_in_every_notation_is_refused_unfetched(guarded_gateway: 
     for i, url in enumerate(loopback_urls(files.port, forbidden6.port)):
         error = await refused(client, guarded_gateway, invert(url), PATHS[i % 3])
         assert "not a public address" in error["message"], (url, error["message"])
-        assert "secret" not in error["message"]  # credentials in a URL are never echoed
+        assert "secret" not in error["message"]  # credentials and query strings are never echoed
+        assert "secret" not in guarded_gateway.log()  # nor logged
     assert files.total_hits == before and forbidden6.total_hits == 0
 
 
