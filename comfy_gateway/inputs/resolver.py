@@ -94,16 +94,19 @@ class InputResolver:
         """The bytes checked at preprocess, to upload to a backend: from the cache, or had
         again from their source if the cache let them go meanwhile."""
         blob = self.cache.get(sha256)
-        if blob is None:
+        if blob is not None:
+            return blob
+        try:
             kind = classify(source)
             if kind == "url":
                 blob, _ = await self._flights.run(("url", source), lambda: self._download(source))
             else:
                 blob, _ = await self._obtain(kind or "refused", source)
             if blob.sha256 != sha256:
-                raise InputUnavailable("its content changed between its check and its upload to ComfyUI",
-                                       where="an input", source=describe(source))
-        return blob
+                raise InputUnavailable("its content changed between its check and its upload to ComfyUI")
+            return blob
+        except InputError as exc:
+            raise exc.at("an input", describe(source)) from None
 
     # -- what POST /assets asks ---------------------------------------------------------------
     async def store_asset(self, data: bytes, declared: str | None) -> tuple[Blob, float]:

@@ -93,6 +93,11 @@ async def test_with_no_cache_inputs_are_fetched_again_for_the_upload(
     # Nothing kept between the check and the upload: fetched twice, the bytes compared by hash.
     assert files.hits[urlparse(url).path] == 2
     assert (await client.get(gw.url + "/queue-info")).json()["inputs"]["bytes"] == 0
+    # Other bytes at the second fetch than at the check: the job fails, nothing unchecked goes up.
+    changing = files.serve_in_turn("/changing.png", [png_bytes(5, 5, (1, 1, 1)), png_bytes(5, 5, (2, 2, 2))])
+    r = await run(client, gw, invert(changing))
+    assert r.status_code == 422, r.text
+    assert "its content changed between its check and its upload" in r.json()["error"]["message"]
 
 
 async def test_concurrent_requests_for_one_url_share_one_download(asset_gateway: Gateway, client: httpx.AsyncClient,

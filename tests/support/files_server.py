@@ -18,6 +18,7 @@ class FilesServer:
         self.files: dict[str, tuple[bytes, str]] = {}  # path -> (body, content type)
         self.hits: collections.Counter[str] = collections.Counter()
         self.delay: dict[str, float] = {}
+        self.sequences: dict[str, list[bytes]] = {}
         self._runner: web.AppRunner | None = None
 
     @property
@@ -28,6 +29,11 @@ class FilesServer:
     @property
     def total_hits(self) -> int:
         return sum(self.hits.values())
+
+    def serve_in_turn(self, path: str, bodies: list[bytes], content_type: str = "image/png") -> str:
+        """Each request gets the next body (the last one again when they run out)."""
+        self.sequences[path] = list(bodies)
+        return self.serve(path, bodies[0], content_type)
 
     def serve(self, path: str, body: bytes, content_type: str = "image/png", delay: float = 0.0) -> str:
         self.files[path] = (body, content_type)
@@ -61,6 +67,9 @@ class FilesServer:
             return web.Response(status=404, text="not here")
         await asyncio.sleep(self.delay.get(request.path, 0.0))
         body, content_type = self.files[request.path]
+        sequence = self.sequences.get(request.path)
+        if sequence:
+            body = sequence.pop(0) if len(sequence) > 1 else sequence[0]
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:
