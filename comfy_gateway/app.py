@@ -10,11 +10,12 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import generate, results, system
+from .api import assets, generate, modifiers, results, system
 from .api.auth import require_api_key
 from .api.errors import install_error_handlers
 from .api.jsonresp import JSONResponse
 from .api.limits import BodySizeLimit
+from .api.modifier_docs import install_modifier_docs
 from .api.render import render_result
 from .pipeline.runtime import Runtime
 from .settings import Settings
@@ -26,6 +27,9 @@ A production API in front of ComfyUI. Send an API-format workflow and get its ou
 * `POST /generate/sync?timeout=S` waits for the result (202 and a `Location` if S passes first).
 * `POST /generate/stream` follows the job as server-sent events: status, queue position,
   progress, and a last `final_result` event with the whole result.
+* Instead of a workflow, name a modifier (`GET /modifiers` lists them with their parameters)
+  and send its `modifications`. Image URLs, `data:` URIs and `asset://` references from
+  `POST /assets` in a workflow are fetched, checked and uploaded to ComfyUI for you.
 
 Every answer carries the same result object. See `/` for the README.
 """
@@ -54,8 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(generate.router, dependencies=protected)
     app.include_router(results.router, dependencies=protected)
+    app.include_router(modifiers.router, dependencies=protected)
+    app.include_router(assets.router, dependencies=protected)
     app.include_router(system.open_router)  # /health and the README stay open
     app.include_router(system.router, dependencies=protected)
+    install_modifier_docs(app, runtime.modifiers)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

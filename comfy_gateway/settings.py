@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     comfyui_api_base: str = "http://127.0.0.1:8188"
 
     # Worker pools. GENERATION_WORKERS is per backend: 2 keeps the next prompt waiting in
-    # ComfyUI's own queue while one runs, so the GPU never idles between jobs.
-    preprocess_workers: int = Field(2, ge=1, le=256)
+    # ComfyUI's own queue while one runs, so the GPU never idles between jobs. Preprocessing
+    # fetches input URLs: a slow one holds its worker up to INPUT_TIMEOUT, so there are more.
+    preprocess_workers: int = Field(8, ge=1, le=256)
     generation_workers: int = Field(2, ge=1, le=64)
     postprocess_workers: int = Field(4, ge=1, le=256)
     max_queue_size: int = Field(1000, ge=1)
@@ -109,6 +110,21 @@ class Settings(BaseSettings):
     # Key that seals per-request credentials inside stored jobs (base64 of 32 bytes). Empty:
     # a random key per process, enough while jobs live in this process's memory.
     secrets_key: SecretStr = SecretStr("")
+
+    # Modifiers: Python classes and declarative mapping files, each bound to a workflow JSON.
+    modifiers_dir: Path = Path("modifiers")
+    workflows_dir: Path = Path("workflows")
+
+    # Input assets: URLs and data: URIs in workflows, fetched through the address guard.
+    asset_allowed_networks: str = Field(
+        "", description="CIDRs and host names inputs may come from besides public addresses")
+    max_input_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    input_cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    input_connect_timeout: float = Field(5.0, gt=0)
+    input_timeout: float = Field(30.0, gt=0, description="whole fetch of one input, redirects included")
+    input_max_redirects: int = Field(3, ge=0, le=20)
+    assets_dir: Path = Path("assets")
+    asset_ttl: float = Field(24 * 3600.0, gt=0, description="seconds an uploaded asset is kept")
 
     @field_validator("api_cache")
     @classmethod

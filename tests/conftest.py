@@ -130,7 +130,7 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 # -- outputs: S3, webhooks (issue 4) -----------------------------------------------------------
 from .support.s3server import S3Server, start_s3_server  # noqa: E402
-from .support.webhook_receiver import Receiver, start_receiver  # noqa: E402
+from .support.webhook_receiver import start_receiver  # noqa: E402
 
 # A Standard Webhooks secret, as an operator would generate it.
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"comfy-gateway-test-webhook-secret-32b").decode()

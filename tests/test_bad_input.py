@@ -10,7 +10,6 @@ import pytest
 
 from .conftest import Gateway, empty_save
 
-
 S3 = {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "example-secret", "bucket_name": "my-bucket"}
 
 
@@ -40,6 +39,8 @@ async def test_malformed_json_is_400(gateway: Gateway, client: httpx.AsyncClient
     ({"input": {"workflow_json": empty_save()}, "extra": 1}, "extra"),
     ({"input": {}}, "exactly one of 'workflow_json' or 'modifier'"),
     ({"input": {"workflow_json": empty_save(), "modifier": "Image2Image"}}, "exactly one of"),
+    ({"input": {"workflow_json": empty_save(), "modifications": {"seed": 1}}}, "'modifications' are for a modifier"),
+    ({"input": {"modifier": "Image2Image", "modifications": ["seed"]}}, "input.modifications"),
     ({"input": {"workflow_json": empty_save(), "include_previews": "maybe"}}, "input.include_previews"),
     ({"input": {"workflow_json": empty_save(), "webhook": {"url": "not a url"}}}, "input.webhook.url"),
     ({"input": {"workflow_json": empty_save(), "s3": {"bucket_name": "b"}}}, "input.s3"),
@@ -75,9 +76,10 @@ async def test_schema_errors_are_422_and_say_where(gateway: Gateway, client: htt
 
 
 async def test_fields_of_later_versions_are_501_not_ignored(gateway: Gateway, client: httpx.AsyncClient):
+    # This gateway has no MODIFIERS_DIR: a modifier is unknown (400), no longer "not yet" (501).
     r = await post(client, gateway, "/generate", json={"input": {"modifier": "Image2Image"}})
-    assert r.status_code == 501 and "input.modifier" in r.json()["detail"]
-    # A webhook needs a signing secret this gateway was not given: 501 too, saying so.
+    assert r.status_code == 400 and "unknown modifier 'Image2Image'" in r.json()["detail"]
+    # A webhook needs a signing secret this gateway was not given: 501, saying so.
     r = await post(client, gateway, "/generate", json={
         "input": {"workflow_json": empty_save(), "webhook": {"url": "https://example.com/hook"}}})
     assert r.status_code == 501 and "input.webhook" in r.json()["detail"] and "WEBHOOK_SECRET" in r.json()["detail"]

@@ -77,7 +77,7 @@ class GenerateInput(BaseModel):
     workflow_json: dict[str, WorkflowNode] | None = Field(
         None, description="An API-format ComfyUI workflow (ComfyUI's 'Export (API)').")
     modifier: str | None = Field(None, min_length=1, max_length=200,
-                                 description="Name of a modifier class (instead of workflow_json).")
+                                 description="Name of a modifier (instead of workflow_json); GET /modifiers lists them.")
     modifications: dict[str, Any] = Field(default_factory=dict,
                                           description="Parameters for the modifier.")
     s3: S3Config | None = None
@@ -106,6 +106,9 @@ class GenerateInput(BaseModel):
     def _one_source(self) -> "GenerateInput":
         if (self.workflow_json is None) == (self.modifier is None):
             raise ValueError("give exactly one of 'workflow_json' or 'modifier'")
+        if self.modifications and self.modifier is None:
+            raise ValueError("'modifications' are for a modifier: name one in 'modifier', or set the values "
+                             "in 'workflow_json' yourself")
         if self.workflow_json is not None:
             if not self.workflow_json:
                 raise ValueError("'workflow_json' has no nodes")
@@ -167,6 +170,11 @@ INVERT = {
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inverted"}},
 }
+URL_INPUT = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "https://example.com/photo.png"}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inverted"}},
+}
 REQUEST_EXAMPLES = {
     "empty_image": {
         "summary": "EmptyImage -> SaveImage (runs on a CPU ComfyUI without weights)",
@@ -190,6 +198,10 @@ REQUEST_EXAMPLES = {
     "base64": {
         "summary": "The outputs' bytes in the result itself (one round trip)",
         "value": {"input": {"workflow_json": EMPTY_SAVE, "base64_outputs": True}},
+    },
+    "url_input": {
+        "summary": "An image URL as input: fetched, checked, uploaded to ComfyUI (also data: URIs, asset://)",
+        "value": {"input": {"workflow_json": URL_INPUT}},
     },
     "load_invert": {
         "summary": "LoadImage -> ImageInvert -> SaveImage (example.png uploaded to ComfyUI)",

@@ -65,7 +65,8 @@ class WebhookState(BaseModel):
 
 
 class JobError(BaseModel):
-    kind: str = Field("internal", description="rejected | execution | interrupted | backend | storage | internal")
+    kind: str = Field("internal", description="rejected | execution | interrupted | backend | storage | internal "
+                                              "| modifier | input")
     type: str
     message: str
     node_errors: dict[str, Any] | None = None
@@ -103,6 +104,9 @@ class Job(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     # What ComfyUI's /history listed, kept between generation and postprocess (not shown).
     comfy_outputs: list[dict[str, Any]] = Field(default_factory=list)
+    # The input files the workflow names, checked at preprocess, that generation uploads to
+    # the backend it runs on: {path, source, sha256, filename, mime} each (not shown).
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
     request_hash: str | None = None
     deadline: float | None = None  # epoch seconds; past it the job is stopped and ends timed_out
     attempts: int = 0  # generation attempts (a prompt lost by a restarted ComfyUI is retried once)

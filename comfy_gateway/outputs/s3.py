@@ -20,8 +20,15 @@ import aioboto3
 import aiofiles
 from aiobotocore.config import AioConfig
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError,
-                                 EndpointConnectionError, NoCredentialsError, ReadTimeoutError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from ..net.guard import GuardedResolver, NetworkPolicy, UrlRefused
 from ..net.precheck import precheck_url

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import orjson
 
 from ..comfy.pool import BackendPool
+from ..inputs.resolver import InputResolver
 from ..jobs.memory import MemoryJobStore
 from ..jobs.model import Job, JobStatus, WebhookState
 from ..jobs.sealing import SecretBox
@@ -23,6 +24,7 @@ from ..outputs.retention import expire_local_outputs
 from ..outputs.s3 import S3Storage
 from ..outputs.webhooks import WebhookSender
 from ..settings import Settings
+from ..workflows.registry import ModifierRegistry
 from .cancel import AlreadyEnded, Canceller
 from .deadlines import DeadlineWatcher
 from .estimates import StageStats, estimate_wait
@@ -63,6 +65,9 @@ class Runtime:
         self.webhooks = WebhookSender(settings, self.store, render or (lambda job: job.model_dump(mode="json")))
         # Every terminal transition, whoever makes it (a stage, a cancel, a timeout), passes here.
         self.store.on_terminal(self.webhooks.on_terminal)
+        self.modifiers = ModifierRegistry.load(settings.modifiers_dir, settings.workflows_dir)
+        self.inputs = InputResolver(settings)
+        self.generations: list[Generation] = []
         self.stats = StageStats()
         self.pools: dict[str, list[WorkerPool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -73,16 +78,19 @@ class Runtime:
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.pool.start()
+        await self.inputs.start()
         s, store, record = self.settings, self.store, self.stats.record
 
         def pool(stage: str, size: int, handler, **kw) -> WorkerPool:
             return WorkerPool(stage, size, lambda: store.dequeue(stage), handler, record,
                               release=lambda job_id: store.ack(stage, job_id), **kw)
 
-        self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers, Preprocess(store))]
+        self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers,
+                                         Preprocess(store, self.modifiers, self.inputs))]
         self.pools["generation"] = []
         for backend in self.pool.backends:
-            gen = Generation(store, backend)
+            gen = Generation(store, backend, self.inputs)
+            self.generations.append(gen)
             self.pools["generation"].append(pool("generation", s.generation_workers, gen, ready=gen.ready,
                                                  label=f"generation@{backend.name}"))
         self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
@@ -102,6 +110,7 @@ class Runtime:
             for p in pools:
                 await p.stop()
         await self.webhooks.stop()
+        await self.inputs.stop()
         await self.pool.stop()
 
     async def drain(self, grace: float) -> None:
@@ -134,8 +143,9 @@ class Runtime:
             await asyncio.sleep(max(interval, 0.5))
             try:
                 await self.store.expire(time.time() - s.result_ttl)
+                await asyncio.to_thread(self.inputs.expire_assets)
             except Exception:  # noqa: BLE001
-                log.exception("expiring old results failed")
+                log.exception("expiring old results or assets failed")
             try:
                 await expire_local_outputs(self.storage.root, self.store, s.local_output_ttl)
             except Exception:  # noqa: BLE001
@@ -181,11 +191,20 @@ class Runtime:
 
     async def wait_until_done(self, job_id: str, timeout: float) -> Job | None:
         """Wait, woken by the job's events, until it ends or the timeout passes."""
+        return await self.wait_until(job_id, lambda job: job.status.terminal, timeout)
+
+    async def wait_until_admitted(self, job_id: str, timeout: float) -> Job | None:
+        """Wait until the job is past preprocessing (its workflow built and every input fetched
+        and checked) or has ended, so that the API can answer a refused input with a 4xx."""
+        return await self.wait_until(
+            job_id, lambda job: job.status not in (JobStatus.queued, JobStatus.preprocessing), timeout)
+
+    async def wait_until(self, job_id: str, done: Callable[[Job], bool], timeout: float) -> Job | None:
         deadline = time.monotonic() + timeout
         seq = 0
         while True:
             job = await self.store.get(job_id)
-            if job is None or job.status.terminal:
+            if job is None or done(job):
                 return job
             seq += len(await self.store.events_after(job_id, seq))
             remaining = deadline - time.monotonic()
@@ -218,9 +237,11 @@ class Runtime:
             "queues": stages, "waiting": waiting, "max_queue_size": self.settings.max_queue_size,
             "estimated_wait_time": estimate_wait("preprocess", sizes["preprocess"], sizes, workers, self.stats),
             "backends": [
-                {"name": b.name, "connected": b.connected.is_set(), "in_flight": b.in_flight}
-                for b in self.pool.backends
+                {"name": g.backend.name, "connected": g.backend.connected.is_set(),
+                 "in_flight": g.backend.in_flight, "inputs_uploaded": g.uploads.uploads}
+                for g in self.generations
             ],
+            "inputs": self.inputs.stats(),
         }
 
     async def queue_position(self, job: Job) -> dict[str, Any]:
