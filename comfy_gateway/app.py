@@ -6,13 +6,17 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from fastapi import FastAPI
-from .api.jsonresp import JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import generate, results, system
+from .api import assets, generate, modifiers, results, system
+from .api.auth import require_api_key
 from .api.errors import install_error_handlers
+from .api.jsonresp import JSONResponse
 from .api.limits import BodySizeLimit
+from .api.modifier_docs import install_modifier_docs
+from .api.render import render_result
 from .pipeline.runtime import Runtime
 from .settings import Settings
 
@@ -23,6 +27,9 @@ A production API in front of ComfyUI. Send an API-format workflow and get its ou
 * `POST /generate/sync?timeout=S` waits for the result (202 and a `Location` if S passes first).
 * `POST /generate/stream` follows the job as server-sent events: status, queue position,
   progress, and a last `final_result` event with the whole result.
+* Instead of a workflow, name a modifier (`GET /modifiers` lists them with their parameters)
+  and send its `modifications`. Image URLs, `data:` URIs and `asset://` references from
+  `POST /assets` in a workflow are fetched, checked and uploaded to ComfyUI for you.
 
 Every answer carries the same result object. See `/` for the README.
 """
@@ -32,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.basicConfig(level=settings.api_log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, render=lambda job: render_result(job, settings.base_url))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,14 +47,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if not runtime.draining:  # not drained by the server on a signal (uvicorn main:app)
+                await runtime.drain(settings.shutdown_grace)
             await runtime.stop()
 
     app = FastAPI(title="comfy-gateway", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, default_response_class=JSONResponse)
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(generate.router)
-    app.include_router(results.router)
-    app.include_router(system.router)
+    protected = [Depends(require_api_key)]
+    app.include_router(generate.router, dependencies=protected)
+    app.include_router(results.router, dependencies=protected)
+    app.include_router(modifiers.router, dependencies=protected)
+    app.include_router(assets.router, dependencies=protected)
+    app.include_router(system.open_router)  # /health and the README stay open
+    app.include_router(system.router, dependencies=protected)
+    install_modifier_docs(app, runtime.modifiers)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Location", "Retry-After"],
+        )
     return app

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from .settings import Settings
 
 
@@ -15,10 +17,18 @@ def serve(settings: Settings) -> int:
         print("API_WORKERS > 1 needs a shared store; with API_CACHE=memory each process would "
               "keep its own jobs. Use API_CACHE=redis (see the README), or API_WORKERS=1.", file=sys.stderr)
         return 2
-    uvicorn.run(
-        "comfy_gateway.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-        workers=settings.api_workers, reload=settings.api_reload, log_level=settings.api_log_level.lower(),
-    )
+    common = dict(host=settings.api_host, port=settings.api_port, log_level=settings.api_log_level.lower())
+    if settings.api_workers > 1 or settings.api_reload:
+        # uvicorn supervises the processes; each drains in its lifespan shutdown instead.
+        uvicorn.run("comfy_gateway.app:create_app", factory=True, workers=settings.api_workers,
+                    reload=settings.api_reload, **common)
+        return 0
+    from .app import create_app
+    from .server import DrainingServer
+
+    app = create_app(settings)
+    config = uvicorn.Config(app, timeout_graceful_shutdown=5, **common)
+    DrainingServer(config, app.state.runtime, settings.shutdown_grace).run()
     return 0
 
 
@@ -28,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the HTTP service (configured by environment variables)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(Settings())
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            for err in exc.errors():
+                name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+                print(f"invalid configuration: {name}: {err['msg']}", file=sys.stderr)
+            return 2
+        return serve(settings)
     return 1
 
 

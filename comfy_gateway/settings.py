@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .net.guard import NetworkPolicy
+
+MiB = 1024 * 1024
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a bad setting is reported by name, never echoed (it may be a secret).
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      hide_input_in_errors=True)
 
     # HTTP server. Without API keys the service must not face a network, so loopback by default.
     api_host: str = "127.0.0.1"
@@ -23,8 +32,9 @@ class Settings(BaseSettings):
     comfyui_api_base: str = "http://127.0.0.1:8188"
 
     # Worker pools. GENERATION_WORKERS is per backend: 2 keeps the next prompt waiting in
-    # ComfyUI's own queue while one runs, so the GPU never idles between jobs.
-    preprocess_workers: int = Field(2, ge=1, le=256)
+    # ComfyUI's own queue while one runs, so the GPU never idles between jobs. Preprocessing
+    # fetches input URLs: a slow one holds its worker up to INPUT_TIMEOUT, so there are more.
+    preprocess_workers: int = Field(8, ge=1, le=256)
     generation_workers: int = Field(2, ge=1, le=64)
     postprocess_workers: int = Field(4, ge=1, le=256)
     max_queue_size: int = Field(1000, ge=1)
@@ -53,6 +63,79 @@ class Settings(BaseSettings):
     backend_lost_after: float = Field(
         120.0, gt=0, description="fail in-flight jobs of a backend unreachable this long"
     )
+    job_timeout: float = Field(3600.0, gt=0, description="default per-job time limit, seconds")
+    max_job_timeout: float = Field(86400.0, gt=0, description="largest per-request `timeout`")
+    shutdown_grace: float = Field(30.0, ge=0, description="seconds to finish jobs on SIGTERM")
+
+    # Access control. Comma-separated bearer tokens; empty = no authentication (loopback only!).
+    api_keys: SecretStr = SecretStr("")
+    cors_origins: str = ""
+
+    @property
+    def api_key_list(self) -> list[bytes]:
+        return [k.strip().encode() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    # The address guard for URLs a client chooses (webhooks, S3 endpoints a request names,
+    # input URLs): comma-separated CIDRs and host names that may be reached although they are
+    # loopback or private. Empty: public addresses only.
+    asset_allowed_networks: str = ""
+
+    # Where clients reach this gateway; output links in webhook bodies start with it.
+    # Empty: http://API_HOST:API_PORT.
+    public_url: str = ""
+
+    # Local outputs: removed once uploaded to S3 unless kept; a job's folder is deleted this
+    # many seconds after its last write (0 keeps files forever).
+    keep_local_outputs: bool = False
+    local_output_ttl: float = Field(24 * 3600.0, ge=0)
+
+    # S3 defaults, used for every job whose request has no `s3` of its own. Without keys the
+    # AWS default credential chain applies (environment, profile, instance role).
+    s3_bucket_name: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_prefix: str = ""
+    s3_url_expiry: int = Field(3600, ge=1, le=7 * 24 * 3600, description="presigned URL lifetime (SigV4 max: 7 days)")
+    s3_public_base_url: str = ""
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_part_size: int = Field(8 * MiB, ge=5 * MiB, le=5 * 1024 * MiB)
+    s3_retries: int = Field(2, ge=0, le=10)
+    s3_timeout: float = Field(60.0, gt=0)
+
+    # Webhooks: WEBHOOK_URL is the default receiver; every webhook is signed with WEBHOOK_SECRET.
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_retries: int = Field(5, ge=0, le=20)
+    webhook_timeout: float = Field(10.0, gt=0)
+    webhook_backoff: float = Field(1.0, gt=0, description="delay before the first retry; doubles each time")
+
+    # Base64 outputs in the result: the most bytes (before encoding) one job may inline.
+    inline_max_bytes: int = Field(8 * MiB, ge=0)
+
+    # Key that seals per-request credentials inside stored jobs (base64 of 32 bytes). Empty:
+    # a random key per process, enough while jobs live in this process's memory.
+    secrets_key: SecretStr = SecretStr("")
+
+    # Modifiers: Python classes and declarative mapping files, each bound to a workflow JSON.
+    modifiers_dir: Path = Path("modifiers")
+    workflows_dir: Path = Path("workflows")
+
+    # Input assets: URLs and data: URIs in workflows, fetched through the address guard.
+    asset_allowed_networks: str = Field(
+        "", description="CIDRs and host names inputs may come from besides public addresses")
+    max_input_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    input_cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    input_connect_timeout: float = Field(5.0, gt=0)
+    input_timeout: float = Field(30.0, gt=0, description="whole fetch of one input, redirects included")
+    input_max_redirects: int = Field(3, ge=0, le=20)
+    assets_dir: Path = Path("assets")
+    asset_ttl: float = Field(24 * 3600.0, gt=0, description="seconds an uploaded asset is kept")
 
     @field_validator("api_cache")
     @classmethod
@@ -69,9 +152,74 @@ class Settings(BaseSettings):
             return self.redis_url
         return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
+    @field_validator("s3_prefix")
+    @classmethod
+    def _clean_prefix(cls, v: str) -> str:
+        return v.strip().strip("/")
+
+    @field_validator("public_url", "s3_public_base_url", "s3_endpoint_url", "webhook_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
+        return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: SecretStr) -> SecretStr:
+        if v.get_secret_value():
+            webhook_key(v.get_secret_value())  # raises with the reason
+        return v
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key(cls, v: SecretStr) -> SecretStr:
+        if v.get_secret_value():
+            try:
+                key = base64.b64decode(v.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise ValueError("SECRETS_KEY must be the base64 of 32 bytes (openssl rand -base64 32)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key.get_secret_value()):
+            raise ValueError("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither")
+        if self.webhook_url and not self.webhook_secret.get_secret_value():
+            raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: every webhook is signed")
+        return self
+
+    @cached_property
+    def network_policy(self) -> NetworkPolicy:
+        return NetworkPolicy.parse(self.asset_allowed_networks)
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
     @cached_property
     def backend_urls(self) -> list[str]:
         urls = [u.strip().rstrip("/") for u in self.comfyui_api_base.split(",") if u.strip()]
         if not urls:
             raise ValueError("COMFYUI_API_BASE names no backend")
         return urls
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key a Standard Webhooks secret stands for: base64, optionally prefixed `whsec_`
+    (as the spec and its libraries read it, so receivers verify with the same string)."""
+    raw = secret.strip()
+    raw = raw[len("whsec_"):] if raw.startswith("whsec_") else raw
+    raw = raw.rstrip("=")
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("WEBHOOK_SECRET must be base64, optionally prefixed 'whsec_'") from None
+    if len(key) < 24:
+        raise ValueError(
+            f"WEBHOOK_SECRET decodes to {len(key)} bytes; use at least 24 (the Standard Webhooks "
+            "advice), e.g. 'whsec_' + the output of: openssl rand -base64 32")
+    return key

@@ -13,6 +13,19 @@ if sys.version_info < (3, 11):
     sys.exit(f"comfy-gateway needs Python 3.11 or newer; {sys.executable} is {sys.version.split()[0]}")
 PYCHECK
 
+# python-magic needs the system's libmagic (input types are read from content, not names).
+has_libmagic() { "$PY" -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("magic") else 1)'; }
+if ! has_libmagic; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing libmagic1 (file types of input assets)" >&2
+    apt-get install -y -q libmagic1 >&2 || { apt-get update -q >&2 && apt-get install -y -q libmagic1 >&2; }
+  else
+    echo "comfy-gateway needs libmagic: install it first (Debian/Ubuntu: apt-get install libmagic1;" \
+         "Fedora: dnf install file-libs; macOS: brew install libmagic)" >&2
+    exit 1
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=".venv/.installed$extras-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

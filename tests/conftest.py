@@ -3,8 +3,10 @@ started as real server processes on real ports."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +46,9 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory):
     proc.stop()
 
 
+LIVE_GATEWAYS: list[Gateway] = []
+
+
 @pytest.fixture(scope="session")
 def gateway_factory(tmp_path_factory: pytest.TempPathFactory):
     started: list[Proc] = []
@@ -55,11 +60,30 @@ def gateway_factory(tmp_path_factory: pytest.TempPathFactory):
         settings.update({k.upper(): str(v) for k, v in env.items()})
         proc, url = start_gateway(settings, root / "gateway.log", cwd=root)
         started.append(proc)
-        return Gateway(proc, url, out)
+        gw = Gateway(proc, url, out)
+        LIVE_GATEWAYS.append(gw)
+        return gw
 
     yield make
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_job_left_behind():
+    """After every test, every gateway still running has no job waiting or in flight: each
+    test accounts for the end state of every job it started."""
+    yield
+    for gw in LIVE_GATEWAYS:
+        if gw.proc.proc.poll() is not None:
+            continue
+        for _ in range(150):
+            health = httpx.get(gw.url + "/health", timeout=10).json()
+            busy = sum(health["queues"].values()) + sum(b["in_flight"] for b in health["backends"])
+            if busy == 0:
+                break
+            time.sleep(0.1)
+        assert busy == 0, f"jobs left behind on {gw.url}: {health}"
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +126,51 @@ def empty_save(width: int = 64, height: int = 32, color: int = 0x112233, prefix:
 
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+# -- outputs: S3, webhooks (issue 4) -----------------------------------------------------------
+from .support.s3server import S3Server, start_s3_server  # noqa: E402
+from .support.webhook_receiver import start_receiver  # noqa: E402
+
+# A Standard Webhooks secret, as an operator would generate it.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"comfy-gateway-test-webhook-secret-32b").decode()
+
+
+@pytest.fixture(scope="session")
+def s3_open(tmp_path_factory: pytest.TempPathFactory):
+    """moto without credential checks: presigned URLs download from it."""
+    server = start_s3_server(tmp_path_factory.mktemp("s3open") / "moto.log", enforce_auth=False)
+    server.create_bucket("env-bucket")
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_auth(tmp_path_factory: pytest.TempPathFactory):
+    """moto checking every signature against the one user it knows, like AWS would."""
+    server = start_s3_server(tmp_path_factory.mktemp("s3auth") / "moto.log", enforce_auth=True)
+    server.create_bucket("auth-bucket")
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+async def receiver():
+    rec, runner = await start_receiver(WEBHOOK_SECRET)
+    yield rec
+    for event in rec.holds.values():
+        event.set()
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def s3_gateway(comfyui: str, gateway_factory: Callable[..., Gateway], s3_open: S3Server) -> Gateway:
+    """Outputs to the env-configured bucket; loopback open for request-named endpoints and
+    webhooks (everything in the tests lives on 127.0.0.1); one postprocess worker, so a
+    stage blocked by a webhook would show at once."""
+    return gateway_factory(
+        comfyui, S3_BUCKET_NAME="env-bucket", S3_ENDPOINT_URL=s3_open.url, S3_REGION="us-east-1",
+        S3_ACCESS_KEY_ID=s3_open.access_key_id, S3_SECRET_ACCESS_KEY=s3_open.secret_access_key,
+        S3_PREFIX="gw", S3_PART_SIZE=str(5 * 1024 * 1024), S3_RETRIES="1",
+        ASSET_ALLOWED_NETWORKS="127.0.0.0/8", WEBHOOK_SECRET=WEBHOOK_SECRET, WEBHOOK_BACKOFF="0.05",
+        WEBHOOK_RETRIES="3", POSTPROCESS_WORKERS="1")

@@ -10,6 +10,8 @@ import pytest
 
 from .conftest import Gateway, empty_save
 
+S3 = {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "example-secret", "bucket_name": "my-bucket"}
+
 
 def post(client: httpx.AsyncClient, gateway: Gateway, path: str, **kw):
     return client.post(gateway.url + path, **kw)
@@ -37,9 +39,35 @@ async def test_malformed_json_is_400(gateway: Gateway, client: httpx.AsyncClient
     ({"input": {"workflow_json": empty_save()}, "extra": 1}, "extra"),
     ({"input": {}}, "exactly one of 'workflow_json' or 'modifier'"),
     ({"input": {"workflow_json": empty_save(), "modifier": "Image2Image"}}, "exactly one of"),
+    ({"input": {"workflow_json": empty_save(), "modifications": {"seed": 1}}}, "'modifications' are for a modifier"),
+    ({"input": {"modifier": "Image2Image", "modifications": ["seed"]}}, "input.modifications"),
     ({"input": {"workflow_json": empty_save(), "include_previews": "maybe"}}, "input.include_previews"),
     ({"input": {"workflow_json": empty_save(), "webhook": {"url": "not a url"}}}, "input.webhook.url"),
     ({"input": {"workflow_json": empty_save(), "s3": {"bucket_name": "b"}}}, "input.s3"),
+    ({"input": {"workflow_json": {"1": {"class_type": "X", "inputs": {"seed": 2**64}}}}},
+     "workflow_json.1.inputs.seed: integer 18446744073709551616 does not fit in 64 bits"),
+    ({"input": {"workflow_json": {"1": {"class_type": "X", "inputs": {"": -(2**63) - 1}}}}}, "does not fit in 64 bits"),
+    ({"input": {"workflow_json": {"1": {"class_type": "X", "inputs": {"deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}}}},
+     "nested deeper than 64 levels"),
+    ({"input": {"modifier": "M", "modifications": {"n": 10**30}}}, "modifications.n: integer"),
+    ({"input": {"workflow_json": empty_save(), "s3": {**S3, "bucket_name": "Bad_Name"}}}, "input.s3.bucket_name"),
+    ({"input": {"workflow_json": empty_save(), "s3": {**S3, "endpoint_url": "ftp://x"}}}, "input.s3.endpoint_url"),
+    ({"input": {"workflow_json": empty_save(), "s3": {**S3, "region": "EU WEST"}}}, "input.s3.region"),
+    ({"input": {"workflow_json": empty_save(), "s3": {**S3, "secret_access_key": ""}}}, "input.s3.secret_access_key"),
+    ({"input": {"workflow_json": empty_save(), "s3": {**S3, "acl": "public"}}}, "input.s3.acl"),
+    ({"input": {"workflow_json": empty_save(), "webhook": {"url": "ftp://x/y"}}}, "input.webhook.url"),
+    ({"input": {"workflow_json": empty_save(), "webhook": {"url": "https://x/y", "extra_params": [1]}}},
+     "input.webhook.extra_params"),
+    ({"input": {"workflow_json": empty_save(), "convert_output": {"format": "gif"}}}, "input.convert_output.format"),
+    ({"input": {"workflow_json": empty_save(), "convert_output": {}}}, "input.convert_output.format"),
+    ({"input": {"workflow_json": empty_save(), "convert_output": {"format": "webp", "quality": 0}}},
+     "input.convert_output.quality"),
+    ({"input": {"workflow_json": empty_save(), "convert_output": {"format": "jpeg", "quality": 101}}},
+     "input.convert_output.quality"),
+    ({"input": {"workflow_json": empty_save(), "convert_output": {"format": "webp", "lossless": True}}},
+     "input.convert_output.lossless"),
+    ({"input": {"workflow_json": empty_save(), "base64_outputs": "please"}}, "input.base64_outputs"),
 ])
 async def test_schema_errors_are_422_and_say_where(gateway: Gateway, client: httpx.AsyncClient, body, where):
     r = await post(client, gateway, "/generate", json=body)
@@ -48,11 +76,13 @@ async def test_schema_errors_are_422_and_say_where(gateway: Gateway, client: htt
 
 
 async def test_fields_of_later_versions_are_501_not_ignored(gateway: Gateway, client: httpx.AsyncClient):
+    # This gateway has no MODIFIERS_DIR: a modifier is unknown (400), no longer "not yet" (501).
     r = await post(client, gateway, "/generate", json={"input": {"modifier": "Image2Image"}})
-    assert r.status_code == 501 and "input.modifier" in r.json()["detail"]
+    assert r.status_code == 400 and "unknown modifier 'Image2Image'" in r.json()["detail"]
+    # A webhook needs a signing secret this gateway was not given: 501, saying so.
     r = await post(client, gateway, "/generate", json={
         "input": {"workflow_json": empty_save(), "webhook": {"url": "https://example.com/hook"}}})
-    assert r.status_code == 501 and "input.webhook" in r.json()["detail"]
+    assert r.status_code == 501 and "input.webhook" in r.json()["detail"] and "WEBHOOK_SECRET" in r.json()["detail"]
 
 
 async def test_huge_body_is_413(gateway: Gateway, client: httpx.AsyncClient):

@@ -4,14 +4,12 @@ nodes, dropped websockets, restarts, lagging history, a full queue."""
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 
 import httpx
 import pytest
 
 from .conftest import Fake, Gateway, empty_save
-from .support.sse import collect, read_events
+from .support.sse import collect
 
 
 def slow(seconds: float, steps: int = 1, prefix: str = "slow") -> dict:
@@ -138,12 +136,26 @@ async def test_websocket_refused_for_a_while_then_jobs_settle(fake: Fake, gw: Ga
     assert result["status"] == "completed", result
 
 
-async def test_restarted_comfyui_forgets_the_prompt_job_fails_clearly(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
-    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(2.0)}})).json()["id"]
+async def test_restarted_comfyui_job_is_retried_once(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
+    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(1.0)}})).json()["id"]
     await asyncio.sleep(0.3)
-    fake.control(restart=True, drop_ws_now=True)
+    fake.control(restart=True)  # queue and history gone, sockets dropped
     result = await wait_done(client, gw, job_id, timeout=30)
-    assert result["status"] == "failed"
+    assert result["status"] == "completed", result
+    assert fake.stats()["prompts_received"] == 2  # the first attempt, then the retry
+
+
+async def test_restarted_twice_job_fails_clearly(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
+    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(1.5)}})).json()["id"]
+    for _ in range(2):
+        for _ in range(100):  # wait until this attempt is running in the fake
+            if fake.stats()["queue_remaining"] >= 1:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        fake.control(restart=True)
+    result = await wait_done(client, gw, job_id, timeout=30)
+    assert result["status"] == "failed", result
     assert result["error"]["type"] == "prompt_lost"
     assert "restart" in result["error"]["message"]
 
@@ -179,6 +191,8 @@ async def test_health_is_503_when_no_backend_answers(gateway_factory, client: ht
     await asyncio.sleep(0.3)
     now = (await client.get(f"{gw.url}/result/{job['id']}")).json()
     assert now["status"] == "generating" and now["message"] == "waiting for a free backend"
+    cancelled = await client.post(f"{gw.url}/result/{job['id']}/cancel")
+    assert cancelled.json()["status"] == "cancelled"
 
 
 async def test_many_concurrent_clients_all_served(fake: Fake, gw: Gateway, client: httpx.AsyncClient):

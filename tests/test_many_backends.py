@@ -78,10 +78,11 @@ async def test_backend_down_mid_load_leaves_and_rejoins(fake_factory, cluster: C
     ids = [await submit(client, (a, b)[i % 2].url, slow(0.25, prefix=f"d{i}")) for i in range(16)]
     await until(lambda: _executed(f2, 2), "f2 ran a few jobs")
     f2.control(down=True)
-    health = await until(lambda: _degraded(client, a), "/health shows f2 gone")
+    health = await until(lambda: _out_of_rotation(client, a, name(f2)), "/health shows f2 gone")
+    assert health["status"] == "degraded"
     gone = {x["name"]: x for x in health["backends"]}[name(f2)]
-    assert gone["reachable"] is False and gone["in_rotation"] is False and gone["error"]
-    assert (await backends_seen(client, b))[name(f2)]["in_rotation"] is False
+    assert gone["reachable"] is False and gone["error"]
+    await until(lambda: _out_of_rotation(client, b, name(f2)), "the other process sees it too")
     executed_while_down = f2.stats()["prompts_received"]
     await until(lambda: _executed(f1, 8), "f1 carries on alone")
     f2.control(down=False)
@@ -117,9 +118,11 @@ async def _executed(fake: Fake, n: int) -> bool:
     return fake.stats()["prompts_executed"] >= n
 
 
-async def _degraded(client, node):
+async def _out_of_rotation(client, node, backend: str):
+    """/health once it shows the backend unreachable and out of rotation (its websocket gone)."""
     r = await client.get(node.url + "/health")
-    return r.json() if r.status_code == 200 and r.json()["status"] == "degraded" else None
+    seen = {x["name"]: x for x in r.json()["backends"]}[backend]
+    return r.json() if not seen["reachable"] and not seen["in_rotation"] else None
 
 
 async def _in_rotation(client, node, backend: str) -> bool:

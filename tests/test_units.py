@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from comfy_gateway.comfy.errors import ExecutionFailed, ExecutionInterrupted
@@ -13,14 +10,7 @@ from comfy_gateway.outputs.local import LocalStorage, UnsafePath
 from comfy_gateway.pipeline.estimates import StageStats, estimate_wait
 from comfy_gateway.workflows.prepare import prepare_workflow
 
-PROTOCOL = Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol" / "v0.3.75"
-
-
-def transcript(name: str) -> dict:
-    path = PROTOCOL / name
-    if not path.exists():  # CI lays shared/ beside the clone; a developer may have it elsewhere
-        path = Path("/work/shared/comfyui-protocol/v0.3.75") / name
-    return json.loads(path.read_text())
+from .support.transcripts import transcript
 
 
 def test_prepare_prefixes_every_filename_prefix_with_the_job_id():

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from .jsonresp import JSONResponse
 
 from ..jobs.store import QueueFull
 from ..pipeline.runtime import DuplicateRequest
+from .jsonresp import JSONResponse
+
+log = logging.getLogger(__name__)
+from ..workflows.params import InvalidModifications
+from ..workflows.registry import UnknownModifier
 
 
 def _where(loc: tuple | list) -> str:
@@ -35,6 +41,23 @@ def install_error_handlers(app: FastAPI) -> None:
                 "detail": f"malformed JSON body: {ctx.get('error', 'cannot be parsed')}", "errors": errors})
         summary = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors[:5])
         return JSONResponse(status_code=422, content={"detail": f"invalid request: {summary}", "errors": errors})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, never the client's fault: log it whole, answer without internals.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(status_code=500, content={
+            "detail": f"internal error ({type(exc).__name__}); the gateway log has the details"})
+    @app.exception_handler(UnknownModifier)
+    async def unknown_modifier(request: Request, exc: UnknownModifier) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": f"input.modifier: {exc}", "known": exc.known})
+
+    @app.exception_handler(InvalidModifications)
+    async def invalid_modifications(request: Request, exc: InvalidModifications) -> JSONResponse:
+        errors = [{**e, "loc": ["input", *e["loc"]]} for e in exc.errors]
+        summary = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors[:5])
+        return JSONResponse(status_code=422, content={
+            "detail": f"invalid modifications for modifier {exc.modifier!r}: {summary}", "errors": errors})
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:

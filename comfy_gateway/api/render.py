@@ -17,7 +17,7 @@ def render_result(job: Job, base_url: str) -> dict[str, Any]:
     output = []
     for f in job.output:
         item = f.model_dump()
-        if item.get("url", "").startswith("/"):
+        if (item.get("url") or "").startswith("/"):
             item["url"] = base + item["url"]
         output.append(item)
     return {
@@ -28,6 +28,8 @@ def render_result(job: Job, base_url: str) -> dict[str, Any]:
         "error": job.error.model_dump() if job.error else None,
         "progress": job.progress.model_dump() if job.progress else None,
         "backend": job.backend,
+        "webhook": job.webhook.model_dump() if job.webhook else None,
+        "warnings": job.warnings,
         "created_at": iso(job.created_at),
         "updated_at": iso(job.updated_at),
         "finished_at": iso(job.finished_at),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
-from .jsonresp import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from ..outputs.local import UnsafePath
+from ..pipeline.cancel import AlreadyEnded
 from .deps import job_or_404, runtime_of
+from .jsonresp import JSONResponse
 from .render import render_result
 from .schemas import ErrorBody, JobResult
 from .stream import job_events
@@ -21,6 +22,29 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown id, or its result
 async def result(request: Request, request_id: str) -> JSONResponse:
     job = await job_or_404(runtime_of(request), request_id)
     return JSONResponse(render_result(job, str(request.base_url)))
+
+
+@router.post("/result/{request_id}/cancel", response_model=JobResult, summary="Cancel a job",
+             responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The job already ended"}})
+async def cancel(request: Request, request_id: str) -> JSONResponse:
+    """A waiting job leaves its queue at once; one in ComfyUI's queue is deleted there; a running
+    one is interrupted (that prompt only). The job ends `cancelled` and stays so."""
+    runtime = runtime_of(request)
+    try:
+        job = await runtime.cancel(request_id)
+    except KeyError:
+        await job_or_404(runtime, request_id)
+        raise
+    except AlreadyEnded as exc:
+        return JSONResponse({"detail": f"job {request_id} already ended: {exc.job.status.value}",
+                             "status": exc.job.status.value}, status_code=409)
+    return JSONResponse(render_result(job, str(request.base_url)))
+
+
+@router.delete("/result/{request_id}", response_model=JobResult, summary="Cancel a job (same as POST .../cancel)",
+               responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The job already ended"}})
+async def delete(request: Request, request_id: str) -> JSONResponse:
+    return await cancel(request, request_id)
 
 
 @router.get("/result/{request_id}/stream", responses={**NOT_FOUND, 200: {"content": {"text/event-stream": {}}}},

@@ -9,17 +9,18 @@ from pathlib import Path
 import markdown
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from .jsonresp import JSONResponse
 
 from .. import __version__
 from .deps import runtime_of
+from .jsonresp import JSONResponse
 
 router = APIRouter(tags=["service"])
+open_router = APIRouter(tags=["service"])
 README = Path(__file__).resolve().parents[2] / "README.md"
 STARTED = time.time()
 
 
-@router.get("/health", summary="Each backend's reachability and queue; 503 when none answers")
+@open_router.get("/health", summary="Each backend's reachability and queue; 503 when none answers")
 async def health(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     backends = await runtime.pool.health()
@@ -50,6 +51,6 @@ def _readme_html() -> str:
     )
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@open_router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index() -> HTMLResponse:
     return HTMLResponse(_readme_html())

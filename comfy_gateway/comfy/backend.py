@@ -12,12 +12,12 @@ import logging
 import random
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 import orjson
 
-from .errors import BackendError, PromptLost
+from .errors import BackendError, PromptCancelled, PromptLost
 from .history import raise_for_status
 from .http import ComfyHTTP
 from .tracker import ProgressCallback, PromptTracker
@@ -66,6 +66,7 @@ class Backend:
     # -- running a prompt -------------------------------------------------------------------
     async def run(
         self, prompt_id: str, workflow: dict[str, Any], on_progress: ProgressCallback | None = None,
+        still_wanted: Callable[[], Awaitable[bool]] | None = None,
     ) -> dict[str, Any]:
         """Queue the prompt under our own id, wait for it to end, and return its confirmed
         /history entry. Raises PromptRejected, ExecutionFailed, ExecutionInterrupted,
@@ -76,12 +77,35 @@ class Backend:
         try:
             await self.http.post_prompt(workflow, client_id=self.client_id, prompt_id=prompt_id)
             tracker.posted = True
+            # Cancelled while the POST was on its way (maybe from another process): withdraw it.
+            if tracker.cancel_requested or (still_wanted is not None and not await still_wanted()):
+                await self._withdraw(prompt_id)
+                raise PromptCancelled(prompt_id)
             await tracker.ended
             entry = await self._confirmed_history(prompt_id)
         finally:
             self._trackers.pop(prompt_id, None)
         raise_for_status(entry)
         return entry
+
+    async def cancel(self, prompt_id: str) -> None:
+        """Withdraw one prompt: delete it from ComfyUI's queue if it waits there, interrupt it if
+        it runs (the prompt_id-scoped interrupt never touches another client's prompt), and free
+        the worker waiting on it at once."""
+        tracker = self._trackers.get(prompt_id)
+        if tracker is not None:
+            tracker.cancel_requested = True
+        if tracker is None or tracker.posted:
+            await self._withdraw(prompt_id)
+        if tracker is not None:
+            tracker.end(PromptCancelled(prompt_id))
+
+    async def _withdraw(self, prompt_id: str) -> None:
+        try:
+            await self.http.delete_queued([prompt_id])
+            await self.http.interrupt(prompt_id)
+        except BackendError as exc:
+            log.warning("backend %s: could not withdraw prompt %s: %s", self.name, prompt_id, exc)
 
     async def _confirmed_history(self, prompt_id: str) -> dict[str, Any]:
         # The transcripts show history can lag the end frames: retry briefly before giving up.

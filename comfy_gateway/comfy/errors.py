@@ -43,3 +43,8 @@ class ExecutionInterrupted(Exception):
 class PromptLost(Exception):
     """The backend no longer knows the prompt: neither queued, running nor in history
     (a restarted ComfyUI forgets both)."""
+
+
+class PromptCancelled(Exception):
+    """The gateway withdrew the prompt (cancel or timeout): deleted from ComfyUI's queue or
+    interrupted there."""

@@ -76,8 +76,10 @@ class ComfyHTTP:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise BackendError(f"GET /system_stats: {type(exc).__name__}: {exc}") from exc
 
-    async def interrupt(self, prompt_id: str | None = None) -> None:
-        await self._json("POST", "/interrupt", json={"prompt_id": prompt_id} if prompt_id else None)
+    async def interrupt(self, prompt_id: str) -> None:
+        # Always scoped to one prompt: ComfyUI then interrupts only if that prompt is the one
+        # running. A bare /interrupt would stop whatever runs, possibly another client's job.
+        await self._json("POST", "/interrupt", json={"prompt_id": prompt_id})
 
     async def delete_queued(self, prompt_ids: list[str]) -> None:
         await self._json("POST", "/queue", json={"delete": prompt_ids})

@@ -18,6 +18,7 @@ class PromptTracker:
         self._done_nodes: set[str] = set()
         self._last: tuple[Any, ...] | None = None
         self.posted = False  # set once ComfyUI accepted the prompt
+        self.cancel_requested = False
         # Resolved by `executing {node: null}` (history is written by then, see the transcripts),
         # or by reconciliation after a websocket gap; an exception means the prompt is lost.
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from .events import JobEvent
 from .memory_queue import StageQueue
-from .model import Job, JobStatus, Progress
-from .store import STAGES, QueueFull
+from .model import Job, JobStatus, Progress, WebhookState
+from .store import STAGES, QueueFull, TerminalListener
+
+log = logging.getLogger(__name__)
 
 
 def _wake(futures: set[asyncio.Future[None]]) -> None:
@@ -20,12 +23,15 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 
 
 class MemoryJobStore:
+    shared = False  # one process: nothing else can take over its jobs
+
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._events: dict[str, list[JobEvent]] = {}
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._queue_waiters: set[asyncio.Future[None]] = set()
         self._queues = {stage: StageQueue() for stage in STAGES}
+        self._terminal_listeners: list[TerminalListener] = []
         self._taken: dict[str, set[str]] = {stage: set() for stage in STAGES}  # dequeued, not acked
 
     async def start(self) -> None:
@@ -73,7 +79,25 @@ class MemoryJobStore:
         job.updated_at = time.time()
         if status is not None or message is not None:
             self._record(job, "final_result" if job.status.terminal else "status")
+        if job.status.terminal:
+            self._ended(job)
         return job
+
+    def on_terminal(self, listener: TerminalListener) -> None:
+        self._terminal_listeners.append(listener)
+
+    def _ended(self, job: Job) -> None:
+        for listener in self._terminal_listeners:
+            try:
+                listener(job)
+            except Exception:  # noqa: BLE001 - a listener's bug must not undo the transition
+                log.exception("terminal listener failed for job %s", job.id)
+
+    async def set_webhook(self, job_id: str, state: WebhookState) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.webhook = state
+            job.updated_at = time.time()
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
         job = self._jobs.get(job_id)
@@ -146,6 +170,12 @@ class MemoryJobStore:
     def _queue_changed(self) -> None:
         if self._queue_waiters:
             _wake(self._queue_waiters)
+
+    async def hand_back_all(self) -> int:
+        return 0  # no other process to hand them to
+
+    async def unfinished(self) -> list[str]:
+        return [j.id for j in self._jobs.values() if not j.status.terminal]
 
     async def expire(self, older_than: float) -> int:
         old = [

@@ -51,10 +51,22 @@ class OutputFile(BaseModel):
     output_type: str = Field(description="the key of the node's output: images, gifs, video, audio...")
     content_type: str | None = None
     size_bytes: int | None = None
+    s3_key: str | None = Field(None, description="the object's key when the output went to S3")
+    base64: str | None = Field(None, description="the file itself, when the request asked for base64 outputs")
+
+
+class WebhookState(BaseModel):
+    """How the delivery of the job's webhook went, updated after every attempt."""
+
+    state: str = Field("pending", description="pending | retrying | delivered | failed")
+    attempts: int = 0
+    last_status: int | None = Field(None, description="HTTP status of the last answer")
+    last_error: str | None = None
 
 
 class JobError(BaseModel):
-    kind: str = Field("internal", description="rejected | execution | interrupted | backend | internal")
+    kind: str = Field("internal", description="rejected | execution | interrupted | backend | storage | internal "
+                                              "| modifier | input")
     type: str
     message: str
     node_errors: dict[str, Any] | None = None
@@ -86,9 +98,18 @@ class Job(BaseModel):
     output: list[OutputFile] = Field(default_factory=list)
     error: JobError | None = None
     progress: Progress | None = None
+    # Set when a webhook will be sent at the end; it records every delivery attempt.
+    webhook: WebhookState | None = None
+    # Things the client asked for that could not be done, without failing the job.
+    warnings: list[str] = Field(default_factory=list)
     # What ComfyUI's /history listed, kept between generation and postprocess (not shown).
     comfy_outputs: list[dict[str, Any]] = Field(default_factory=list)
+    # The input files the workflow names, checked at preprocess, that generation uploads to
+    # the backend it runs on: {path, source, sha256, filename, mime} each (not shown).
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
     request_hash: str | None = None
+    deadline: float | None = None  # epoch seconds; past it the job is stopped and ends timed_out
+    attempts: int = 0  # generation attempts (a prompt lost by a restarted ComfyUI is retried once)
     # When each step began and ended (epoch seconds), e.g. preprocess_started.
     marks: dict[str, float] = Field(default_factory=dict)
 

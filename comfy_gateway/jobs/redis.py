@@ -24,9 +24,9 @@ from redis.exceptions import ResponseError
 
 from . import redis_lua as lua
 from .events import JobEvent
-from .model import Job, JobStatus, Progress
+from .model import Job, JobStatus, Progress, WebhookState
 from .redis_notify import Notifier
-from .store import STAGES, QueueFull
+from .store import STAGES, QueueFull, TerminalListener
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ _HEAVY = {"request", "workflow"}  # written once, kept apart so the hot path rew
 
 
 class RedisJobStore:
+    shared = True  # other processes use the same store and take over what a dead one held
+
     def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
                  lease_seconds: float = 30.0, consumer: str | None = None):
         self.redis = redis
@@ -45,6 +47,7 @@ class RedisJobStore:
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
         self._notify = Notifier(redis, self._chan_events, self._chan_queues)
+        self._terminal_listeners: list[TerminalListener] = []
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE")}
 
@@ -107,20 +110,22 @@ class RedisJobStore:
         core, request, workflow = await self.redis.hmget(self._job(job_id), "core", "request", "workflow")
         return None if core is None else self._decode(core, request, workflow)
 
-    async def _change(self, job_id: str, apply) -> Job | None:
+    async def _change(self, job_id: str, apply, *, ended_too: bool = False) -> Job | None:
         """Read the job, let `apply` change it and name its event, write both atomically;
-        retried when another process wrote in between. None if the job does not exist."""
+        retried when another process wrote in between. None if the job does not exist.
+        A job that ended is returned unchanged, unless `ended_too` (bookkeeping, no event)."""
         for _ in range(100):
             v, core, request, workflow = await self.redis.hmget(
                 self._job(job_id), "v", "core", "request", "workflow")
             if core is None:
                 return None
             job = self._decode(core, request, workflow)
-            if job.status.terminal:
+            if job.status.terminal and not ended_too:
                 return job
+            was_terminal = job.status.terminal
             outcome = apply(job)  # (event type or None, progress dict or None, workflow changed)
             event_type, progress, new_workflow = outcome
-            terminal = job.status.terminal
+            terminal = job.status.terminal and not was_terminal
             args = [v, self._core(job), orjson.dumps(job.workflow) if new_workflow else "",
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
@@ -131,6 +136,8 @@ class RedisJobStore:
             if res == -1:
                 return None
             if res != -2:
+                if terminal:
+                    self._ended(job)
                 return job
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
 
@@ -157,6 +164,33 @@ class RedisJobStore:
         if job is None:
             raise KeyError(job_id)
         return job
+
+    def on_terminal(self, listener: TerminalListener) -> None:
+        # Called in the process whose update ended the job (once per job: terminal is final).
+        self._terminal_listeners.append(listener)
+
+    def _ended(self, job: Job) -> None:
+        for listener in self._terminal_listeners:
+            try:
+                listener(job)
+            except Exception:  # noqa: BLE001 - a listener's bug must not undo the transition
+                log.exception("terminal listener failed for job %s", job.id)
+
+    async def set_webhook(self, job_id: str, state: WebhookState) -> None:
+        def apply(job: Job):
+            job.webhook = state
+            job.updated_at = time.time()
+            return None, None, False
+
+        await self._change(job_id, apply, ended_too=True)
+
+    async def unfinished(self) -> list[str]:
+        ids = []
+        async for key in self.redis.scan_iter(match=self._job("*"), count=1000):
+            job = await self.get(key[len(self._job("")):])
+            if job is not None and not job.status.terminal:
+                ids.append(job.id)
+        return ids
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
         def apply(job: Job):
@@ -244,6 +278,23 @@ class RedisJobStore:
         res = await self._scripts["HAND_BACK"](
             keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage])
         return bool(res)
+
+    async def hand_back_all(self) -> int:
+        """Give every job this process holds back to the other processes at once (shutdown)."""
+        count = 0
+        for stage in STAGES:
+            try:
+                held = await self.redis.xpending_range(self._q(stage)[0], GROUP, "-", "+", 10000,
+                                                       consumername=self.consumer)
+            except ResponseError:
+                continue
+            for entry in held:
+                found = await self.redis.xrange(self._q(stage)[0], entry["message_id"], entry["message_id"])
+                if found and await self.hand_back(stage, found[0][1]["job"]):
+                    count += 1
+        if count:
+            log.info("handed %d job(s) back to the other processes", count)
+        return count
 
     async def remove_from_queue(self, stage: str, job_id: str) -> bool:
         return bool(await self._scripts["REMOVE"](keys=self._q(stage), args=[job_id, self._chan_queues, stage]))

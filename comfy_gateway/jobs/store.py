@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .events import JobEvent
-from .model import Job, JobStatus, Progress
+from .model import Job, JobStatus, Progress, WebhookState
+
+# Called with the job right after it reached a terminal state, once per job. It must not block:
+# schedule the work (e.g. a webhook delivery) and return.
+TerminalListener = Callable[[Job], None]
 
 STAGES = ("preprocess", "generation", "postprocess")
 
@@ -17,6 +21,8 @@ class QueueFull(Exception):
 
 
 class JobStore(Protocol):
+    shared: bool  # True when other processes use the same store (and can take jobs over)
+
     async def start(self) -> None:
         """Connect and get ready (the Redis store subscribes to its channels here)."""
 
@@ -36,6 +42,14 @@ class JobStore(Protocol):
         ended are dropped (terminal states are final) and the job is returned unchanged."""
 
     async def set_progress(self, job_id: str, progress: Progress) -> None: ...
+
+    async def set_webhook(self, job_id: str, state: WebhookState) -> None:
+        """Record a webhook delivery attempt. Allowed on an ended job (webhooks are sent after
+        the end); records no event, since the job's stream has already closed."""
+
+    def on_terminal(self, listener: TerminalListener) -> None:
+        """Call the listener for every job that reaches completed, failed, cancelled or
+        timed_out, whoever ended it: the one place terminal transitions are seen."""
 
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]: ...
 
@@ -66,6 +80,13 @@ class JobStore(Protocol):
         """0-based place in the stage queue, None when not waiting there."""
 
     async def queue_sizes(self) -> dict[str, int]: ...
+
+    async def hand_back_all(self) -> int:
+        """A shared store: give every job this process holds to the other processes now (it is
+        shutting down). Returns how many; the memory store has nobody to give them to (0)."""
+
+    async def unfinished(self) -> list[str]:
+        """Ids of the jobs that have not ended (used when a lone process shuts down)."""
 
     async def expire(self, older_than: float) -> int:
         """Forget ended jobs that finished before the given epoch time."""

@@ -50,14 +50,40 @@ class NetworkPolicy:
         return cls(tuple(nets), frozenset(hosts))
 
     def allows_ip(self, ip: IPAddress) -> bool:
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        if isinstance(ip, ipaddress.IPv6Address):
+            if any(ip in net for net in self.networks):
+                return True
+            if any(ip in net for net in _NOT_GLOBAL_V6):
+                return False
+            embedded = _embedded_ipv4(ip)
+            if embedded is not None:
+                ip = embedded  # judged as the IPv4 address a network may route it to
         if any(ip in net for net in self.networks):
             return True
         return ip.is_global and not ip.is_multicast
 
     def allows_host(self, host: str) -> bool:
         return host.lower().rstrip(".") in self.hosts
+
+
+# Python counts these as global; they are not public destinations: NAT64 for local use
+# (RFC 8215) and the deprecated site-local range.
+_NOT_GLOBAL_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("fec0::/10"))
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries and some networks deliver to: mapped
+    (::ffff:127.0.0.1), NAT64 (64:ff9b::a9fe:a9fe is 169.254.169.254 behind a NAT64 gateway),
+    6to4 (2002:7f00:1::), IPv4-compatible (::127.0.0.1)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _V4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def check_url(url: str | URL, policy: NetworkPolicy, *, what: str = "URL") -> URL:

@@ -1,23 +1,33 @@
-"""Stage 2: run the prompt on the least-loaded backend and wait for ComfyUI to confirm its end."""
+"""Stage 2: put the job's inputs on the least-loaded backend, run the prompt there and wait for
+ComfyUI to confirm its end. A job taken over from a process that stopped is first looked for on
+the backend it was sent to (recover.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import time
 from typing import Any
 
+import orjson
+
 from ..comfy.backend import Backend
-from ..comfy.errors import PromptNotAccepted
+from ..comfy.errors import PromptCancelled, PromptLost, PromptNotAccepted, PromptRejected
 from ..comfy.history import output_refs, raise_for_status
+from ..inputs.find import set_at
+from ..inputs.resolver import InputResolver
 from ..jobs.model import Job, JobStatus, Progress
 from ..jobs.store import JobStore
 from .failures import fail_job
 from .recover import settle_elsewhere
 from .router import BackendRouter
+from .uploads import BackendUploads
 
 log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2  # a prompt lost by a restarted ComfyUI is run once more
 
 
 class _Ticket:
@@ -30,10 +40,13 @@ class _Ticket:
 class Generation:
     """Called with a job id taken through router.gated_take (which reserved a slot for it)."""
 
-    def __init__(self, store: JobStore, router: BackendRouter, lost_after: float):
+    def __init__(self, store: JobStore, router: BackendRouter, inputs: InputResolver, lost_after: float):
         self._store = store
         self._router = router
+        self._inputs = inputs
         self._lost_after = lost_after
+        self.uploads = {b.name: BackendUploads(b.http) for b in router.backends}
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def __call__(self, job_id: str) -> None:
         ticket = _Ticket()
@@ -52,9 +65,13 @@ class Generation:
                 entry = await self._taken_over(job) if job.backend else None
                 if entry is None:
                     entry = await self._run_somewhere(job, ticket)
+                    if entry is None:
+                        return  # ended meanwhile (cancelled, timed out)
                 else:
                     raise_for_status(entry)
                 await self._finish(job, entry)
+            except PromptCancelled:
+                return  # the job already ended (cancelled / timed_out) where the cancel came from
             except Exception as exc:  # noqa: BLE001
                 await fail_job(self._store, job_id, exc)
         finally:
@@ -75,35 +92,86 @@ class Generation:
             log.info("job %s: %s never got its prompt; submitting it again", job.id, backend.name)
         return entry
 
-    async def _run_somewhere(self, job: Job, ticket: "_Ticket") -> dict[str, Any]:
+    async def _run_somewhere(self, job: Job, ticket: _Ticket) -> dict[str, Any] | None:
         """Run on the least-loaded backend in rotation. A backend that refuses the prompt
-        outright (down, 5xx) did not queue it, so the next one gets it; a few tries, then the
-        job fails with the last backend's answer."""
-        for attempt in range(1, 2 * len(self._router.backends) + 2):
+        outright (down, 5xx) did not queue it, so the next one gets it; a prompt a restarted
+        ComfyUI forgot runs once more. None if the job ended meanwhile."""
+        refusals = 0
+        while True:
             backend = await self._router.acquire(reserved=ticket.reserved)
             ticket.reserved = False
             try:
+                job = await self._store.update(
+                    job.id, message=f"running on {backend.name}", backend=backend.name,
+                    marks={"generation_started": time.time()}, attempts=job.attempts + 1)
+                if job.status.terminal:  # cancelled or timed out while it waited for us
+                    return None
                 return await self._run(job, backend)
             except PromptNotAccepted as exc:
-                if attempt > 2 * len(self._router.backends):
+                refusals += 1
+                if refusals > 2 * len(self._router.backends):
                     raise
                 log.warning("job %s: %s refused the prompt (%s); trying again", job.id, backend.name, exc)
+                job = await self._store.update(job.id, attempts=job.attempts - 1)  # not a run
+            except PromptLost as exc:
+                if job.attempts >= MAX_ATTEMPTS:
+                    raise
+                # A restarted ComfyUI forgot it: run it again, on whichever backend is free
+                # (its inputs are uploaded again there if that backend lacks them).
+                job = await self._store.update(job.id, message=f"{exc}; retrying")
+                if job.status.terminal:
+                    return None
             finally:
                 self._router.release(backend)
-            await asyncio.sleep(min(0.1 * attempt, 1.0))
-        raise AssertionError("unreachable")
+            await asyncio.sleep(min(0.1 * refusals, 1.0))
 
     async def _run(self, job: Job, backend: Backend) -> dict[str, Any]:
         job_id = job.id
-        # Recorded BEFORE the prompt goes out: whoever takes the job over later asks this backend.
-        await self._store.update(job_id, message=f"running on {backend.name}", backend=backend.name,
-                                 marks={"generation_started": time.time()})
 
         def on_progress(p: Progress) -> None:
-            asyncio.get_running_loop().create_task(self._store.set_progress(job_id, p))
+            # Frames arrive in the websocket's reader: record them without blocking it.
+            task = asyncio.get_running_loop().create_task(self._store.set_progress(job_id, p))
+            self._pending.add(task)  # hold a reference until done (asyncio keeps only weak ones)
+            task.add_done_callback(self._pending.discard)
 
-        assert job.workflow is not None
-        return await backend.run(job_id, job.workflow, on_progress)
+        async def still_wanted() -> bool:
+            current = await self._store.get(job_id)
+            return current is not None and not current.status.terminal
+
+        if not job.inputs:
+            return await backend.run(job_id, job.workflow or {}, on_progress, still_wanted)
+        workflow, reused = await self._place_inputs(job, backend)
+        try:
+            return await backend.run(job_id, workflow, on_progress, still_wanted)
+        except PromptRejected as exc:
+            # A file this backend had before may be gone (a restarted ComfyUI with a fresh input
+            # folder): if ComfyUI names one, upload again and try once more. A rejected prompt
+            # never entered its queue, so the same prompt id is free.
+            text = orjson.dumps([exc.error, exc.node_errors]).decode()
+            gone = [sha for sha, name in reused.items() if name in text]
+            if not gone:
+                raise
+            for sha in gone:
+                self.uploads[backend.name].forget(sha)
+            workflow, _ = await self._place_inputs(job, backend)
+            return await backend.run(job_id, workflow, on_progress, still_wanted)
+
+    async def _place_inputs(self, job: Job, backend: Backend) -> tuple[dict[str, Any], dict[str, str]]:
+        """The workflow with each input's name on this backend, uploading what it lacks; and
+        {sha256: name} of those it had already."""
+        uploads = self.uploads[backend.name]
+        workflow = copy.deepcopy(job.workflow or {})
+        distinct = {item["sha256"]: item["source"] for item in job.inputs}
+
+        async def one(sha: str, source: str) -> tuple[str, str, bool]:
+            name, fresh = await uploads.ensure(sha, lambda: self._inputs.blob_for(source, sha))
+            return sha, name, fresh
+
+        placed = await asyncio.gather(*(one(sha, src) for sha, src in distinct.items()))
+        names = {sha: name for sha, name, _ in placed}
+        for item in job.inputs:
+            set_at(workflow, item["path"], names[item["sha256"]])
+        return workflow, {sha: name for sha, name, fresh in placed if not fresh}
 
     async def _finish(self, job: Job, entry: dict[str, Any]) -> None:
         include_temp = bool(job.request.get("include_previews"))
@@ -115,3 +183,4 @@ class Generation:
         )
         if not job.status.terminal:
             await self._store.enqueue("postprocess", job.id)
+

@@ -1,18 +1,24 @@
-"""Stage 1: build the prompt ComfyUI will run from the client's request."""
+"""Stage 1: build the prompt ComfyUI will run from the client's request: the workflow (the
+client's own, or a modifier's), its placeholders filled, and every input it names fetched,
+typed and checked, ready to be uploaded to whichever backend runs it."""
 
 from __future__ import annotations
 
 import time
 
+from ..inputs.find import find_inputs, set_at
+from ..inputs.resolver import InputResolver
 from ..jobs.model import JobStatus
 from ..jobs.store import JobStore
+from ..workflows.build import build_workflow
 from ..workflows.prepare import prepare_workflow
+from ..workflows.registry import ModifierRegistry
 from .failures import fail_job
 
 
 class Preprocess:
-    def __init__(self, store: JobStore):
-        self._store = store
+    def __init__(self, store: JobStore, modifiers: ModifierRegistry, inputs: InputResolver):
+        self._store, self._modifiers, self._inputs = store, modifiers, inputs
 
     async def __call__(self, job_id: str) -> None:
         job = await self._store.get(job_id)
@@ -28,10 +34,23 @@ class Preprocess:
         try:
             await self._store.update(job_id, status=JobStatus.preprocessing, message="preparing the workflow",
                                      marks={"preprocess_started": time.time()})
-            workflow = prepare_workflow(job.request["workflow_json"], job.id)
+            workflow, names = await build_workflow(job.request, self._modifiers)
+            refs = find_inputs(workflow)
+            inputs = []
+            if refs:
+                await self._store.update(job_id, message=f"fetching {len(refs)} input(s)")
+                blobs = await self._inputs.resolve_all(refs, names)
+                for ref in refs:
+                    blob = blobs[ref.source]
+                    # The content name stands in the stored workflow; generation puts there the
+                    # name its backend gave the upload.
+                    set_at(workflow, ref.path, blob.filename)
+                    inputs.append({"path": list(ref.path), "source": ref.source, "sha256": blob.sha256,
+                                   "filename": blob.filename, "mime": blob.mime})
+            workflow = prepare_workflow(workflow, job.id)
             job = await self._store.update(
                 job_id, status=JobStatus.generating, message="waiting for a free backend",
-                marks={"preprocess_finished": time.time()}, workflow=workflow,
+                marks={"preprocess_finished": time.time()}, workflow=workflow, inputs=inputs,
             )
             if not job.status.terminal:
                 await self._store.enqueue("generation", job_id)

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import math
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from ..comfy.pool import BackendPool
+from ..inputs.resolver import InputResolver
 from ..jobs.factory import make_store
-from ..jobs.model import Job
+from ..jobs.model import Job, JobStatus, WebhookState
+from ..jobs.sealing import SecretBox
 from ..jobs.store import STAGES, JobStore
 from ..outputs.local import LocalStorage
+from ..outputs.retention import expire_local_outputs
+from ..outputs.s3 import S3Storage
+from ..outputs.webhooks import WebhookSender
 from ..settings import Settings
+from ..workflows.registry import ModifierRegistry
+from .cancel import AlreadyEnded, Canceller
+from .deadlines import DeadlineWatcher
 from .estimates import StageStats, estimate_wait
+from .failures import fail_job
 from .generation import Generation
+from .output_plan import seal_request
 from .postprocess import Postprocess
 from .preprocess import Preprocess
 from .router import BackendRouter
@@ -40,22 +51,41 @@ def request_hash(payload: dict[str, Any]) -> str:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, store: JobStore | None = None):
+    def __init__(self, settings: Settings, store: JobStore | None = None,
+                 render: Callable[[Job], dict[str, Any]] | None = None):
+        """`render` turns a job into the result object webhooks carry (the API's renderer,
+        with output links based at PUBLIC_URL)."""
         self.settings = settings
         self.store: JobStore = store or make_store(settings)
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
                                 lost_after=settings.backend_lost_after)
         self.storage = LocalStorage(settings.output_dir)
+        key = settings.secrets_key.get_secret_value()
+        self.secrets = SecretBox(base64.b64decode(key) if key else None)
+        self.s3 = S3Storage(settings, settings.network_policy)
+        self.webhooks = WebhookSender(settings, self.store, render or (lambda job: job.model_dump(mode="json")))
+        # Every terminal transition, whoever makes it (a stage, a cancel, a timeout), passes here.
+        self.store.on_terminal(self.webhooks.on_terminal)
+        self.modifiers = ModifierRegistry.load(settings.modifiers_dir, settings.workflows_dir)
+        self.inputs = InputResolver(settings)
+        self.generation: Generation | None = None
+        self.router: BackendRouter | None = None
         self.stats = StageStats()
         self.pools: dict[str, list[WorkerPool]] = {}
-        self.router: BackendRouter | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.canceller = Canceller(self.store, self.pool)
+        self.deadlines = DeadlineWatcher(self._expire)
+        self.draining = False  # after SIGTERM: no new jobs, finish what is in flight
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.store.start()
         await self.pool.start()
+        await self.inputs.start()
         s, store, record = self.settings, self.store, self.stats.record
+        if store.shared and not s.secrets_key.get_secret_value():
+            log.warning("API_CACHE=redis without SECRETS_KEY: credentials sealed by this process "
+                        "cannot be opened by another one; set the same SECRETS_KEY on every process")
 
         def pool(stage: str, size: int, handler, take=None, **kw) -> WorkerPool:
             return WorkerPool(stage, size, take or (lambda: store.dequeue(stage)), handler, record,
@@ -63,36 +93,76 @@ class Runtime:
                               renew=lambda job_id: store.renew(stage, job_id),
                               renew_every=s.lease_seconds / 3, **kw)
 
-        self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers, Preprocess(store))]
+        self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers,
+                                         Preprocess(store, self.modifiers, self.inputs))]
         # One generation pool, GENERATION_WORKERS slots per backend; the router sends each job
         # to the least-loaded backend in rotation (see router.py).
         router = self.router = BackendRouter(self.pool.backends, s.generation_workers)
+        self.generation = Generation(store, router, self.inputs, s.backend_lost_after)
         self.pools["generation"] = [pool(
-            "generation", router.total_slots, Generation(store, router, s.backend_lost_after),
+            "generation", router.total_slots, self.generation,
             take=lambda: router.gated_take(lambda: store.dequeue("generation")))]
         self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
-                                          Postprocess(store, self.pool, self.storage))]
+                                          Postprocess(store, self.pool, self.storage, self.s3, self.secrets, s))]
+        await self.webhooks.start()
         for pools in self.pools.values():
             for p in pools:
                 p.start()
         self._sweeper = asyncio.create_task(self._sweep())
+        self.deadlines.start()
 
     async def stop(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
+        await self.deadlines.stop()
         for pools in self.pools.values():
             for p in pools:
                 await p.stop()
+        await self.webhooks.stop()
+        await self.inputs.stop()
         await self.pool.stop()
         await self.store.close()
 
+    async def drain(self, grace: float) -> None:
+        """Stop taking jobs, give those in flight `grace` seconds to finish, then account for
+        the rest. With a shared store they are handed back: the store gives a job whose taker
+        never acked it to another process. Alone in memory nobody could take them over, so
+        they are failed with a message that says why, never silently lost."""
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not await self._idle():
+            await asyncio.sleep(0.05)  # shutdown only: a short poll keeps this independent of every stage
+        for pools in self.pools.values():
+            for p in pools:
+                await p.stop()
+        if self.store.shared:
+            # Whatever this process still held goes back to the others now, not a lease later.
+            await self.store.hand_back_all()
+        else:
+            for job_id in await self.store.unfinished():
+                await fail_job(self.store, job_id, RuntimeError(
+                    "the gateway shut down before this job finished (SIGTERM); submit it again"))
+
+    async def _idle(self) -> bool:
+        busy = sum(p.busy for pools in self.pools.values() for p in pools)
+        if self.store.shared:
+            return busy == 0
+        return busy == 0 and not any((await self.store.queue_sizes()).values())
+
     async def _sweep(self) -> None:
+        s = self.settings
+        interval = min(60.0, s.result_ttl, s.local_output_ttl or 60.0)
         while True:
-            await asyncio.sleep(min(60.0, self.settings.result_ttl))
+            await asyncio.sleep(max(interval, 0.5))
             try:
-                await self.store.expire(time.time() - self.settings.result_ttl)
+                await self.store.expire(time.time() - s.result_ttl)
+                await asyncio.to_thread(self.inputs.expire_assets)
             except Exception:  # noqa: BLE001
-                log.exception("expiring old results failed")
+                log.exception("expiring old results or assets failed")
+            try:
+                await expire_local_outputs(self.storage.root, self.store, s.local_output_ttl)
+            except Exception:  # noqa: BLE001
+                log.exception("expiring old local outputs failed")
 
     # -- what the API asks ------------------------------------------------------------------
     async def submit(self, payload: dict[str, Any]) -> tuple[Job, bool]:
@@ -105,19 +175,49 @@ class Runtime:
             if existing.request_hash == digest:
                 return existing, False
             raise DuplicateRequest(job_id)
-        job = Job(id=job_id, request=payload, request_hash=digest)
+        timeout = float(payload.get("timeout") or self.settings.job_timeout)
+        # Stored with its credentials sealed; the hash above saw them in the clear, so the same
+        # request with other keys is another request.
+        stored = seal_request(payload, job_id, self.secrets)
+        hook = WebhookState() if self.webhooks.target(payload) else None
+        job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout)
         try:
-            return await self.store.create(job, max_waiting=self.settings.max_queue_size), True
+            job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
         except KeyError:  # lost a race with the same id
             return await self.submit(payload)
+        self.deadlines.add(job.id, job.deadline)
+        return job, True
+
+    async def cancel(self, job_id: str) -> Job:
+        """Raises KeyError for an unknown job, AlreadyEnded for one that ended."""
+        return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
+
+    async def _expire(self, job_id: str) -> None:
+        job = await self.store.get(job_id)
+        if job is None or job.status.terminal or job.deadline is None:
+            return
+        limit = job.deadline - job.created_at
+        try:
+            await self.canceller.stop(job_id, JobStatus.timed_out, f"timed out after {round(limit, 2):g} s")
+        except (KeyError, AlreadyEnded):
+            pass
 
     async def wait_until_done(self, job_id: str, timeout: float) -> Job | None:
         """Wait, woken by the job's events, until it ends or the timeout passes."""
+        return await self.wait_until(job_id, lambda job: job.status.terminal, timeout)
+
+    async def wait_until_admitted(self, job_id: str, timeout: float) -> Job | None:
+        """Wait until the job is past preprocessing (its workflow built and every input fetched
+        and checked) or has ended, so that the API can answer a refused input with a 4xx."""
+        return await self.wait_until(
+            job_id, lambda job: job.status not in (JobStatus.queued, JobStatus.preprocessing), timeout)
+
+    async def wait_until(self, job_id: str, done: Callable[[Job], bool], timeout: float) -> Job | None:
         deadline = time.monotonic() + timeout
         seq = 0
         job = await self.store.get(job_id)
         while True:
-            if job is None or job.status.terminal:
+            if job is None or done(job):
                 return job
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -125,9 +225,10 @@ class Runtime:
             await self.store.wait(job_id, seq, queue_change=False, timeout=remaining)
             events = await self.store.events_after(job_id, seq)
             seq += len(events)
-            # The record is read again only when it ended (its last event is written in the
-            # same step as its final state), or when nothing came (timeout, or it expired).
-            if not events or events[-1].type == "final_result":
+            # Read the record again only when a status changed, or when nothing came (timeout,
+            # or it expired); progress events alone cannot make `done` true. Events are read
+            # before the record, so a change made between the two reads is in the record.
+            if not events or any(e.type != "progress" for e in events):
                 job = await self.store.get(job_id)
 
     def workers(self) -> dict[str, int]:
@@ -155,16 +256,18 @@ class Runtime:
             "queues": stages, "waiting": waiting, "max_queue_size": self.settings.max_queue_size,
             "estimated_wait_time": estimate_wait("preprocess", sizes["preprocess"], sizes, workers, self.stats),
             "backends": self.backends_info(),
+            "inputs": self.inputs.stats(),
         }
 
     def backends_info(self) -> list[dict[str, Any]]:
         """Each backend as this process sees it: in rotation or not, and its load."""
-        router = self.router
+        router, gen = self.router, self.generation
         return [
             {"name": b.name, "connected": b.connected.is_set(), "in_rotation": b.connected.is_set(),
              "in_flight": b.in_flight, "slots": self.settings.generation_workers,
              "slots_in_use": router.in_use[b.name] if router else 0,
-             "queue_remaining": b.queue_remaining, "down_since": b.down_since, "last_error": b.last_error}
+             "queue_remaining": b.queue_remaining, "down_since": b.down_since, "last_error": b.last_error,
+             "inputs_uploaded": gen.uploads[b.name].uploads if gen else 0}
             for b in self.pool.backends
         ]
 

@@ -59,7 +59,8 @@ class Proc:
         self._fh.close()
 
     def output(self) -> str:
-        self._fh.flush()
+        if not self._fh.closed:
+            self._fh.flush()
         return self.log.read_text(errors="replace")
 
 
@@ -109,7 +110,7 @@ def start_gateway(env_overrides: dict[str, str], log: Path, cwd: Path) -> tuple[
     proc = Proc([sys.executable, "-m", "comfy_gateway.cli", "serve"], env, log, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/queue-info", 30, proc.proc)
+        wait_http(url + "/health", 30, proc.proc, ok=(200, 503))  # 503: no backend (yet)
     except Exception:
         proc.stop()
         raise RuntimeError("gateway did not start:\n" + proc.output()[-3000:]) from None
