@@ -201,3 +201,44 @@ async def until(check, what: str, rounds: int = 600):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never happened: {what}")
+
+
+async def _generation_idle(client: httpx.AsyncClient, node) -> bool:
+    return (await client.get(node.url + "/queue-info")).json()["queues"]["generation"]["busy"] == 0
+
+
+async def test_cancel_on_one_process_frees_the_worker_of_another(
+        fake_factory, cluster: Cluster, client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    fake.control(hang=True)  # the prompt waits in ComfyUI's queue: deleting it sends no frame
+    a = cluster.start(fake.url, GENERATION_WORKERS=1)
+    job_id = await submit(client, a.url, empty_save(prefix="c"))
+    await until(lambda: _prompt_reached(fake, 1), "the prompt reached ComfyUI")
+    b = cluster.start(fake.url)
+    r = await client.post(f"{b.url}/result/{job_id}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    # a's worker learns it through the store and lets the job go: its one slot is free again.
+    await until(lambda: _generation_idle(client, a), "a's generation worker is free")
+    assert (await client.get(f"{a.url}/result/{job_id}")).json()["status"] == "cancelled"
+    fake.control(hang=False)
+    b.kill()  # only a can run the next job, on the slot the cancel freed
+    nxt = await submit(client, a.url, empty_save(prefix="n"))
+    assert (await final_result(client, a, nxt))["status"] == "completed"
+    assert fake.stats()["prompts_executed"] == 1
+
+
+async def test_sigterm_hands_held_jobs_to_another_process_at_once(
+        fake_factory, cluster: Cluster, client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    fake.control(hang=True)
+    # Leases of ten minutes: if b gets the job, it is because a handed it over, not a timeout.
+    a = cluster.start(fake.url, LEASE_SECONDS=600, SHUTDOWN_GRACE=0.5)
+    job_id = await submit(client, a.url, empty_save(prefix="h"))
+    await until(lambda: _prompt_reached(fake, 1), "the prompt reached ComfyUI")
+    b = cluster.start(fake.url, LEASE_SECONDS=600)
+    a.proc.stop()  # SIGTERM: a drains for SHUTDOWN_GRACE, then gives back what it still holds
+    await until(lambda: _message_has(client, b, job_id, "taken over"), "b took the job over")
+    fake.control(hang=False)
+    result = await final_result(client, b, job_id)
+    assert result["status"] == "completed", result
+    assert fake.stats()["prompts_received"] == fake.stats()["prompts_executed"] == 1

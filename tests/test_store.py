@@ -265,3 +265,22 @@ async def test_a_job_between_two_queues_counts_toward_the_limit(store):
     await store.ack("preprocess", "j0")
     assert await store.dequeue("generation") == "j0"  # in ComfyUI's hands: no longer waiting
     await store.create(Job(id="j3"), max_waiting=3)
+
+
+async def test_terminal_listener_webhook_state_and_unfinished(store):
+    from comfy_gateway.jobs.model import WebhookState
+
+    ended = []
+    store.on_terminal(lambda job: ended.append((job.id, job.status)))
+    await store.create(Job(id="a"))
+    await store.create(Job(id="b"))
+    await store.update("a", status=JobStatus.preprocessing, message="p")
+    await store.update("a", status=JobStatus.failed, message="x")
+    await store.update("a", status=JobStatus.cancelled, message="late")  # dropped: no second call
+    assert ended == [("a", JobStatus.failed)]
+    assert await store.unfinished() == ["b"]
+    seqs = [e.seq for e in await store.events_after("a", 0)]
+    await store.set_webhook("a", WebhookState(state="delivered", attempts=1, last_status=200))
+    job = await store.get("a")
+    assert job.webhook.state == "delivered" and job.status is JobStatus.failed
+    assert [e.seq for e in await store.events_after("a", 0)] == seqs  # bookkeeping, no event

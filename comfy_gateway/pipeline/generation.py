@@ -9,7 +9,7 @@ import copy
 import dataclasses
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable
 
 import orjson
 
@@ -139,10 +139,10 @@ class Generation:
             return current is not None and not current.status.terminal
 
         if not job.inputs:
-            return await backend.run(job_id, job.workflow or {}, on_progress, still_wanted)
+            return await self._unless_ended(job_id, backend, backend.run(job_id, job.workflow or {}, on_progress, still_wanted))
         workflow, reused = await self._place_inputs(job, backend)
         try:
-            return await backend.run(job_id, workflow, on_progress, still_wanted)
+            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted))
         except PromptRejected as exc:
             # A file this backend had before may be gone (a restarted ComfyUI with a fresh input
             # folder): if ComfyUI names one, upload again and try once more. A rejected prompt
@@ -154,7 +154,36 @@ class Generation:
             for sha in gone:
                 self.uploads[backend.name].forget(sha)
             workflow, _ = await self._place_inputs(job, backend)
-            return await backend.run(job_id, workflow, on_progress, still_wanted)
+            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted))
+
+    async def _unless_ended(self, job_id: str, backend: Backend, run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """Await the run, but withdraw the prompt if the job ends meanwhile. A cancel or timeout
+        made by another process withdraws the prompt from ComfyUI itself, yet a prompt deleted
+        while pending sends no frame at all: without this, this worker would wait forever."""
+        running = asyncio.ensure_future(run)
+        ended = asyncio.ensure_future(self._ended(job_id))
+        try:
+            await asyncio.wait({running, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                await backend.cancel(job_id)  # ends the run with PromptCancelled
+            return await running
+        finally:
+            ended.cancel()
+            running.cancel()
+
+    async def _ended(self, job_id: str) -> None:
+        """Return once the job has ended (woken by its events)."""
+        seq = 0
+        while True:
+            await self._store.wait(job_id, seq, queue_change=False, timeout=30.0)
+            events = await self._store.events_after(job_id, seq)
+            seq += len(events)
+            if any(e.type == "final_result" for e in events):
+                return
+            if not events:
+                job = await self._store.get(job_id)
+                if job is None or job.status.terminal:
+                    return
 
     async def _place_inputs(self, job: Job, backend: Backend) -> tuple[dict[str, Any], dict[str, str]]:
         """The workflow with each input's name on this backend, uploading what it lacks; and
