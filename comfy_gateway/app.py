@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -10,11 +9,13 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import generate, results, system
+from .api import generate, metrics, results, system
 from .api.auth import require_api_key
 from .api.errors import install_error_handlers
 from .api.jsonresp import JSONResponse
 from .api.limits import BodySizeLimit
+from .console import mount_console
+from .logs import setup_logging
 from .pipeline.runtime import Runtime
 from .settings import Settings
 
@@ -26,14 +27,14 @@ A production API in front of ComfyUI. Send an API-format workflow and get its ou
 * `POST /generate/stream` follows the job as server-sent events: status, queue position,
   progress, and a last `final_result` event with the whole result.
 
-Every answer carries the same result object. See `/` for the README.
+Every answer carries the same result object. A web console is at [/ui](/ui), Prometheus
+metrics at `/metrics`; `/` shows the README.
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    logging.basicConfig(level=settings.api_log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_format, settings.api_log_level)
     runtime = Runtime(settings)
 
     @asynccontextmanager
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(results.router, dependencies=protected)
     app.include_router(system.open_router)  # /health and the README stay open
     app.include_router(system.router, dependencies=protected)
+    app.include_router(metrics.router, dependencies=[] if settings.metrics_open else protected)
+    mount_console(app)  # static files only, no data: open like /docs
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

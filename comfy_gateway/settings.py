@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64)
     api_reload: bool = False
     api_log_level: str = "info"
+    # text for people at a terminal; json (one object per line, job_id on each line about a
+    # job) for log collectors.
+    log_format: str = "text"
 
     # ComfyUI backends: one URL or a comma-separated list.
     comfyui_api_base: str = "http://127.0.0.1:8188"
@@ -49,6 +52,9 @@ class Settings(BaseSettings):
     # Access control. Comma-separated bearer tokens; empty = no authentication (loopback only!).
     api_keys: SecretStr = SecretStr("")
     cors_origins: str = ""
+    # /metrics needs an API key like every other route; true opens it for a scraper that
+    # cannot send one (keep it on a private network then: it shows load, not job data).
+    metrics_open: bool = False
 
     @property
     def api_key_list(self) -> list[bytes]:
@@ -57,6 +63,14 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("text", "json"):
+            raise ValueError("LOG_FORMAT is 'text' or 'json'")
+        return v
 
     @field_validator("api_cache")
     @classmethod

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from sse_starlette import EventSourceResponse
 
 from ..jobs.model import Job
+from ..logs import current_job_id
 from .deps import runtime_of
 from .jsonresp import JSONResponse
 from .render import render_result
@@ -52,7 +53,11 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
     payload = body.input.model_dump(mode="json", exclude_none=True)
     if body.input.request_id is not None:
         payload["request_id"] = str(body.input.request_id)
-    return await runtime.submit(payload)
+    job, created = await runtime.submit(payload)
+    # Not reset on purpose: the rest of this request is about this job, down to uvicorn's
+    # access log line, which is written from this request's task (and so sees its context).
+    current_job_id.set(job.id)
+    return job, created
 
 
 def _result(request: Request, job: Job, status: int) -> JSONResponse:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .events import JobEvent
 from .model import Job, JobStatus, Progress
 
 STAGES = ("preprocess", "generation", "postprocess")
+
+# Told of every status change a store applies: (the job after the change, its previous status,
+# None when the job was just created). Metrics and logs hang on this, so every way a job can
+# end (a stage, a cancel, a deadline, a shutdown) is counted once, whoever caused it.
+TransitionListener = Callable[[Job, JobStatus | None], None]
 
 
 class QueueFull(Exception):
@@ -55,6 +60,17 @@ class JobStore(Protocol):
         """0-based place in the stage queue, None when not waiting there."""
 
     async def queue_sizes(self) -> dict[str, int]: ...
+
+    async def recent(self, limit: int) -> list[Job]:
+        """The `limit` most recently created jobs still kept, newest first."""
+
+    async def status_counts(self) -> dict[str, int]:
+        """How many jobs the store keeps now in each status (every status present, 0 or more)."""
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Call listener(job, previous) after each status change (and creation) this process
+        applies, exactly once per change, in the task that applied it. A listener that raises
+        is logged and ignored: it must never undo or block the change."""
 
     async def unfinished(self) -> list[str]:
         """Ids of the jobs that have not ended (used when a lone process shuts down)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 
 from ..comfy.backend import Backend
@@ -14,6 +15,7 @@ from ..jobs.store import JobStore
 from .failures import fail_job
 
 MAX_ATTEMPTS = 2
+log = logging.getLogger(__name__)
 
 
 class Generation:
@@ -47,6 +49,7 @@ class Generation:
             entry = await backend.run(job_id, job.workflow, on_progress, still_wanted)
             include_temp = bool(job.request.get("include_previews"))
             refs = [r for r in output_refs(entry) if include_temp or r.type != "temp"]
+            log.info("%s ran the prompt: %d output(s) to fetch", backend.name, len(refs))
             job = await self._store.update(
                 job_id, status=JobStatus.postprocessing, message=f"fetching {len(refs)} output(s)",
                 marks={"generation_finished": time.time()},

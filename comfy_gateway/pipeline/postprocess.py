@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from ..comfy.history import OutputRef
@@ -12,6 +13,7 @@ from ..outputs.local import LocalStorage
 from .failures import fail_job
 
 CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 class Postprocess:
@@ -45,6 +47,7 @@ class Postprocess:
         async with backend.http.view(ref.filename, ref.subfolder, ref.type) as resp:
             path, size = await self._storage.write(job_id, rel, resp.content.iter_chunked(CHUNK))
             content_type = resp.headers.get("Content-Type") or ref.format
+        log.info("saved %s (%d bytes) from %s", rel, size, backend.name)
         return OutputFile(
             filename=rel, local_path=str(path), url=f"/outputs/{job_id}/{rel}", type=ref.type,
             node_id=ref.node_id, output_type=ref.output_type, content_type=content_type, size_bytes=size,

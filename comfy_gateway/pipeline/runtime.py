@@ -12,10 +12,12 @@ from typing import Any
 
 import orjson
 
+from .. import metrics
 from ..comfy.pool import BackendPool
 from ..jobs.memory import MemoryJobStore
 from ..jobs.model import Job, JobStatus
 from ..jobs.store import STAGES, JobStore
+from ..logs import job_context
 from ..outputs.local import LocalStorage
 from ..settings import Settings
 from .cancel import AlreadyEnded, Canceller
@@ -23,6 +25,7 @@ from .deadlines import DeadlineWatcher
 from .estimates import StageStats, estimate_wait
 from .failures import fail_job
 from .generation import Generation
+from .observe import log_transition
 from .postprocess import Postprocess
 from .preprocess import Preprocess
 from .workers import WorkerPool
@@ -54,11 +57,19 @@ class Runtime:
         self.canceller = Canceller(self.store, self.pool)
         self.deadlines = DeadlineWatcher(self._expire)
         self.draining = False  # after SIGTERM: no new jobs, finish what is in flight
+        self.metrics = metrics.Metrics()
+        metrics.install(self.metrics)
+        self.store.add_listener(self.metrics.job_changed)
+        self.store.add_listener(log_transition)
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.pool.start()
-        s, store, record = self.settings, self.store, self.stats.record
+        s, store = self.settings, self.store
+
+        def record(stage: str, seconds: float) -> None:
+            self.stats.record(stage, seconds)
+            self.metrics.stage_done(stage, seconds)
 
         def pool(stage: str, size: int, handler, **kw) -> WorkerPool:
             return WorkerPool(stage, size, lambda: store.dequeue(stage), handler, record,
@@ -101,8 +112,9 @@ class Runtime:
                 await p.stop()
         if not self.store.shared:
             for job_id in await self.store.unfinished():
-                await fail_job(self.store, job_id, RuntimeError(
-                    "the gateway shut down before this job finished (SIGTERM); submit it again"))
+                with job_context(job_id):
+                    await fail_job(self.store, job_id, RuntimeError(
+                        "the gateway shut down before this job finished (SIGTERM); submit it again"))
 
     async def _idle(self) -> bool:
         busy = sum(p.busy for pools in self.pools.values() for p in pools)
@@ -132,7 +144,8 @@ class Runtime:
         timeout = float(payload.get("timeout") or self.settings.job_timeout)
         job = Job(id=job_id, request=payload, request_hash=digest, deadline=time.time() + timeout)
         try:
-            job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
+            with job_context(job_id):
+                job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
         except KeyError:  # lost a race with the same id
             return await self.submit(payload)
         self.deadlines.add(job.id, job.deadline)
@@ -140,7 +153,8 @@ class Runtime:
 
     async def cancel(self, job_id: str) -> Job:
         """Raises KeyError for an unknown job, AlreadyEnded for one that ended."""
-        return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
+        with job_context(job_id):
+            return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
 
     async def _expire(self, job_id: str) -> None:
         job = await self.store.get(job_id)
@@ -148,7 +162,8 @@ class Runtime:
             return
         limit = job.deadline - job.created_at
         try:
-            await self.canceller.stop(job_id, JobStatus.timed_out, f"timed out after {round(limit, 2):g} s")
+            with job_context(job_id):
+                await self.canceller.stop(job_id, JobStatus.timed_out, f"timed out after {round(limit, 2):g} s")
         except (KeyError, AlreadyEnded):
             pass
 
