@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from comfy_gateway.client import (AsyncClient, Client, Conflict, GatewayUnreachable, InvalidRequest, NotFound,
@@ -131,3 +132,10 @@ async def test_async_client_same_calls(fake: Fake, gw: Gateway, tmp_path: Path):
             await client.result("nope")
         with pytest.raises(NotSupported):
             [e async for e in client.stream(modifier="Text2Image")]
+
+
+def test_jobs_limit_is_checked(gw: Gateway):
+    for bad in ("0", "501", "many"):
+        r = httpx.get(gw.url + "/jobs", params={"limit": bad})
+        assert r.status_code == 422 and r.json()["detail"].startswith("invalid request: query.limit:"), r.text
+    assert httpx.get(gw.url + "/jobs").json() == {"jobs": []}
