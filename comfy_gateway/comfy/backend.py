@@ -191,7 +191,9 @@ class Backend:
                     tracker.end(PromptLost(
                         f"{self.name} no longer knows prompt {prompt_id} (did ComfyUI restart?)"))
             except BackendError as exc:
-                log.warning("backend %s: reconcile of %s failed: %s", self.name, prompt_id, exc)
+                # The websocket's task carries no job context: name the job on the line.
+                log.warning("backend %s: reconcile of %s failed: %s", self.name, prompt_id, exc,
+                            extra={"job_id": prompt_id})
 
     def _fail_all(self, exc: BaseException) -> None:
         for tracker in list(self._trackers.values()):
