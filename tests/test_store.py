@@ -126,3 +126,37 @@ def test_durations_come_from_marks():
     d = job.durations()
     assert d["queue_wait"] == 1.0 and d["preprocess"] == 0.5 and d["generation_wait"] == 1.5
     assert d["generation"] == 3.0 and d["postprocess"] is None and d["total"] is None
+
+
+async def test_recent_is_newest_first_and_bounded(store):
+    for i in range(5):
+        await store.create(Job(id=f"r{i}", created_at=1000.0 + i))
+    assert [j.id for j in await store.recent(3)] == ["r4", "r3", "r2"]
+    assert [j.id for j in await store.recent(50)] == ["r4", "r3", "r2", "r1", "r0"]
+
+
+async def test_status_counts_follow_transitions_and_expiry(store):
+    await store.create(Job(id="a"))
+    await store.create(Job(id="b"))
+    await store.update("a", status=JobStatus.preprocessing)
+    await store.update("b", status=JobStatus.cancelled)
+    counts = await store.status_counts()
+    assert counts["queued"] == 0 and counts["preprocessing"] == 1 and counts["cancelled"] == 1
+    assert set(counts) == {s.value for s in JobStatus}
+    await store.update("b", status=JobStatus.failed)  # terminal is final: no change, no count
+    assert (await store.status_counts())["failed"] == 0
+    await store.expire(time.time() + 1)
+    assert (await store.status_counts())["cancelled"] == 0
+
+
+async def test_listeners_hear_each_change_once_and_cannot_break_it(store):
+    heard = []
+    store.add_listener(lambda job, prev: heard.append((job.id, prev and prev.value, job.status.value)))
+    store.add_listener(lambda job, prev: 1 / 0)  # a broken observer is logged, never raised
+    await store.create(Job(id="a"))
+    await store.update("a", message="still queued")  # no status change: nothing to hear
+    await store.update("a", status=JobStatus.preprocessing)
+    await store.update("a", status=JobStatus.timed_out)
+    await store.update("a", status=JobStatus.failed)  # dropped: the job already ended
+    assert heard == [("a", None, "queued"), ("a", "queued", "preprocessing"), ("a", "preprocessing", "timed_out")]
+    assert (await store.get("a")).status is JobStatus.timed_out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import logging
 import time
 from typing import Any, Awaitable, Callable
 
@@ -22,6 +23,7 @@ from .failures import fail_job
 from .uploads import BackendUploads
 
 MAX_ATTEMPTS = 2
+log = logging.getLogger(__name__)
 
 
 class Generation:
@@ -61,6 +63,7 @@ class Generation:
             entry = await self._run(job, on_progress, still_wanted)
             include_temp = bool(job.request.get("include_previews"))
             refs = [r for r in output_refs(entry) if include_temp or r.type != "temp"]
+            log.info("%s ran the prompt: %d output(s) to fetch", backend.name, len(refs))
             job = await self._store.update(
                 job_id, status=JobStatus.postprocessing, message=f"fetching {len(refs)} output(s)",
                 marks={"generation_finished": time.time()},
