@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -10,13 +9,15 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import assets, generate, modifiers, results, system
+from .api import assets, generate, metrics, modifiers, results, system
 from .api.auth import require_api_key
 from .api.errors import install_error_handlers
 from .api.jsonresp import JSONResponse
 from .api.limits import BodySizeLimit
 from .api.modifier_docs import install_modifier_docs
 from .api.render import render_result
+from .console import mount_console
+from .logs import setup_logging
 from .pipeline.runtime import Runtime
 from .settings import Settings
 
@@ -31,14 +32,14 @@ A production API in front of ComfyUI. Send an API-format workflow and get its ou
   and send its `modifications`. Image URLs, `data:` URIs and `asset://` references from
   `POST /assets` in a workflow are fetched, checked and uploaded to ComfyUI for you.
 
-Every answer carries the same result object. See `/` for the README.
+Every answer carries the same result object. A web console is at [/ui](/ui), Prometheus
+metrics at `/metrics`; `/` shows the README.
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    logging.basicConfig(level=settings.api_log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_format, settings.api_log_level)
     runtime = Runtime(settings, render=lambda job: render_result(job, settings.base_url))
 
     @asynccontextmanager
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.open_router)  # /health and the README stay open
     app.include_router(system.router, dependencies=protected)
     install_modifier_docs(app, runtime.modifiers)
+    app.include_router(metrics.router, dependencies=[] if settings.metrics_open else protected)
+    mount_console(app)  # static files only, no data: open like /docs
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

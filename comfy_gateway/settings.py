@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64)
     api_reload: bool = False
     api_log_level: str = "info"
+    # text for people at a terminal; json (one object per line, job_id on each line about a
+    # job) for log collectors.
+    log_format: str = "text"
 
     # ComfyUI backends: one URL or a comma-separated list.
     comfyui_api_base: str = "http://127.0.0.1:8188"
@@ -70,6 +73,9 @@ class Settings(BaseSettings):
     # Access control. Comma-separated bearer tokens; empty = no authentication (loopback only!).
     api_keys: SecretStr = SecretStr("")
     cors_origins: str = ""
+    # /metrics needs an API key like every other route; true opens it for a scraper that
+    # cannot send one (keep it on a private network then: it shows load, not job data).
+    metrics_open: bool = False
 
     @property
     def api_key_list(self) -> list[bytes]:
@@ -127,8 +133,6 @@ class Settings(BaseSettings):
     workflows_dir: Path = Path("workflows")
 
     # Input assets: URLs and data: URIs in workflows, fetched through the address guard.
-    asset_allowed_networks: str = Field(
-        "", description="CIDRs and host names inputs may come from besides public addresses")
     max_input_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     input_cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
     input_connect_timeout: float = Field(5.0, gt=0)
@@ -136,6 +140,14 @@ class Settings(BaseSettings):
     input_max_redirects: int = Field(3, ge=0, le=20)
     assets_dir: Path = Path("assets")
     asset_ttl: float = Field(24 * 3600.0, gt=0, description="seconds an uploaded asset is kept")
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("text", "json"):
+            raise ValueError("LOG_FORMAT is 'text' or 'json'")
+        return v
 
     @field_validator("api_cache")
     @classmethod

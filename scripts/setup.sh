@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.11+) and installs the project into it; with --test, the test extras too.
+# Creates .venv (Python 3.11+) and installs the project into it; with --test, the test extras too,
+# and Debian's chromium for the web console's browser tests (Playwright drives that binary and is
+# never allowed to download a browser of its own).
 # Re-running is cheap: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +34,14 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
   touch "$stamp"
+fi
+
+if [ -n "$extras" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's chromium for the browser tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >&2
+  else
+    echo "the browser tests need /usr/bin/chromium: install Debian's chromium package (as root: apt-get install chromium)" >&2
+  fi
 fi

@@ -1,138 +1,19 @@
-"""The fake ComfyUI against the recorded transcripts of real ComfyUI 0.3.75, and its knobs."""
+"""The fake ComfyUI against the recorded transcripts of real ComfyUI 0.3.75: frames, history,
+/view, validation errors, uploads, queue and interrupt, visibility, and ComfyUI's routes."""
 from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
-import aiohttp
 import pytest
-import pytest_asyncio
 from PIL import Image
 
-from comfy_gateway.testing.fake_comfyui import FakeComfyUI
-
+from .support.fake_client import WS, chain, client, fake, get, http, norm, png, post, run, upload  # noqa: F401
 from .support.transcripts import transcript
 
 needs_transcripts = pytest.mark.transcripts  # documents which tests read the recordings
-
-
-def norm(obj, subst: dict):
-    """Replace ids/paths by placeholders and blank timestamps, so two runs compare equal."""
-    if isinstance(obj, dict):
-        return {subst.get(k, k): ("<ts>" if k in ("timestamp", "create_time") else
-                                  "<tb>" if k == "traceback" else norm(v, subst)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [norm(v, subst) for v in obj]
-    if isinstance(obj, str):
-        for a, b in subst.items():
-            obj = obj.replace(a, b)
-    return obj
-
-
-class WS:
-    """A websocket client collecting every JSON frame."""
-
-    def __init__(self, http, url, cid=None):
-        self.http, self.url, self.cid, self.frames, self.closed = http, url, cid, [], False
-
-    async def open(self, feature_flags=True):
-        self.ws = await self.http.ws_connect(self.url + "/ws" + (f"?clientId={self.cid}" if self.cid else ""))
-        self.task = asyncio.create_task(self._read())
-        if feature_flags:
-            await self.ws.send_str(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
-        await self.wait(lambda f: f["type"] == ("feature_flags" if feature_flags else "status"))
-        return self
-
-    async def _read(self):
-        async for m in self.ws:
-            if m.type == aiohttp.WSMsgType.TEXT:
-                self.frames.append(json.loads(m.data))
-        self.closed = True
-
-    async def wait(self, pred, timeout=10.0, start=0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for f in self.frames[start:]:
-                if pred(f):
-                    return f
-            await asyncio.sleep(0.01)
-        raise TimeoutError(f"no matching frame; got {[f['type'] for f in self.frames]}")
-
-    async def done(self, pid, timeout=10.0):
-        return await self.wait(lambda f: f["type"] == "executing" and f["data"]["node"] is None
-                               and f["data"]["prompt_id"] == pid, timeout)
-
-    def of(self, pid):
-        """Status frames and the prompt's own frames, up to its executing None."""
-        out = []
-        for f in self.frames:
-            if f["type"] == "status" or f["data"].get("prompt_id") == pid:
-                out.append(f)
-                if f["type"] == "executing" and f["data"]["node"] is None and f["data"]["prompt_id"] == pid:
-                    break
-        return out
-
-
-@pytest_asyncio.fixture
-async def fake(tmp_path):
-    f = FakeComfyUI(tmp_path / "comfy")
-    await f.start("127.0.0.1", 0)
-    yield f
-    await f.stop()
-
-
-@pytest_asyncio.fixture
-async def http():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-async def post(http, url, body, raw=False):
-    async with http.post(url, data=body if raw else json.dumps(body)) as r:
-        text = await r.text()
-        try:
-            return r.status, json.loads(text)
-        except ValueError:
-            return r.status, text
-
-
-async def get(http, url):
-    async with http.get(url) as r:
-        body = await r.read()
-        try:
-            return r.status, json.loads(body)
-        except ValueError:
-            return r.status, body
-
-
-async def client(http, fake, feature_flags=True):
-    return await WS(http, fake.url, uuid.uuid4().hex).open(feature_flags)
-
-
-def chain(n_mid=0, color=0, prefix="c", mid="ImageInvert", size=64):
-    p = {"1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1,
-                                                      "color": color}}}
-    prev = "1"
-    for i in range(n_mid):
-        p[str(10 + i)] = {"class_type": mid, "inputs": {"image": [prev, 0]}}
-        prev = str(10 + i)
-    p["99"] = {"class_type": "SaveImage", "inputs": {"images": [prev, 0], "filename_prefix": prefix}}
-    return p
-
-
-async def run(http, fake, ws, prompt, timeout=10.0, **extra):
-    n = len(ws.frames)
-    st, r = await post(http, fake.url + "/prompt", {"prompt": prompt, "client_id": ws.cid, **extra})
-    assert st == 200, r
-    await ws.done(r["prompt_id"], timeout)
-    return r["prompt_id"], ws.frames[n:]
 
 
 # ------------------------------------------------------------------ transcripts
@@ -237,23 +118,6 @@ async def test_invalid_prompts_answer_like_transcript(fake, http):
     st, r = await post(http, fake.url + "/prompt", "{not json", raw=True)
     assert (st, r) == (500, t["malformed_json_body"]["body"])
     assert (await get(http, fake.url + "/queue"))[1] == {"queue_running": [], "queue_pending": []}
-
-
-async def upload(http, fake, name, data, **fields):
-    fd = aiohttp.FormData()
-    if data is not None:
-        fd.add_field("image", data, filename=name, content_type="image/png")
-    for k, v in fields.items():
-        fd.add_field(k, v)
-    async with http.post(fake.url + "/upload/image", data=fd) as r:
-        text = await r.text()
-        return r.status, (json.loads(text) if r.status == 200 else text)
-
-
-def png(color, size=(64, 48)):
-    b = io.BytesIO()
-    Image.new("RGB", size, color).save(b, format="PNG")
-    return b.getvalue()
 
 
 @needs_transcripts
@@ -374,124 +238,6 @@ async def test_visibility_matches_transcript(fake, http):
     assert not [f for f in a.frames[n1:] if f["data"].get("prompt_id") == pid]
 
 
-# ------------------------------------------------------------------------ knobs
-async def test_node_delay_history_lag_and_fail_next(fake, http):
-    ws = await client(http, fake)
-    fake.set(node_delay=0.2)
-    t0 = time.monotonic()
-    await run(http, fake, ws, chain(1))
-    assert time.monotonic() - t0 >= 0.6
-    fake.set(node_delay=0, history_lag=0.5)
-    st, r = await post(http, fake.url + "/prompt", {"prompt": chain(0, 3), "client_id": ws.cid})
-    pid = r["prompt_id"]
-    await ws.wait(lambda f: f["type"] == "execution_success" and f["data"]["prompt_id"] == pid)
-    assert (await get(http, f"{fake.url}/history/{pid}"))[1] == {}
-    assert (await get(http, f"{fake.url}/queue"))[1]["queue_running"][0][1] == pid
-    await ws.done(pid)
-    assert pid in (await get(http, f"{fake.url}/history/{pid}"))[1]
-    fake.set(history_lag=0)
-    assert (await post(http, fake.url + "/fake/control", {"fail_next": 1}))[1]["fail_next"] == 1
-    pid, frames = await run(http, fake, ws, chain(1, 4))
-    err = [f for f in frames if f["type"] == "execution_error"][0]["data"]
-    assert (err["node_id"], err["node_type"], err["exception_type"]) == ("1", "EmptyImage", "RuntimeError")
-    assert isinstance(err["traceback"], list) and err["current_inputs"]["width"] == [64]
-    assert [f["type"] for f in frames][-3:] == ["execution_error", "status", "executing"]
-    assert (await get(http, f"{fake.url}/history/{pid}"))[1][pid]["status"]["status_str"] == "error"
-    assert fake.knobs["fail_next"] == 0
-    pid, frames = await run(http, fake, ws, chain(1, 5))
-    assert "execution_success" in [f["type"] for f in frames]
-
-
-async def test_websocket_knobs(fake, http):
-    fake.set(drop_ws_after_frames=3)
-    ws = await client(http, fake, feature_flags=False)  # frame 1: status with sid
-    await post(http, fake.url + "/prompt", {"prompt": chain(0, 1), "client_id": ws.cid})
-    await asyncio.wait_for(ws.task, 5)
-    assert ws.closed and len(ws.frames) == 3
-    fake.set(drop_ws_after_frames=None)
-    ws = await client(http, fake)
-    assert (await post(http, fake.url + "/fake/control", {"drop_ws_now": True}))[0] == 200
-    await asyncio.wait_for(ws.task, 5)
-    assert ws.closed and fake.stats["ws_connections_open"] == 0
-    fake.set(refuse_ws=True)
-    with pytest.raises(aiohttp.WSServerHandshakeError) as ei:
-        await http.ws_connect(fake.url + "/ws?clientId=x")
-    assert ei.value.status == 503
-    fake.set(refuse_ws=False)
-    ws = await client(http, fake)
-    await run(http, fake, ws, chain(0, 2))
-    assert fake.stats["ws_connections_opened"] == 3
-
-
-async def test_hang_down_restart_and_reset(fake, http):
-    ws = await client(http, fake)
-    first, _ = await run(http, fake, ws, chain(0, 1))
-    fake.set(hang=True)
-    for i in range(3):
-        await post(http, fake.url + "/prompt", {"prompt": chain(0, 10 + i), "client_id": ws.cid})
-    await asyncio.sleep(0.2)
-    q = (await get(http, fake.url + "/queue"))[1]
-    assert (len(q["queue_running"]), len(q["queue_pending"])) == (0, 3)
-    assert (await get(http, fake.url + "/prompt"))[1] == {"exec_info": {"queue_remaining": 3}}
-    fake.set(down=True)
-    assert (await get(http, fake.url + "/queue"))[0] == 503
-    assert (await get(http, fake.url + "/api/history"))[0] == 503
-    await asyncio.wait_for(ws.task, 5)
-    stats = (await get(http, fake.url + "/fake/stats"))[1]
-    assert (stats["prompts_received"], stats["max_queue_length"], stats["prompts_executed"]) == (4, 3, 1)
-    fake.set(down=False, hang=False)
-    ws = await client(http, fake)
-    await ws.wait(lambda f: f["type"] == "status" and f["data"]["status"]["exec_info"]["queue_remaining"] == 0)
-    assert len((await get(http, fake.url + "/history"))[1]) == 4
-    assert (await post(http, fake.url + "/fake/control", {"hang": True, "restart": True}))[0] == 200
-    await asyncio.wait_for(ws.task, 5)
-    assert (await get(http, fake.url + "/history"))[1] == {}
-    st, r = await post(http, fake.url + "/prompt", {"prompt": chain(0, 1)})
-    assert r["number"] == 0 and (await get(http, fake.url + "/prompt"))[1]["exec_info"]["queue_remaining"] == 1
-    assert (await post(http, fake.url + "/fake/reset", {}))[1]["hang"] is False
-    assert (await get(http, fake.url + "/queue"))[1]["queue_pending"] == []
-    assert (await get(http, fake.url + "/fake/stats"))[1]["prompts_received"] == 0
-    assert (await post(http, fake.url + "/fake/control", {"nope": 1}))[0] == 400
-
-
-async def test_fake_slow_progress_interrupt_fail_and_big_output(fake, http):
-    ws = await client(http, fake)
-    p = chain(0, 9)
-    p["5"] = {"class_type": "FakeSlow", "inputs": {"images": ["1", 0], "seconds": 0.15, "steps": 3}}
-    p["99"]["inputs"]["images"] = ["5", 0]
-    pid, frames = await run(http, fake, ws, p)
-    prog = [f["data"] for f in frames if f["type"] == "progress"]
-    assert prog == [{"value": v, "max": 3, "prompt_id": pid, "node": "5"} for v in (1, 2, 3)]
-    states = [f["data"]["nodes"]["5"] for f in frames if f["type"] == "progress_state" and "5" in f["data"]["nodes"]]
-    assert [(s["state"], s["value"], s["max"]) for s in states] == [
-        ("running", 0.0, 1.0), ("running", 1, 3), ("running", 2, 3), ("running", 3, 3)] + [("finished", 3, 3)] * 3
-    p["5"]["inputs"].update(seconds=20, steps=200)
-    st, r = await post(http, fake.url + "/prompt", {"prompt": p, "client_id": ws.cid})
-    await ws.wait(lambda f: f["type"] == "progress" and f["data"]["prompt_id"] == r["prompt_id"])
-    t0 = time.monotonic()
-    await post(http, fake.url + "/interrupt", {})
-    await ws.done(r["prompt_id"])
-    assert time.monotonic() - t0 < 2
-    ev = [f["data"] for f in ws.of(r["prompt_id"]) if f["type"] == "execution_interrupted"][0]
-    assert (ev["node_id"], ev["node_type"], ev["executed"]) == ("5", "FakeSlow", ["1"])
-    p["5"] = {"class_type": "FakeFail", "inputs": {"images": ["1", 0], "message": "boom"}}
-    pid, frames = await run(http, fake, ws, p)
-    err = [f["data"] for f in frames if f["type"] == "execution_error"][0]
-    assert (err["exception_message"], err["exception_type"], err["executed"]) == ("boom\n", "RuntimeError", ["1"])
-    size = 5 * 1024 * 1024 + 3
-    big = {"1": {"class_type": "FakeBigOutput", "inputs": {"bytes": size, "filename_prefix": "vid/big"}}}
-    pid, frames = await run(http, fake, ws, big)
-    out = [f["data"]["output"] for f in frames if f["type"] == "executed"][0]
-    assert out == {"gifs": [{"filename": "big_00001_.mp4", "subfolder": "vid", "type": "output",
-                             "format": "video/mp4"}]}
-    async with http.get(f"{fake.url}/view?filename=big_00001_.mp4&subfolder=vid&type=output") as r:
-        assert r.headers["Content-Type"] == "video/mp4" and int(r.headers["Content-Length"]) == size
-        n = 0
-        async for chunk in r.content.iter_chunked(1 << 16):
-            n += len(chunk)
-        assert n == size
-
-
 async def test_save_counter_api_prefix_and_history_routes(fake, http):
     ws = await client(http, fake)
     p = chain(0, 0x00FF00, "sub/dir/pic")
@@ -511,18 +257,3 @@ async def test_save_counter_api_prefix_and_history_routes(fake, http):
     oi = (await get(http, fake.url + "/object_info"))[1]
     assert {"EmptyImage", "LoadImage", "SaveImage", "PreviewImage", "FakeSlow", "FakeBigOutput"} <= set(oi)
     assert (await get(http, fake.url + "/object_info/Nope"))[1] == {}
-
-
-def test_cli_prints_ready_and_serves(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-m", "comfy_gateway.testing.fake_comfyui", "--port", "0",
-                             "--base-dir", str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().split()
-        assert line[0] == "ready" and line[1].startswith("http://127.0.0.1:")
-        import urllib.request
-        with urllib.request.urlopen(line[1] + "/queue", timeout=5) as r:
-            assert json.loads(r.read()) == {"queue_running": [], "queue_pending": []}
-    finally:
-        proc.terminate()
-        proc.wait(10)

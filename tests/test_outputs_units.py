@@ -182,7 +182,7 @@ def test_remove_local_cleans_empty_folders_up_to_the_job(tmp_path):
 async def test_terminal_listener_sees_every_ending_once(end):
     store = MemoryJobStore()
     seen: list[tuple[str, str]] = []
-    store.on_terminal(lambda job: seen.append((job.id, job.status.value)))
+    store.add_listener(lambda job, previous: seen.append((job.id, job.status.value)) if job.status.terminal else None)
     await store.create(Job(id="j"))
     path = {JobStatus.completed: [JobStatus.preprocessing, JobStatus.generating, JobStatus.postprocessing]}.get(end, [])
     for status in path:
@@ -201,7 +201,7 @@ async def test_terminal_listener_sees_every_ending_once(end):
 
 async def test_a_broken_listener_does_not_undo_the_transition():
     store = MemoryJobStore()
-    store.on_terminal(lambda job: 1 / 0)
+    store.add_listener(lambda job, previous: 1 / 0)
     await store.create(Job(id="j"))
     job = await store.update("j", status=JobStatus.cancelled, message="cancelled")
     assert job.status is JobStatus.cancelled

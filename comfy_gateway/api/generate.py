@@ -9,6 +9,7 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 
 from ..jobs.model import Job
+from ..logs import current_job_id
 from ..net.guard import UrlRefused, check_url
 from ..pipeline.runtime import Runtime
 from .deps import runtime_of
@@ -55,7 +56,11 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
         # answered before anything is queued. UnknownModifier / InvalidModifications -> errors.py.
         runtime.modifiers.check(body.input.modifier, body.input.modifications)
     _check_destinations(body, runtime)
-    return await runtime.submit(body.input.job_payload())
+    job, created = await runtime.submit(body.input.job_payload())
+    # Not reset on purpose: the rest of this request is about this job, down to uvicorn's
+    # access log line, which is written from this request's task (and so sees its context).
+    current_job_id.set(job.id)
+    return job, created
 
 
 def _check_destinations(body: GenerateRequest, runtime: Runtime) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse
 
@@ -11,7 +13,7 @@ from ..pipeline.cancel import AlreadyEnded
 from .deps import job_or_404, runtime_of
 from .jsonresp import JSONResponse
 from .render import render_result
-from .schemas import ErrorBody, JobResult
+from .schemas import ErrorBody, JobList, JobResult
 from .stream import job_events
 
 router = APIRouter(tags=["results"])
@@ -22,6 +24,15 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown id, or its result
 async def result(request: Request, request_id: str) -> JSONResponse:
     job = await job_or_404(runtime_of(request), request_id)
     return JSONResponse(render_result(job, str(request.base_url)))
+
+
+@router.get("/jobs", response_model=JobList, summary="The most recent jobs, newest first")
+async def jobs(request: Request,
+               limit: Annotated[int, Query(ge=1, le=500, description="how many (at most 500)")] = 20) -> JSONResponse:
+    """Jobs still kept (finished ones for RESULT_TTL), each as its result object."""
+    recent = await runtime_of(request).store.recent(limit)
+    base = str(request.base_url)
+    return JSONResponse({"jobs": [render_result(job, base) for job in recent]})
 
 
 @router.post("/result/{request_id}/cancel", response_model=JobResult, summary="Cancel a job",

@@ -156,6 +156,10 @@ class JobResult(BaseModel):
     durations: Durations
 
 
+class JobList(BaseModel):
+    jobs: list[JobResult] = Field(description="newest first")
+
+
 class ErrorBody(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None

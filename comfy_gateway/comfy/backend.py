@@ -42,6 +42,8 @@ class Backend:
         self.queue_remaining: int | None = None
         self._listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._busy_total = 0.0  # seconds with at least one of our prompts on this ComfyUI
+        self._busy_since: float | None = None
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` when the backend joins or leaves the rotation or its load changes."""
@@ -54,6 +56,22 @@ class Backend:
     @property
     def in_flight(self) -> int:
         return len(self._trackers)
+
+    def busy_seconds(self) -> float:
+        """Seconds so far during which this ComfyUI had at least one of our prompts (queued
+        there or running): with the in-flight count, how well the gateway keeps it fed."""
+        now = time.monotonic()
+        return self._busy_total + (now - self._busy_since if self._busy_since is not None else 0.0)
+
+    def _track(self, prompt_id: str, tracker: PromptTracker) -> None:
+        if not self._trackers:
+            self._busy_since = time.monotonic()
+        self._trackers[prompt_id] = tracker
+
+    def _untrack(self, prompt_id: str) -> None:
+        if self._trackers.pop(prompt_id, None) is not None and not self._trackers and self._busy_since is not None:
+            self._busy_total += time.monotonic() - self._busy_since
+            self._busy_since = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._ws_loop(), name=f"ws:{self.name}")
@@ -73,7 +91,7 @@ class Backend:
         PromptLost or BackendError."""
         tracker = PromptTracker(prompt_id, workflow, on_progress)
         # Registered before the POST: ComfyUI may start sending frames before it answers.
-        self._trackers[prompt_id] = tracker
+        self._track(prompt_id, tracker)
         try:
             await self.http.post_prompt(workflow, client_id=self.client_id, prompt_id=prompt_id)
             tracker.posted = True
@@ -84,7 +102,7 @@ class Backend:
             await tracker.ended
             entry = await self._confirmed_history(prompt_id)
         finally:
-            self._trackers.pop(prompt_id, None)
+            self._untrack(prompt_id)
         raise_for_status(entry)
         return entry
 
@@ -194,7 +212,9 @@ class Backend:
                     tracker.end(PromptLost(
                         f"{self.name} no longer knows prompt {prompt_id} (did ComfyUI restart?)"))
             except BackendError as exc:
-                log.warning("backend %s: reconcile of %s failed: %s", self.name, prompt_id, exc)
+                # The websocket's task carries no job context: name the job on the line.
+                log.warning("backend %s: reconcile of %s failed: %s", self.name, prompt_id, exc,
+                            extra={"job_id": prompt_id})
 
     def _fail_all(self, exc: BaseException) -> None:
         for tracker in list(self._trackers.values()):

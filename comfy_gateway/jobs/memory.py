@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from .events import JobEvent
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
-from .store import STAGES, QueueFull, TerminalListener
+from .store import STAGES, QueueFull, TransitionListener
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class MemoryJobStore:
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._queue_waiters: set[asyncio.Future[None]] = set()
         self._queues = {stage: StageQueue() for stage in STAGES}
-        self._terminal_listeners: list[TerminalListener] = []
+        self._counts: Counter[str] = Counter()  # jobs kept per status, for the metrics gauge
+        self._listeners: list[TransitionListener] = []
         self._taken: dict[str, set[str]] = {stage: set() for stage in STAGES}  # dequeued, not acked
 
     async def start(self) -> None:
@@ -55,7 +57,9 @@ class MemoryJobStore:
         self._jobs[job.id] = job
         self._events[job.id] = []
         self._record(job, "status")
+        self._counts[job.status.value] += 1
         await self.enqueue("preprocess", job.id)
+        self._notify(job, None)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -68,8 +72,11 @@ class MemoryJobStore:
         job = self._jobs[job_id]
         if job.status.terminal:
             return job
+        previous = job.status
         if status is not None and status != job.status:
             job.transition(status)
+            self._counts[previous.value] -= 1
+            self._counts[job.status.value] += 1
         if message is not None:
             job.message = message
         if marks:
@@ -79,19 +86,19 @@ class MemoryJobStore:
         job.updated_at = time.time()
         if status is not None or message is not None:
             self._record(job, "final_result" if job.status.terminal else "status")
-        if job.status.terminal:
-            self._ended(job)
+        if job.status is not previous:
+            self._notify(job, previous)
         return job
 
-    def on_terminal(self, listener: TerminalListener) -> None:
-        self._terminal_listeners.append(listener)
+    def add_listener(self, listener: TransitionListener) -> None:
+        self._listeners.append(listener)
 
-    def _ended(self, job: Job) -> None:
-        for listener in self._terminal_listeners:
+    def _notify(self, job: Job, previous: JobStatus | None) -> None:
+        for listener in self._listeners:
             try:
-                listener(job)
-            except Exception:  # noqa: BLE001 - a listener's bug must not undo the transition
-                log.exception("terminal listener failed for job %s", job.id)
+                listener(job, previous)
+            except Exception:  # noqa: BLE001 - an observer must never break a job's change
+                log.exception("transition listener failed for job %s", job.id)
 
     async def set_webhook(self, job_id: str, state: WebhookState) -> None:
         job = self._jobs.get(job_id)
@@ -174,6 +181,19 @@ class MemoryJobStore:
     async def hand_back_all(self) -> int:
         return 0  # no other process to hand them to
 
+    async def recent(self, limit: int) -> list[Job]:
+        # Jobs are kept in creation order (dicts keep insertion order): newest first is the
+        # reverse, and only `limit` of them are touched.
+        out = []
+        for job_id in reversed(self._jobs):
+            if len(out) >= limit:
+                break
+            out.append(self._jobs[job_id])
+        return out
+
+    async def status_counts(self) -> dict[str, int]:
+        return {s.value: max(self._counts[s.value], 0) for s in JobStatus}
+
     async def unfinished(self) -> list[str]:
         return [j.id for j in self._jobs.values() if not j.status.terminal]
 
@@ -183,6 +203,7 @@ class MemoryJobStore:
             if j.status.terminal and j.finished_at is not None and j.finished_at < older_than
         ]
         for job_id in old:
+            self._counts[self._jobs[job_id].status.value] -= 1
             del self._jobs[job_id]
             self._events.pop(job_id, None)
             self._job_waiters.pop(job_id, None)

@@ -26,7 +26,7 @@ from . import redis_lua as lua
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
 from .redis_notify import Notifier
-from .store import STAGES, QueueFull, TerminalListener
+from .store import STAGES, QueueFull, TransitionListener
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,15 @@ class RedisJobStore:
         self.redis = redis
         self.prefix = prefix
         self.result_ttl = max(1, int(result_ttl))
+        # Keys also expire on their own a while after the sweep should have removed them: a
+        # safety net if no process sweeps (the sweep keeps counts and indexes right).
+        self.key_ttl = self.result_ttl + 3600
         self.lease_seconds = lease_seconds
         # One consumer per store instance (i.e. per process): its leases die with it.
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
         self._notify = Notifier(redis, self._chan_events, self._chan_queues)
-        self._terminal_listeners: list[TerminalListener] = []
+        self._listeners: list[TransitionListener] = []
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE")}
 
@@ -94,7 +97,7 @@ class RedisJobStore:
         job.marks.setdefault("created", job.created_at)
         keys = [self._job(job.id), self._ev(job.id), *self._q("preprocess"),
                 self._q("generation")[2], self._q("postprocess")[2], self.prefix + "qseq",
-                self._q("generation")[1]]
+                self._q("generation")[1], self.prefix + "counts", self.prefix + "created"]
         args = [job.id, self._core(job), orjson.dumps(job.request),
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
@@ -104,6 +107,7 @@ class RedisJobStore:
             raise KeyError(job.id)
         if res[0] == "full":
             raise QueueFull(int(res[1]), max_waiting or 0)
+        self._notify_listeners(job, None)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -122,22 +126,22 @@ class RedisJobStore:
             job = self._decode(core, request, workflow)
             if job.status.terminal and not ended_too:
                 return job
-            was_terminal = job.status.terminal
+            was_terminal, previous = job.status.terminal, job.status
             outcome = apply(job)  # (event type or None, progress dict or None, workflow changed)
             event_type, progress, new_workflow = outcome
             terminal = job.status.terminal and not was_terminal
             args = [v, self._core(job), orjson.dumps(job.workflow) if new_workflow else "",
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
-                    1 if terminal else 0, self.result_ttl, repr(job.finished_at or time.time()),
-                    job_id, self._chan_events]
+                    1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
+                    job_id, self._chan_events, previous.value]
             res = await self._scripts["UPDATE"](
-                keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended"], args=args)
+                keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts"], args=args)
             if res == -1:
                 return None
             if res != -2:
-                if terminal:
-                    self._ended(job)
+                if job.status is not previous:
+                    self._notify_listeners(job, previous)
                 return job
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
 
@@ -165,16 +169,26 @@ class RedisJobStore:
             raise KeyError(job_id)
         return job
 
-    def on_terminal(self, listener: TerminalListener) -> None:
-        # Called in the process whose update ended the job (once per job: terminal is final).
-        self._terminal_listeners.append(listener)
+    def add_listener(self, listener: TransitionListener) -> None:
+        # Called in the process that applied the change (the write that won the compare-and-set),
+        # so each change is seen once across all processes.
+        self._listeners.append(listener)
 
-    def _ended(self, job: Job) -> None:
-        for listener in self._terminal_listeners:
+    def _notify_listeners(self, job: Job, previous: JobStatus | None) -> None:
+        for listener in self._listeners:
             try:
-                listener(job)
-            except Exception:  # noqa: BLE001 - a listener's bug must not undo the transition
-                log.exception("terminal listener failed for job %s", job.id)
+                listener(job, previous)
+            except Exception:  # noqa: BLE001 - an observer must never break a job's change
+                log.exception("transition listener failed for job %s", job.id)
+
+    async def recent(self, limit: int) -> list[Job]:
+        ids = await self.redis.zrevrange(self.prefix + "created", 0, max(limit, 1) - 1)
+        jobs = [await self.get(job_id) for job_id in ids]
+        return [j for j in jobs if j is not None][:limit]
+
+    async def status_counts(self) -> dict[str, int]:
+        counts = await self.redis.hgetall(self.prefix + "counts")
+        return {s.value: max(int(counts.get(s.value, 0)), 0) for s in JobStatus}
 
     async def set_webhook(self, job_id: str, state: WebhookState) -> None:
         def apply(job: Job):
@@ -313,10 +327,14 @@ class RedisJobStore:
         ended = self.prefix + "ended"
         old = await self.redis.zrangebyscore(ended, "-inf", older_than)
         for i in range(0, len(old), 500):
-            chunk = old[i:i + 500]
+            members = old[i:i + 500]
+            chunk = [m.partition("|")[2] for m in members]
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(*[self._job(j) for j in chunk], *[self._ev(j) for j in chunk])
-                pipe.zrem(ended, *chunk)
+                pipe.zrem(ended, *members)
+                pipe.zrem(self.prefix + "created", *chunk)
+                for m in members:
+                    pipe.hincrby(self.prefix + "counts", m.partition("|")[0], -1)
                 await pipe.execute()
         await self._forget_idle_consumers()
         return len(old)

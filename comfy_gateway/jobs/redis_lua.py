@@ -13,7 +13,9 @@ Keys (all under the store's prefix P):
   P wait:<stage>  sorted set of the WAITING job ids, scored by P qseq: positions and sizes, the
                   same in every process (ZRANK, ZCARD)
   P qseq          counter giving queue order
-  P ended         sorted set  job id -> finished_at, for expire()
+  P ended         sorted set  "<status>|<job id>" -> finished_at, for expire()
+  P created       sorted set  job id -> created_at (recent jobs, newest first)
+  P counts        hash  status -> jobs kept in it (the metrics gauge)
 Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "<stage> +" when
 a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
 showing positions, and, on "+" only, idle takers of that stage.
@@ -36,7 +38,7 @@ end
 """
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
-#       wait:postprocess, qseq, qid:generation
+#       wait:postprocess, qseq, qid:generation, counts, created
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
 #       events channel, queues channel
 CREATE = _ENQUEUE_FN + """
@@ -54,6 +56,8 @@ if limit >= 0 then
   if waiting >= limit then return {'full', waiting} end
 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1)
+redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
+redis.call('ZADD', KEYS[11], ARGV[8], ARGV[1])
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
            'message', ARGV[7], 'time', ARGV[8])
 enqueue(KEYS[3], KEYS[4], KEYS[5], KEYS[8], ARGV[1], 'preprocess', ARGV[10])
@@ -63,15 +67,20 @@ return {'ok'}
 
 # Compare-and-set of the job record plus its event. The new record was computed in Python from
 # version v; if another process wrote in between, nothing is written and Python retries.
-# KEYS: job, ev, ended
+# KEYS: job, ev, ended, counts
 # ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
-#       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel
+#       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel,
+#       previous status
 # Returns the event's seq (0 without event), -1 if the job is gone, -2 on a conflict.
 UPDATE = """
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return -2 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1)
+if ARGV[15] ~= ARGV[6] then
+  redis.call('HINCRBY', KEYS[4], ARGV[15], -1)
+  redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'workflow', ARGV[3]) end
 local seq = 0
 if ARGV[4] == '1' then
@@ -86,7 +95,7 @@ end
 if ARGV[10] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[11])
   redis.call('EXPIRE', KEYS[2], ARGV[11])
-  redis.call('ZADD', KEYS[3], ARGV[12], ARGV[13])
+  redis.call('ZADD', KEYS[3], ARGV[12], ARGV[6] .. '|' .. ARGV[13])
 end
 if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[13]) end
 return seq

@@ -7,11 +7,12 @@ from typing import Any, Callable, Protocol
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
 
-# Called with the job right after it reached a terminal state, once per job. It must not block:
-# schedule the work (e.g. a webhook delivery) and return.
-TerminalListener = Callable[[Job], None]
-
 STAGES = ("preprocess", "generation", "postprocess")
+
+# Told of every status change a store applies: (the job after the change, its previous status,
+# None when the job was just created). Metrics and logs hang on this, so every way a job can
+# end (a stage, a cancel, a deadline, a shutdown) is counted once, whoever caused it.
+TransitionListener = Callable[[Job, JobStatus | None], None]
 
 
 class QueueFull(Exception):
@@ -47,10 +48,6 @@ class JobStore(Protocol):
         """Record a webhook delivery attempt. Allowed on an ended job (webhooks are sent after
         the end); records no event, since the job's stream has already closed."""
 
-    def on_terminal(self, listener: TerminalListener) -> None:
-        """Call the listener for every job that reaches completed, failed, cancelled or
-        timed_out, whoever ended it: the one place terminal transitions are seen."""
-
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]: ...
 
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
@@ -84,6 +81,17 @@ class JobStore(Protocol):
     async def hand_back_all(self) -> int:
         """A shared store: give every job this process holds to the other processes now (it is
         shutting down). Returns how many; the memory store has nobody to give them to (0)."""
+
+    async def recent(self, limit: int) -> list[Job]:
+        """The `limit` most recently created jobs still kept, newest first."""
+
+    async def status_counts(self) -> dict[str, int]:
+        """How many jobs the store keeps now in each status (every status present, 0 or more)."""
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Call listener(job, previous) after each status change (and creation) this process
+        applies, exactly once per change, in the task that applied it. A listener that raises
+        is logged and ignored: it must never undo or block the change."""
 
     async def unfinished(self) -> list[str]:
         """Ids of the jobs that have not ended (used when a lone process shuts down)."""

@@ -48,4 +48,4 @@ class DeadlineWatcher:
             try:
                 await self._on_expire(job_id)
             except Exception:  # noqa: BLE001 - one job's timeout must not stop the others'
-                log.exception("timing out job %s failed", job_id)
+                log.exception("timing out job %s failed", job_id, extra={"job_id": job_id})

@@ -205,6 +205,7 @@ class Generation:
     async def _finish(self, job: Job, entry: dict[str, Any]) -> None:
         include_temp = bool(job.request.get("include_previews"))
         refs = [r for r in output_refs(entry) if include_temp or r.type != "temp"]
+        log.info("%s ran the prompt: %d output(s) to fetch", job.backend, len(refs))
         job = await self._store.update(
             job.id, status=JobStatus.postprocessing, message=f"fetching {len(refs)} output(s)",
             marks={"generation_finished": time.time()},

@@ -8,6 +8,7 @@ the storage error: every file stays on disk and listed in the result, so nothing
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -28,6 +29,7 @@ from .failures import fail_job
 from .output_plan import OutputPlan
 
 CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 class _LazyBucket:
@@ -108,6 +110,7 @@ class Postprocess:
         async with backend.http.view(ref.filename, ref.subfolder, ref.type) as resp:
             path, size = await self._storage.write(job_id, rel, resp.content.iter_chunked(CHUNK))
             content_type = resp.headers.get("Content-Type") or ref.format
+        log.info("saved %s (%d bytes) from %s", rel, size, backend.name)
         out = OutputFile(
             filename=rel, local_path=str(path), url=f"/outputs/{job_id}/{rel}", type=ref.type,
             node_id=ref.node_id, output_type=ref.output_type, content_type=content_type, size_bytes=size,

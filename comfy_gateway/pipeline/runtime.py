@@ -13,12 +13,14 @@ from typing import Any, Callable
 
 import orjson
 
+from .. import metrics
 from ..comfy.pool import BackendPool
 from ..inputs.resolver import InputResolver
 from ..jobs.factory import make_store
 from ..jobs.model import Job, JobStatus, WebhookState
 from ..jobs.sealing import SecretBox
 from ..jobs.store import STAGES, JobStore
+from ..logs import job_context
 from ..outputs.local import LocalStorage
 from ..outputs.retention import expire_local_outputs
 from ..outputs.s3 import S3Storage
@@ -30,6 +32,7 @@ from .deadlines import DeadlineWatcher
 from .estimates import StageStats, estimate_wait
 from .failures import fail_job
 from .generation import Generation
+from .observe import log_transition
 from .output_plan import seal_request
 from .postprocess import Postprocess
 from .preprocess import Preprocess
@@ -65,7 +68,7 @@ class Runtime:
         self.s3 = S3Storage(settings, settings.network_policy)
         self.webhooks = WebhookSender(settings, self.store, render or (lambda job: job.model_dump(mode="json")))
         # Every terminal transition, whoever makes it (a stage, a cancel, a timeout), passes here.
-        self.store.on_terminal(self.webhooks.on_terminal)
+        self.store.add_listener(lambda job, previous: self.webhooks.on_terminal(job) if job.status.terminal else None)
         self.modifiers = ModifierRegistry.load(settings.modifiers_dir, settings.workflows_dir)
         self.inputs = InputResolver(settings)
         self.generation: Generation | None = None
@@ -76,13 +79,21 @@ class Runtime:
         self.canceller = Canceller(self.store, self.pool)
         self.deadlines = DeadlineWatcher(self._expire)
         self.draining = False  # after SIGTERM: no new jobs, finish what is in flight
+        self.metrics = metrics.Metrics()
+        metrics.install(self.metrics)
+        self.store.add_listener(self.metrics.job_changed)
+        self.store.add_listener(log_transition)
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.store.start()
         await self.pool.start()
         await self.inputs.start()
-        s, store, record = self.settings, self.store, self.stats.record
+        s, store = self.settings, self.store
+
+        def record(stage: str, seconds: float) -> None:
+            self.stats.record(stage, seconds)
+            self.metrics.stage_done(stage, seconds)
         if store.shared and not s.secrets_key.get_secret_value():
             log.warning("API_CACHE=redis without SECRETS_KEY: credentials sealed by this process "
                         "cannot be opened by another one; set the same SECRETS_KEY on every process")
@@ -140,8 +151,9 @@ class Runtime:
             await self.store.hand_back_all()
         else:
             for job_id in await self.store.unfinished():
-                await fail_job(self.store, job_id, RuntimeError(
-                    "the gateway shut down before this job finished (SIGTERM); submit it again"))
+                with job_context(job_id):
+                    await fail_job(self.store, job_id, RuntimeError(
+                        "the gateway shut down before this job finished (SIGTERM); submit it again"))
 
     async def _idle(self) -> bool:
         busy = sum(p.busy for pools in self.pools.values() for p in pools)
@@ -182,7 +194,8 @@ class Runtime:
         hook = WebhookState() if self.webhooks.target(payload) else None
         job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout)
         try:
-            job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
+            with job_context(job_id):
+                job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
         except KeyError:  # lost a race with the same id
             return await self.submit(payload)
         self.deadlines.add(job.id, job.deadline)
@@ -190,7 +203,8 @@ class Runtime:
 
     async def cancel(self, job_id: str) -> Job:
         """Raises KeyError for an unknown job, AlreadyEnded for one that ended."""
-        return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
+        with job_context(job_id):
+            return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
 
     async def _expire(self, job_id: str) -> None:
         job = await self.store.get(job_id)
@@ -198,7 +212,8 @@ class Runtime:
             return
         limit = job.deadline - job.created_at
         try:
-            await self.canceller.stop(job_id, JobStatus.timed_out, f"timed out after {round(limit, 2):g} s")
+            with job_context(job_id):
+                await self.canceller.stop(job_id, JobStatus.timed_out, f"timed out after {round(limit, 2):g} s")
         except (KeyError, AlreadyEnded):
             pass
 

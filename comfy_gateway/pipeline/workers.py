@@ -9,6 +9,8 @@ import logging
 import time
 from typing import Awaitable, Callable
 
+from ..logs import job_context
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str], Awaitable[None]]
@@ -56,7 +58,9 @@ class WorkerPool:
             self.busy += 1
             started = time.perf_counter()
             try:
-                owned = await self._run(job_id)
+                # Every line logged while this stage works on the job carries its id.
+                with job_context(job_id):
+                    owned = await self._run(job_id)
             finally:
                 self.busy -= 1
                 self._on_done(self.stage, time.perf_counter() - started)

@@ -1,0 +1,72 @@
+"""The fake's knobs (what tests tell it to do, via FakeComfyUI.set or POST /fake/control) and
+its stats (what it counts, GET /fake/stats). Both are mutated in place, so every part of the
+server that holds one sees resets."""
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_KNOBS: dict[str, Any] = {
+    "node_delay": 0.0,             # seconds added to every executed node
+    "history_lag": 0.0,            # seconds between execution_success/error and the history write
+    "fail_next": 0,                # next N prompts fail with execution_error at their first node
+    "drop_ws_after_frames": None,  # close every websocket after N more frames (None: never)
+    "refuse_ws": False,            # answer websocket upgrades with 503
+    "hang": False,                 # executor picks no new prompt
+    "down": False,                 # every non-/fake route answers 503, sockets are dropped
+    "cache": False,                # ComfyUI's classic output cache (identical nodes are not re-run)
+}
+ACTIONS = ("drop_ws_now", "restart")  # one-shot knobs: true runs the action
+STATS_COUNTERS = ("prompts_received", "prompts_rejected", "prompts_executed", "max_queue_length",
+                  "ws_connections_opened", "frames_sent")
+
+
+class Knobs:
+    """The current knob values; ``knobs["fail_next"] -= 1`` is how the executor uses one up."""
+
+    def __init__(self) -> None:
+        self._values = dict(DEFAULT_KNOBS)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._values[key] = value
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def reset(self) -> None:
+        self._values = dict(DEFAULT_KNOBS)
+
+    def merge(self, knobs: dict[str, Any]) -> None:
+        """Check and convert every value first, then apply them all (a bad one changes nothing).
+
+        Action keys are accepted but not stored: the caller runs them."""
+        unknown = set(knobs) - set(DEFAULT_KNOBS) - set(ACTIONS)
+        if unknown:
+            raise ValueError(f"unknown knob(s): {sorted(unknown)}")
+        new = dict(self._values)
+        for k, v in knobs.items():
+            if k in ("node_delay", "history_lag"):
+                v = float(v)
+            elif k == "fail_next" or (k == "drop_ws_after_frames" and v is not None):
+                v = int(v)
+            elif k != "drop_ws_after_frames":
+                v = bool(v)
+            if v is not None and not isinstance(v, bool) and v < 0:
+                raise ValueError(f"knob {k} must be >= 0")
+            new[k] = v
+        for k in DEFAULT_KNOBS:
+            self._values[k] = new[k]
+
+
+class Stats(dict):
+    """The counters of GET /fake/stats (the server adds its live gauges when reporting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.clear()
+        self.update(dict.fromkeys(STATS_COUNTERS, 0))

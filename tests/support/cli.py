@@ -1,0 +1,32 @@
+"""Run `comfy-gateway` as a user does: a separate process, its output read back as text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .procs import ROOT
+
+
+def cli_env(url: str | None = None, api_key: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY_GATEWAY_")}
+    env["COLUMNS"] = "120"
+    if url:
+        env["COMFY_GATEWAY_URL"] = url
+    if api_key:
+        env["COMFY_GATEWAY_API_KEY"] = api_key
+    return env
+
+
+def run_cli(*args: str, url: str | None = None, api_key: str | None = None, cwd: Path = ROOT,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "comfy_gateway.cli", *args], env=cli_env(url, api_key),
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args: str, url: str | None = None, cwd: Path = ROOT) -> subprocess.Popen[str]:
+    """The CLI in the background, its stderr (progress) readable line by line as it comes."""
+    return subprocess.Popen([sys.executable, "-m", "comfy_gateway.cli", *args], env=cli_env(url), cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
