@@ -18,16 +18,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-try:  # the benchmark needs the project's venv (aiohttp, psutil, orjson); re-run under it if need be
-    import aiohttp  # noqa: F401
-    import orjson  # noqa: F401
-    import psutil  # noqa: F401
-except ImportError:
+def _ensure_venv() -> None:
+    """The benchmark needs the project's venv (aiohttp, psutil, orjson): re-run under it if need be."""
+    import importlib.util
+
+    if all(importlib.util.find_spec(m) for m in ("aiohttp", "orjson", "psutil")):
+        return
     venv_python = REPO / ".venv" / "bin" / "python"
     if venv_python.exists() and not os.environ.get("CG_BENCH_REEXEC"):
         os.environ["CG_BENCH_REEXEC"] = "1"
         os.execv(str(venv_python), [str(venv_python), *sys.argv])
-    raise
+    sys.exit("bench_gateway.py needs aiohttp, orjson and psutil: run it with the project's .venv/bin/python")
+
+
+_ensure_venv()
 
 import argparse
 import asyncio
@@ -94,6 +98,15 @@ def gateway_body(workflow: dict[str, Any]) -> bytes:
     return orjson.dumps({"input": {"workflow_json": workflow}})
 
 
+def padded(workflow: dict[str, Any], extra_nodes: int) -> dict[str, Any]:
+    """The workflow plus N unconnected EmptyImage nodes (ComfyUI runs only what leads to an
+    output): a bigger request, as real workflows are, for the same work."""
+    for i in range(extra_nodes):
+        workflow[f"pad{i}"] = {"class_type": "EmptyImage",
+                               "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": i}}
+    return workflow
+
+
 def big_output(nbytes: int, prefix: str = "big") -> dict[str, Any]:
     return {"1": {"class_type": "FakeBigOutput",
                   "inputs": {"bytes": nbytes, "filename_prefix": prefix, "output_key": "gifs"}}}
@@ -108,8 +121,12 @@ class GatewayClient:
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "GatewayClient":
+        # uvicorn closes idle keep-alive connections after 5 s (its default, which the gateway
+        # keeps); aiohttp would reuse them for 15 s and a POST on a closing socket fails
+        # ("Can not write request body"). Give up idle connections first.
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections),
+            connector=aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections,
+                                           keepalive_timeout=2.0),
             timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self
 
@@ -141,6 +158,45 @@ class GatewayClient:
         assert self.session is not None
         async with self.session.get(f"{self.url}/queue-info") as resp:
             return orjson.loads(await resp.read())
+
+
+# -- is ComfyUI kept busy? --------------------------------------------------------------------
+class ComfyIdleProbe:
+    """Polls ComfyUI's GET /queue every `interval` s and counts the polls that find nothing
+    running: how often ComfyUI waited for work (a pipelining stall) during a measurement."""
+
+    def __init__(self, comfy_url: str, interval: float = 0.02):
+        self.url = comfy_url + "/queue"
+        self.interval = interval
+        self.polls = 0
+        self.idle = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(self.url) as resp:
+                        q = orjson.loads(await resp.read())
+                    self.polls += 1
+                    if not q.get("queue_running"):
+                        self.idle += 1
+                except (aiohttp.ClientError, ValueError):
+                    pass
+                await asyncio.sleep(self.interval)
+
+    async def __aenter__(self) -> "ComfyIdleProbe":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    @property
+    def idle_fraction(self) -> float:
+        return self.idle / self.polls if self.polls else float("nan")
 
 
 # -- RSS sampling ----------------------------------------------------------------------------
@@ -287,8 +343,10 @@ class Bench:
             self.args.profile_dir.mkdir(parents=True, exist_ok=True)
             out = self.args.profile_dir / f"py-spy-{tag or 'run'}-gw{workers}-{gw.pid}.txt"
             # --nonblocking: do not pause the gateway at each sample (less distortion, rare torn stacks)
+            # --gil: only samples where the gateway runs Python (holds the GIL); uvloop releases it
+            # while it waits in epoll, which py-spy's idle detection alone does not always see.
             spy = self.pm.spawn("py-spy", [self.args.py_spy, "record", "-p", str(gw.pid), "-r", "100",
-                                           "--nonblocking", "--format", "raw", "-o", str(out)], url="")
+                                           "--nonblocking", "--gil", "--format", "raw", "-o", str(out)], url="")
             spy.stop_signal = signal.SIGINT  # py-spy writes its file on SIGINT
             gw.info["py_spy"] = spy
             gw.info["py_spy_out"] = out
@@ -481,23 +539,29 @@ class Bench:
                         say(f"  round {r + 1}: direct {res['direct']['jobs_per_s']:.1f} jobs/s, gateway "
                             f"{res['gateway']['jobs_per_s']:.1f} jobs/s, ratio "
                             f"{res['gateway']['jobs_per_s'] / res['direct']['jobs_per_s']:.3f}; CPU ms/job direct "
-                            f"{res['direct']['cpu_ms_per_job']}, gateway {res['gateway']['cpu_ms_per_job']}")
+                            f"{res['direct']['cpu_ms_per_job']}, gateway {res['gateway']['cpu_ms_per_job']}; "
+                            f"ComfyUI idle {100 * res['direct']['comfy_idle']:.0f}% / "
+                            f"{100 * res['gateway']['comfy_idle']:.0f}% of polls")
             finally:
                 self.stop(gw)
             n = a.n_throughput
             direct_rate, gw_rate = n / d_time, n / g_time
+            idle = {side: sum(r[side]["comfy_idle"] * r[side]["seconds"] for r in rounds)
+                    / sum(r[side]["seconds"] for r in rounds) for side in ("direct", "gateway")}
             ratio = gw_rate / direct_rate
             lat_ms = summary_ms(lat)
             say(f"GENERATION_WORKERS={workers}: direct {direct_rate:.1f} jobs/s, gateway {gw_rate:.1f} jobs/s, "
                 f"ratio {ratio:.3f} (gateway per-call median {lat_ms['median']:.1f} ms, p99 {lat_ms['p99']:.1f})")
             self.raw["throughput"][f"gw{workers}"] = {
                 "direct_jobs_per_s": direct_rate, "gateway_jobs_per_s": gw_rate, "ratio": ratio,
-                "gateway_call_ms": lat_ms, "rounds": rounds}
+                "gateway_call_ms": lat_ms, "rounds": rounds, "comfy_idle": idle}
             self.add(
                 Figure("throughput", f"direct pipelined (rounds beside gw{workers})", direct_rate, "jobs/s"),
                 Figure("throughput", f"gateway, {a.clients} clients, GENERATION_WORKERS={workers}", gw_rate, "jobs/s"),
                 Figure("throughput", f"ratio gateway/direct, GENERATION_WORKERS={workers}", ratio, "x",
                        ">= 0.90", ratio >= 0.90),
+                Figure("throughput", f"ComfyUI idle during gateway run, gw{workers}",
+                       100 * idle["gateway"], "%", note=f"direct {100 * idle['direct']:.1f}%"),
                 noisy_if=f"throughput-gw{workers}-",
             )
 
@@ -511,19 +575,21 @@ class Bench:
                 workflows = [direct_workflow(a.image_size) for _ in range(n)]
                 with CpuMeter(comfyui=self.comfy.pid if self.comfy else None, client=os.getpid()) as cpu, \
                         self.load() as load:
-                    t0 = time.perf_counter()
-                    tasks = []
-                    for wf in workflows:  # all posted at once: ComfyUI's own queue holds them
-                        pid, fut = await direct.post(wf)
-                        tasks.append(asyncio.create_task(direct.finish(pid, fut)))
-                    await asyncio.wait_for(asyncio.gather(*tasks), a.phase_timeout)
-                    elapsed = time.perf_counter() - t0
+                    async with ComfyIdleProbe(comfy_url) as probe:
+                        t0 = time.perf_counter()
+                        tasks = []
+                        for wf in workflows:  # all posted at once: ComfyUI's own queue holds them
+                            pid, fut = await direct.post(wf)
+                            tasks.append(asyncio.create_task(direct.finish(pid, fut)))
+                        await asyncio.wait_for(asyncio.gather(*tasks), a.phase_timeout)
+                        elapsed = time.perf_counter() - t0
                 if direct.files_written != n + 3:
                     raise RuntimeError(f"direct client wrote {direct.files_written} files, expected {n + 3}")
         finally:
             shutil.rmtree(out, ignore_errors=True)
         self.note_load(f"throughput-{tag}-direct", load, quiet=True)
-        return {"seconds": elapsed, "jobs_per_s": n / elapsed, "cpu_ms_per_job": cpu.per_job_ms(n)}
+        return {"seconds": elapsed, "jobs_per_s": n / elapsed, "cpu_ms_per_job": cpu.per_job_ms(n),
+                "comfy_idle": probe.idle_fraction}
 
     async def _gateway_concurrent(self, client: GatewayClient, gw: Managed, n: int, clients: int,
                                   tag: str) -> dict[str, Any]:
@@ -540,17 +606,19 @@ class Bench:
 
         with CpuMeter(gateway=gw.pid, comfyui=self.comfy.pid if self.comfy else None,
                       client=os.getpid()) as cpu, self.load() as load:
-            t0 = time.perf_counter()
-            await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(clients))), a.phase_timeout)
-            elapsed = time.perf_counter() - t0
+            async with ComfyIdleProbe(self.comfy_url or "") as probe:
+                t0 = time.perf_counter()
+                await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(clients))), a.phase_timeout)
+                elapsed = time.perf_counter() - t0
         self.note_load(f"throughput-{tag}-gateway", load, quiet=True)
         return {"seconds": elapsed, "jobs_per_s": n / elapsed, "cpu_ms_per_job": cpu.per_job_ms(n),
-                "latencies": latencies}
+                "comfy_idle": probe.idle_fraction, "latencies": latencies}
 
     # -- 3a. memory with 10,000 queued jobs -------------------------------------------------
     async def mem_queue(self) -> None:
         a = self.args
-        say(f"\n== 3a. memory: {a.mem_jobs} jobs queued behind a hung (fake) ComfyUI")
+        say(f"\n== 3a. memory: {a.mem_jobs} jobs queued behind a hung (fake) ComfyUI"
+            + (f" (workflows padded with {a.mem_pad_nodes} extra nodes)" if a.mem_pad_nodes else ""))
         fake_url = self.ensure_fake()
         control(fake_url, {"hang": False})
         gw = self.gateway(fake_url, workers=2, max_queue=max(a.max_queue_size, 2 * a.mem_jobs), tag="memqueue")
@@ -568,7 +636,7 @@ class Bench:
 
                     async def submitter() -> None:
                         while next(counter) < a.mem_jobs:
-                            ids.append(await client.submit(empty_save("q", 64)))
+                            ids.append(await client.submit(padded(empty_save("q", 64), a.mem_pad_nodes)))
 
                     await asyncio.wait_for(asyncio.gather(*(submitter() for _ in range(a.submit_concurrency))),
                                            a.phase_timeout)
@@ -597,7 +665,6 @@ class Bench:
                     Figure("memory", f"gateway RSS with {len(ids)} jobs queued", after / MB, "MB", "< 200 MB",
                            after < 200 * MB),
                     Figure("memory", "RSS growth per queued job", growth / max(len(ids), 1) / 1024, "KiB"),
-                    noisy_if="mem-queue",
                 )
                 if drain.get("drained"):
                     kept = (drain["rss_after"] - before) / max(len(ids), 1) / 1024
@@ -605,8 +672,7 @@ class Bench:
                         Figure("memory", "drain rate after un-hang (fake)", drain["jobs_per_s"], "jobs/s"),
                         Figure("memory", "gateway RSS once they all completed", drain["rss_after"] / MB, "MB"),
                         Figure("memory", "RSS kept per completed job", kept, "KiB"),
-                        noisy_if="mem-queue",
-                    )
+                        )
         finally:
             control(fake_url, {"hang": False})
             self.stop(gw)
@@ -666,7 +732,6 @@ class Bench:
             self.add(
                 Figure("memory", f"big output: {size / (1 << 30):.2f} GiB in", elapsed, "s"),
                 Figure("memory", "big output: peak RSS growth", growth / MB, "MB", "< 50 MB", growth < 50 * MB),
-                noisy_if="mem-big",
             )
             _delete_outputs(body, self.fake)
         finally:
@@ -733,6 +798,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="part 2: direct/gateway rounds per GENERATION_WORKERS value, alternating which "
                    "goes first; rates are total jobs / total time (default 2)")
     p.add_argument("--mem-jobs", type=int, default=10_000, help="jobs queued in part 3a (default 10000)")
+    p.add_argument("--mem-pad-nodes", type=int, default=0,
+                   help="part 3a: add N unconnected nodes to each queued workflow (real workflows are bigger "
+                   "than EmptyImage->SaveImage; default 0)")
     p.add_argument("--submit-concurrency", type=int, default=32, help="concurrent POST /generate in part 3a")
     p.add_argument("--max-queue-size", type=int, default=20_000, help="MAX_QUEUE_SIZE of the gateways")
     p.add_argument("--drain", action=argparse.BooleanOptionalAction, default=True,
@@ -824,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - report it, go on with the other parts
                 failed.append(part)
                 say(f"!! part {part} failed: {type(exc).__name__}: {exc}")
-                first_line = (str(exc).splitlines() or [""])[0][:100]
+                first_line = (str(exc).splitlines() or [""])[0][:60]
                 bench.add(Figure(part, "part did not complete", None, "", "completes", False,
                                  note=f"{type(exc).__name__}: {first_line}"))
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 
@@ -86,6 +86,8 @@ def fmt_value(value: float | None, unit: str) -> str:
         return f"{value:.3f}"
     if unit == "KiB":
         return f"{value:.2f} {unit}"
+    if unit == "%":
+        return f"{value:.1f} %"
     if unit == "s":
         return f"{value:.1f} {unit}"
     return f"{value:g} {unit}".strip()
