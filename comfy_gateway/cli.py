@@ -24,8 +24,10 @@ def serve(settings: Settings) -> int:
         return 2
     # log_config=None: uvicorn installs no handlers of its own; create_app's setup_logging
     # sends its lines (startup, access log) through the gateway's one format (LOG_FORMAT).
+    # timeout_keep_alive 75 s: longer than the idle time of common client pools (aiohttp keeps
+    # connections 15 s), so a client never posts into a connection we just closed.
     common = dict(host=settings.api_host, port=settings.api_port, log_level=settings.api_log_level.lower(),
-                  log_config=None)
+                  log_config=None, timeout_keep_alive=75)
     if settings.api_workers > 1 or settings.api_reload:
         # uvicorn supervises the processes; each drains in its lifespan shutdown instead.
         uvicorn.run("comfy_gateway.app:create_app", factory=True, workers=settings.api_workers,
