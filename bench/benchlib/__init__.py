@@ -1,1 +1,1 @@
-"""Helpers of bench/bench_gateway.py: processes, the direct ComfyUI client, statistics."""
+"""The parts of bench/bench_gateway.py: options, the run, the measured parts, clients, meters, the report."""

@@ -1,0 +1,1 @@
+"""The command line of bench/bench_gateway.py."""

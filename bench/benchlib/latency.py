@@ -1,0 +1,124 @@
+"""Part 1: per-job latency, direct ComfyUI client vs POST /generate/sync through the gateway."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from benchlib.context import Bench
+from benchlib.direct import DirectComfy
+from benchlib.gateway_client import GatewayClient
+from benchlib.meters import CpuMeter
+from benchlib.common import say
+from benchlib.stats import Figure, percentile, summary_ms
+from benchlib.workloads import direct_workflow, empty_save
+
+
+# -- 1. latency -----------------------------------------------------------------------
+async def latency(bench: Bench) -> None:
+    a = bench.args
+    say(f"\n== 1. latency: {a.n_latency} serial jobs each, after {a.warmup} warm-up "
+        f"(EmptyImage {a.image_size}x{a.image_size} -> SaveImage, order: {a.order})")
+    comfy_url = bench.ensure_comfyui()
+    gw = bench.gateway(comfy_url, workers=a.latency_workers, tag="latency")
+    direct_out = bench.newdir("direct-out")
+    d_times: list[float] = []
+    g_times: list[float] = []
+    d_steps: list[dict[str, float]] = []
+    g_durations: list[dict[str, Any]] = []
+    try:
+        async with DirectComfy(comfy_url, direct_out) as direct, GatewayClient(gw.url, 4, a.job_timeout) as client:
+
+            async def one_direct(record: bool) -> None:
+                wf = direct_workflow(a.image_size)
+                t0 = time.perf_counter()
+                pid, fut = await direct.post(wf)
+                t1 = time.perf_counter()
+                steps = {"post": t1 - t0}
+                await direct.finish(pid, fut, steps)
+                t2 = time.perf_counter()
+                if record:
+                    d_times.append(t2 - t0)
+                    d_steps.append(steps)
+
+            async def one_gateway(record: bool) -> None:
+                wf = empty_save("bench", a.image_size)
+                t0 = time.perf_counter()
+                body = await client.sync(wf)
+                t1 = time.perf_counter()
+                if record:
+                    g_times.append(t1 - t0)
+                    g_durations.append(body.get("durations") or {})
+
+            for _ in range(a.warmup):
+                await one_direct(False)
+                await one_gateway(False)
+            deadline = time.monotonic() + a.phase_timeout
+            cpu = CpuMeter(gateway=gw.pid)
+            cpu.__enter__()
+            load = bench.load()
+            load.__enter__()
+            if a.order == "interleaved":
+                for i in range(a.n_latency):
+                    # alternate which side goes first, so neither always follows the other
+                    first, second = (one_direct, one_gateway) if i % 2 == 0 else (one_gateway, one_direct)
+                    await first(True)
+                    await second(True)
+                    _check_deadline(deadline, "latency")
+            else:
+                for _ in range(a.n_latency):
+                    await one_direct(True)
+                    _check_deadline(deadline, "latency")
+                for _ in range(a.n_latency):
+                    await one_gateway(True)
+                    _check_deadline(deadline, "latency")
+            cpu.__exit__()
+            load.__exit__()
+            bench.note_load("latency", load)
+    finally:
+        bench.stop(gw)
+        shutil.rmtree(direct_out, ignore_errors=True)
+    d, g = summary_ms(d_times), summary_ms(g_times)
+    diff = g["median"] - d["median"]
+    # interleaved: each gateway job next to a direct one; the median of the pairs' differences
+    # resists load that comes and goes better than the difference of the medians
+    paired = percentile([(gt - dt) * 1000 for gt, dt in zip(g_times, d_times)], 50)
+    # Where the gateway's time goes, from the durations of its own result objects.
+    breakdown = {}
+    for key in ("queue_wait", "preprocess", "generation_wait", "generation", "postprocess_wait",
+                "postprocess", "total"):
+        vals = [x[key] for x in g_durations if x.get(key) is not None]
+        breakdown[key] = percentile(vals, 50) * 1000 if vals else None
+    outside = [gt - (x.get("total") or 0) for gt, x in zip(g_times, g_durations) if x.get("total")]
+    breakdown["http_outside_job"] = percentile(outside, 50) * 1000 if outside else None
+    say(f"direct : median {d['median']:.2f} ms  p90 {d['p90']:.2f}  p99 {d['p99']:.2f}  "
+        f"(min {d['min']:.2f}, max {d['max']:.2f})")
+    say(f"gateway: median {g['median']:.2f} ms  p90 {g['p90']:.2f}  p99 {g['p99']:.2f}  "
+        f"(min {g['min']:.2f}, max {g['max']:.2f})")
+    say(f"gateway adds {diff:+.2f} ms at the median (median of paired differences {paired:+.2f} ms)")
+    say("gateway job breakdown (medians, ms): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in breakdown.items() if v is not None))
+    direct_steps = {k: percentile([x[k] for x in d_steps], 50) * 1000 for k in ("post", "wait", "history", "view")}
+    say("direct steps (medians, ms): " + ", ".join(f"{k} {v:.2f}" for k, v in direct_steps.items()))
+    gw_cpu = cpu.per_job_ms(max(len(g_times), 1)).get("gateway")
+    say(f"gateway CPU per job: {gw_cpu} ms")
+    bench.raw["latency"] = {"direct_ms": d, "gateway_ms": g, "median_diff_ms": diff, "paired_median_diff_ms": paired,
+                           "gateway_breakdown_ms": breakdown, "gateway_cpu_ms_per_job": gw_cpu,
+                           "direct_steps_ms": direct_steps}
+    bench.add(
+        Figure("latency", "direct median", d["median"], "ms"),
+        Figure("latency", "direct p90", d["p90"], "ms"),
+        Figure("latency", "direct p99", d["p99"], "ms"),
+        Figure("latency", "gateway median", g["median"], "ms"),
+        Figure("latency", "gateway p90", g["p90"], "ms"),
+        Figure("latency", "gateway p99", g["p99"], "ms"),
+        Figure("latency", "gateway - direct, median", diff, "ms", "<= 5 ms", diff <= 5.0),
+        Figure("latency", "median of paired differences", paired, "ms"),
+        noisy_if="latency",
+    )
+
+
+def _check_deadline(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"{what}: over --phase-timeout")
