@@ -133,7 +133,7 @@ async def generate_sync(
     if timeout is not None and timeout > limit:
         raise HTTPException(422, detail=f"timeout: at most {limit:g} seconds (MAX_SYNC_TIMEOUT)")
     job, _ = await _submit(request, body)
-    done = await runtime.wait_until_done(job.id, timeout or runtime.settings.sync_timeout)
+    done = await runtime.wait_until_done(job.id, timeout or runtime.settings.sync_timeout, known=job)
     job = done or job
     if not job.status.terminal:
         return _result(request, job, 202)

@@ -11,7 +11,7 @@ from typing import Any
 from .events import JobEvent
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
-from .store import STAGES, QueueFull, TransitionListener
+from .store import STAGES, EventFollower, QueueFull, TransitionListener, WaitingFollower
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,16 @@ class MemoryJobStore:
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
         log = self._events.get(job_id, [])
         return log[max(seq, 0):]
+
+    def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
+        return WaitingFollower(self, job_id, after_seq)
+
+    async def advance(self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
+                      marks: dict[str, float] | None = None, **fields: Any) -> Job:
+        job = await self.update(job_id, status=status, message=message, marks=marks, **fields)
+        if not job.status.terminal:
+            await self.enqueue(stage, job_id)
+        return job
 
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
         if len(self._events.get(job_id, ())) > after_seq:

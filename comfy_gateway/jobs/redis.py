@@ -16,7 +16,8 @@ import os
 import socket
 import time
 import uuid
-from typing import Any
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -26,12 +27,25 @@ from . import redis_lua as lua
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
 from .redis_notify import Notifier
-from .store import STAGES, QueueFull, TransitionListener
+from .store import STAGES, EventFollower, QueueFull, TransitionListener
 
 log = logging.getLogger(__name__)
 
 GROUP = "workers"
 _HEAVY = {"request", "workflow"}  # written once, kept apart so the hot path rewrites little
+_KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (see _Known)
+
+
+class _Known(NamedTuple):
+    """A job record as this process last read or wrote it, at version v of the job born as
+    `born`. A change computed from it is written only if both still match (UPDATE checks), so
+    a stale copy costs one failed attempt and a read, never a wrong write."""
+    v: str
+    born: str
+    core: str
+    request: str | None
+    workflow: str | None
+    full: bool  # request and workflow known (False after a read of the core alone)
 
 
 class RedisJobStore:
@@ -51,6 +65,8 @@ class RedisJobStore:
         self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
         self._notify = Notifier(redis, self._chan_events, self._chan_queues)
         self._listeners: list[TransitionListener] = []
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE")}
 
@@ -101,7 +117,7 @@ class RedisJobStore:
         args = [job.id, self._core(job), orjson.dumps(job.request),
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
-                self._chan_events, self._chan_queues]
+                self._chan_events, self._chan_queues, uuid.uuid4().hex]
         res = await self._scripts["CREATE"](keys=keys, args=args)
         if res[0] == "exists":
             raise KeyError(job.id)
@@ -111,43 +127,118 @@ class RedisJobStore:
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        core, request, workflow = await self.redis.hmget(self._job(job_id), "core", "request", "workflow")
-        return None if core is None else self._decode(core, request, workflow)
+        v, born, core, request, workflow = await self.redis.hmget(
+            self._job(job_id), "v", "born", "core", "request", "workflow")
+        if core is None:
+            self._known.pop(job_id, None)
+            return None
+        job = self._decode(core, request, workflow)
+        self._remember(job, v, born, core, request, workflow, True)
+        return job
 
-    async def _change(self, job_id: str, apply, *, ended_too: bool = False) -> Job | None:
+    def _remember(self, job: Job, v: str | None, born: str | None, core: str,
+                  request: str | None, workflow: str | None, full: bool) -> None:
+        # Only jobs still moving: an ended one changes rarely (webhook bookkeeping).
+        if job.status.terminal or v is None or born is None:
+            self._known.pop(job.id, None)
+            return
+        self._known[job.id] = _Known(v, born, core, request, workflow, full)
+        self._known.move_to_end(job.id)
+        while len(self._known) > _KNOWN_MAX:
+            self._known.popitem(last=False)
+
+    async def _change(self, job_id: str, apply, *, ended_too: bool = False, light: bool = False,
+                      then_enqueue: str | None = None) -> Job | None:
         """Read the job, let `apply` change it and name its event, write both atomically;
         retried when another process wrote in between. None if the job does not exist.
-        A job that ended is returned unchanged, unless `ended_too` (bookkeeping, no event)."""
-        for _ in range(100):
-            v, core, request, workflow = await self.redis.hmget(
-                self._job(job_id), "v", "core", "request", "workflow")
+        A job that ended is returned unchanged, unless `ended_too` (bookkeeping, no event).
+        `light`: read the record without its request and workflow (for a change that needs
+        neither; the job returned then lacks them). `then_enqueue`: a stage whose queue the
+        job joins in the same step, unless the change ended it."""
+        # One change of a job at a time in this process (e.g. a burst of progress frames): they
+        # would otherwise all compute from the same version and retry each other in turns.
+        # Other processes are kept out by the compare-and-set, as before.
+        entry = self._locks.get(job_id)
+        if entry is None:
+            entry = self._locks[job_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(job_id, None)
+        if done is None:
+            return None
+        job, previous = done
+        if previous is not None and job.status is not previous:
+            self._notify_listeners(job, previous)
+        return job
+
+    async def _change_locked(self, job_id: str, apply, ended_too: bool, light: bool,
+                             then_enqueue: str | None) -> tuple[Job, JobStatus | None] | None:
+        queue_keys = [*self._q(then_enqueue), self.prefix + "qseq"] if then_enqueue else []
+        queue_args = [then_enqueue, self._chan_queues] if then_enqueue else []
+        for attempt in range(100):
+            known = self._known.get(job_id) if attempt == 0 else None
+            if known is not None and (light or known.full):
+                # What this process last read or wrote: no read, the script checks it is current.
+                v, born, core, request, workflow, full = known
+            elif light:
+                v, born, core = await self.redis.hmget(self._job(job_id), "v", "born", "core")
+                request = workflow = None
+                full = False
+            else:
+                v, born, core, request, workflow = await self.redis.hmget(
+                    self._job(job_id), "v", "born", "core", "request", "workflow")
+                full = True
             if core is None:
+                self._known.pop(job_id, None)
                 return None
             job = self._decode(core, request, workflow)
             if job.status.terminal and not ended_too:
-                return job
+                return job, None
             was_terminal, previous = job.status.terminal, job.status
             outcome = apply(job)  # (event type or None, progress dict or None, workflow changed)
             event_type, progress, new_workflow = outcome
             terminal = job.status.terminal and not was_terminal
-            args = [v, self._core(job), orjson.dumps(job.workflow) if new_workflow else "",
+            new_core = self._core(job)
+            new_workflow_json = orjson.dumps(job.workflow).decode() if new_workflow else ""
+            args = [v, new_core, new_workflow_json,
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
-                    job_id, self._chan_events, previous.value]
+                    job_id, self._chan_events, previous.value, born or "", *queue_args]
             res = await self._scripts["UPDATE"](
-                keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts"], args=args)
+                keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
+                      *queue_keys], args=args)
             if res == -1:
+                self._known.pop(job_id, None)
                 return None
-            if res != -2:
-                if job.status is not previous:
-                    self._notify_listeners(job, previous)
-                return job
+            if res == -2:
+                self._known.pop(job_id, None)  # someone wrote since: read afresh
+                continue
+            self._remember(job, str(int(v) + 1), born, new_core, request,
+                           new_workflow_json or workflow, full)
+            return job, previous
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
 
     async def update(
         self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
         marks: dict[str, float] | None = None, **fields: Any,
+    ) -> Job:
+        return await self._update(job_id, None, status=status, message=message, marks=marks, **fields)
+
+    async def advance(
+        self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
+        marks: dict[str, float] | None = None, **fields: Any,
+    ) -> Job:
+        return await self._update(job_id, stage, status=status, message=message, marks=marks, **fields)
+
+    async def _update(
+        self, job_id: str, then_enqueue: str | None, *, status: JobStatus | None = None,
+        message: str | None = None, marks: dict[str, float] | None = None, **fields: Any,
     ) -> Job:
         def apply(job: Job):
             if status is not None and status != job.status:
@@ -164,7 +255,7 @@ class RedisJobStore:
                 event = "final_result" if job.status.terminal else "status"
             return event, None, "workflow" in fields
 
-        job = await self._change(job_id, apply)
+        job = await self._change(job_id, apply, then_enqueue=then_enqueue)
         if job is None:
             raise KeyError(job_id)
         return job
@@ -211,16 +302,23 @@ class RedisJobStore:
             job.progress = progress
             return "progress", progress.model_dump(), False
 
-        await self._change(job_id, apply)
+        await self._change(job_id, apply, light=True)  # touches neither request nor workflow
 
     # -- events -------------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
         entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
+        return self._events(entries)
+
+    @staticmethod
+    def _events(entries) -> list[JobEvent]:
         return [
             JobEvent(seq=int(f["seq"]), type=f["type"], status=f["status"], message=f["message"],
                      time=float(f["time"]), progress=orjson.loads(f["progress"]) if f.get("progress") else None)
             for _, f in entries
         ]
+
+    def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
+        return _Follower(self, job_id, after_seq)
 
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
         fut = self._notify.watch(job_id, queue_change)  # before looking: no wake-up can slip by
@@ -350,6 +448,42 @@ class RedisJobStore:
             for c in consumers:
                 if c.get("pending") == 0 and c.get("idle", 0) > idle_ms and c.get("name") != self.consumer:
                     await self.redis.xgroup_delconsumer(self._q(stage)[0], GROUP, c["name"])
+
+
+class _Follower:
+    """Registered with the notifier for as long as it lives, so it reads the job's events once
+    per wake-up: wait() must instead look at Redis before each sleep (a message could have come
+    while it was not registered), two round trips per event."""
+
+    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int):
+        self._store, self._job_id, self.seq = store, job_id, after_seq
+        self._flag = store._notify.follow(job_id)  # set: the first next() reads at once
+
+    async def next(self, timeout: float) -> list[JobEvent]:
+        store = self._store
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._flag.is_set():
+                # Cleared before reading: an event written after this read sets it again.
+                self._flag.clear()
+                async with store.redis.pipeline(transaction=False) as pipe:
+                    pipe.xrange(store._ev(self._job_id), min=f"{max(self.seq, 0) + 1}-0", max="+")
+                    pipe.exists(store._job(self._job_id))
+                    entries, exists = await pipe.execute()
+                events = store._events(entries)
+                if events or not exists:
+                    self.seq += len(events)
+                    return events
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            try:
+                await asyncio.wait_for(self._flag.wait(), remaining)
+            except asyncio.TimeoutError:
+                return []
+
+    def close(self) -> None:
+        self._store._notify.unfollow(self._job_id, self._flag)
 
 
 def connect(url: str, password: str | None = None) -> Redis:

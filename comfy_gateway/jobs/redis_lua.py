@@ -4,7 +4,8 @@ never be seen half done by another process.
 
 Keys (all under the store's prefix P):
   P job:<id>      hash  core (JSON of the Job minus its big parts), request, workflow (JSON),
-                        v (version, for compare-and-set), seq (last event number)
+                        v (version, for compare-and-set), seq (last event number),
+                        born (a token unique to this creation of the id, for compare-and-set)
   P ev:<id>       stream of the job's events; entry id "<seq>-0", fields seq, type, status,
                         message, time, progress
   P q:<stage>     stream, one consumer group "workers": the stage's queue. Waiting entries are
@@ -40,7 +41,7 @@ end
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
 #       wait:postprocess, qseq, qid:generation, counts, created
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
-#       events channel, queues channel
+#       events channel, queues channel, born (a token unique to this creation of the job)
 CREATE = _ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
@@ -55,7 +56,7 @@ if limit >= 0 then
   end
   if waiting >= limit then return {'full', waiting} end
 end
-redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1)
+redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1, 'born', ARGV[11])
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
 redis.call('ZADD', KEYS[11], ARGV[8], ARGV[1])
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
@@ -70,12 +71,19 @@ return {'ok'}
 # KEYS: job, ev, ended, counts
 # ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
 #       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel,
-#       previous status
+#       previous status, born ('' = not checked)
+# The writer may have computed the change from a copy it kept of version v rather than from a
+# fresh read: v and born (unique per creation of a job id) then both match only if nothing was
+# written since, not even by an expiry and a new job under the same id.
+# Optionally (more KEYS: q, qid, wait, qseq of a stage; more ARGV: stage, queues channel) the
+# job is then put in that stage's queue unless this change ended it: a stage's last change and
+# its hand-over to the next one in one step.
 # Returns the event's seq (0 without event), -1 if the job is gone, -2 on a conflict.
-UPDATE = """
+UPDATE = _ENQUEUE_FN + """
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return -2 end
+if ARGV[16] ~= '' and redis.call('HGET', KEYS[1], 'born') ~= ARGV[16] then return -2 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1)
 if ARGV[15] ~= ARGV[6] then
   redis.call('HINCRBY', KEYS[4], ARGV[15], -1)
@@ -98,6 +106,9 @@ if ARGV[10] == '1' then
   redis.call('ZADD', KEYS[3], ARGV[12], ARGV[6] .. '|' .. ARGV[13])
 end
 if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[13]) end
+if #KEYS > 4 and ARGV[10] ~= '1' then
+  enqueue(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[13], ARGV[17], ARGV[18])
+end
 return seq
 """
 

@@ -34,6 +34,8 @@ class Notifier:
         # Per stage: how many "queue changed" messages came, and who waits for the next one.
         self._rings: dict[str, int] = defaultdict(int)
         self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        # Long-lived watchers of one job each (see follow()): flagged by every event of the job.
+        self._followers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -77,20 +79,35 @@ class Notifier:
             waiters = self._job_waiters.pop(data, None)
             if waiters:
                 _wake(waiters)
+            for follower in self._followers.get(data, ()):
+                follower.set()
         elif channel == self._queues_channel:
             stage, _, sign = data.partition(" ")
-            if sign == "+":  # a job to take: wake the idle takers (a job taken needs none)
+            if sign == "+":  # a job to take: wake ONE idle taker (a job taken needs none)
+                # One message announces one job: waking every idle taker of the stage would
+                # send them all to Redis for it, and all but one would come back empty. A taker
+                # busy in Redis when the message came sees the ring move and looks again, and a
+                # woken taker always looks (it can only fail to if it is being stopped).
                 self._rings[stage] += 1
-                waiters = self._ring_waiters.pop(stage, None)
-                if waiters:
-                    _wake(waiters)
+                self._wake_one_taker(stage)
             if self._queue_waiters:
                 waiters, self._queue_waiters = self._queue_waiters, set()
                 _wake(waiters)
 
+    def _wake_one_taker(self, stage: str) -> None:
+        waiters = self._ring_waiters.get(stage)
+        while waiters:
+            fut = waiters.pop()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
     def _wake_all(self) -> None:
         for stage in list(self._ring_waiters):
             self._rings[stage] += 1
+        for followers in self._followers.values():
+            for follower in followers:
+                follower.set()
         groups = [*self._job_waiters.values(), self._queue_waiters, *self._ring_waiters.values()]
         self._job_waiters, self._ring_waiters = defaultdict(set), defaultdict(set)
         self._queue_waiters = set()
@@ -113,6 +130,22 @@ class Notifier:
                 self._job_waiters.pop(job_id, None)
         self._queue_waiters.discard(fut)
 
+    def follow(self, job_id: str) -> asyncio.Event:
+        """A flag set by every message about the job (and after a lost subscription) until
+        unfollow(): unlike watch(), it stays registered between looks, so a caller that clears
+        it before each look at Redis only needs to look again once it is set."""
+        flag = asyncio.Event()
+        flag.set()  # nothing looked at yet
+        self._followers[job_id].add(flag)
+        return flag
+
+    def unfollow(self, job_id: str, flag: asyncio.Event) -> None:
+        followers = self._followers.get(job_id)
+        if followers is not None:
+            followers.discard(flag)
+            if not followers:
+                self._followers.pop(job_id, None)
+
     # -- takers -------------------------------------------------------------------------------
     def ring_mark(self, stage: str) -> int:
         return self._rings[stage]
@@ -127,5 +160,11 @@ class Notifier:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
         except asyncio.TimeoutError:
             pass
+        except asyncio.CancelledError:
+            # Woken for a job but stopped before taking it: the wake-up goes to another taker.
+            self._ring_waiters.get(stage, set()).discard(fut)
+            if fut.done():
+                self._wake_one_taker(stage)
+            raise
         finally:
             self._ring_waiters.get(stage, set()).discard(fut)

@@ -21,6 +21,32 @@ class QueueFull(Exception):
         self.waiting, self.limit = waiting, limit
 
 
+class EventFollower(Protocol):
+    """One reader following one job's events (see JobStore.follow)."""
+
+    async def next(self, timeout: float) -> list[JobEvent]:
+        """The job's events past those already returned, waiting for some up to timeout;
+        empty on timeout, or (a shared store) when the job is gone."""
+
+    def close(self) -> None: ...
+
+
+class WaitingFollower:
+    """follow() made of wait() and events_after(), for a store where both are cheap."""
+
+    def __init__(self, store: "JobStore", job_id: str, after_seq: int = 0):
+        self._store, self._job_id, self.seq = store, job_id, after_seq
+
+    async def next(self, timeout: float) -> list[JobEvent]:
+        await self._store.wait(self._job_id, self.seq, queue_change=False, timeout=timeout)
+        events = await self._store.events_after(self._job_id, self.seq)
+        self.seq += len(events)
+        return events
+
+    def close(self) -> None:
+        pass
+
+
 class JobStore(Protocol):
     shared: bool  # True when other processes use the same store (and can take jobs over)
 
@@ -53,6 +79,18 @@ class JobStore(Protocol):
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
         """Return when the job has an event past after_seq, when (if asked) any queue
         changed, or after timeout. Push-based: no polling."""
+
+    def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
+        """Follow the job's events past after_seq, as repeated wait() + events_after() would,
+        but staying registered between reads (a shared store then reads once per wake-up).
+        close() it when done."""
+
+    async def advance(
+        self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
+        marks: dict[str, float] | None = None, **fields: Any,
+    ) -> Job:
+        """update(), then, unless the job has ended, enqueue(stage, job_id): a stage's last
+        change and its hand-over to the next stage (the Redis store does both in one step)."""
 
     async def enqueue(self, stage: str, job_id: str) -> None:
         """Put the job at the end of the stage's queue; a no-op while it is already there

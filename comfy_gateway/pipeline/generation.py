@@ -173,17 +173,18 @@ class Generation:
 
     async def _ended(self, job_id: str) -> None:
         """Return once the job has ended (woken by its events)."""
-        seq = 0
-        while True:
-            await self._store.wait(job_id, seq, queue_change=False, timeout=30.0)
-            events = await self._store.events_after(job_id, seq)
-            seq += len(events)
-            if any(e.type == "final_result" for e in events):
-                return
-            if not events:
-                job = await self._store.get(job_id)
-                if job is None or job.status.terminal:
+        follower = self._store.follow(job_id)
+        try:
+            while True:
+                events = await follower.next(30.0)
+                if any(e.type == "final_result" for e in events):
                     return
+                if not events:
+                    job = await self._store.get(job_id)
+                    if job is None or job.status.terminal:
+                        return
+        finally:
+            follower.close()
 
     async def _place_inputs(self, job: Job, backend: Backend) -> tuple[dict[str, Any], dict[str, str]]:
         """The workflow with each input's name on this backend, uploading what it lacks; and
@@ -206,11 +207,10 @@ class Generation:
         include_temp = bool(job.request.get("include_previews"))
         refs = [r for r in output_refs(entry) if include_temp or r.type != "temp"]
         log.info("%s ran the prompt: %d output(s) to fetch", job.backend, len(refs))
-        job = await self._store.update(
-            job.id, status=JobStatus.postprocessing, message=f"fetching {len(refs)} output(s)",
+        # The change and the hand-over to postprocess in one step (none if the job ended).
+        await self._store.advance(
+            job.id, "postprocess", status=JobStatus.postprocessing, message=f"fetching {len(refs)} output(s)",
             marks={"generation_finished": time.time()},
             comfy_outputs=[dataclasses.asdict(r) for r in refs],
         )
-        if not job.status.terminal:
-            await self._store.enqueue("postprocess", job.id)
 

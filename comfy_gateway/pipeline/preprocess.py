@@ -48,11 +48,10 @@ class Preprocess:
                     inputs.append({"path": list(ref.path), "source": ref.source, "sha256": blob.sha256,
                                    "filename": blob.filename, "mime": blob.mime})
             workflow = prepare_workflow(workflow, job.id)
-            job = await self._store.update(
-                job_id, status=JobStatus.generating, message="waiting for a free backend",
+            # The change and the hand-over to generation in one step (none if the job ended).
+            await self._store.advance(
+                job_id, "generation", status=JobStatus.generating, message="waiting for a free backend",
                 marks={"preprocess_finished": time.time()}, workflow=workflow, inputs=inputs,
             )
-            if not job.status.terminal:
-                await self._store.enqueue("generation", job_id)
         except Exception as exc:  # noqa: BLE001 - whatever happens fails this job only
             await fail_job(self._store, job_id, exc)

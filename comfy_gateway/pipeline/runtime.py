@@ -181,12 +181,15 @@ class Runtime:
         """Create and queue a job; (job, created). The same request_id with the same payload
         gives back the existing job; with another payload it is a DuplicateRequest."""
         digest = request_hash(payload)
-        job_id = payload.get("request_id") or str(uuid.uuid4())
-        existing = await self.store.get(job_id)
-        if existing is not None:
-            if existing.request_hash == digest:
-                return existing, False
-            raise DuplicateRequest(job_id)
+        job_id = payload.get("request_id")
+        if job_id:
+            existing = await self.store.get(job_id)
+            if existing is not None:
+                if existing.request_hash == digest:
+                    return existing, False
+                raise DuplicateRequest(job_id)
+        else:
+            job_id = str(uuid.uuid4())  # a fresh id: nothing to look up (create refuses a clash)
         timeout = float(payload.get("timeout") or self.settings.job_timeout)
         # Stored with its credentials sealed; the hash above saw them in the clear, so the same
         # request with other keys is another request.
@@ -217,34 +220,41 @@ class Runtime:
         except (KeyError, AlreadyEnded):
             pass
 
-    async def wait_until_done(self, job_id: str, timeout: float) -> Job | None:
-        """Wait, woken by the job's events, until it ends or the timeout passes."""
-        return await self.wait_until(job_id, lambda job: job.status.terminal, timeout)
+    async def wait_until_done(self, job_id: str, timeout: float, known: Job | None = None) -> Job | None:
+        """Wait, woken by the job's events, until it ends or the timeout passes. `known`: the
+        job as the caller last read it (saves reading it first; events after it are seen)."""
+        return await self.wait_until(job_id, lambda status: status.terminal, timeout, known)
 
     async def wait_until_admitted(self, job_id: str, timeout: float) -> Job | None:
         """Wait until the job is past preprocessing (its workflow built and every input fetched
         and checked) or has ended, so that the API can answer a refused input with a 4xx."""
         return await self.wait_until(
-            job_id, lambda job: job.status not in (JobStatus.queued, JobStatus.preprocessing), timeout)
+            job_id, lambda status: status not in (JobStatus.queued, JobStatus.preprocessing), timeout)
 
-    async def wait_until(self, job_id: str, done: Callable[[Job], bool], timeout: float) -> Job | None:
+    async def wait_until(self, job_id: str, done: Callable[[JobStatus], bool], timeout: float,
+                         known: Job | None = None) -> Job | None:
+        """Wait until `done` holds for the job's status (statuses only move forward, so once
+        it holds it keeps holding), or the timeout passes; the job as then stored."""
         deadline = time.monotonic() + timeout
-        seq = 0
-        job = await self.store.get(job_id)
-        while True:
-            if job is None or done(job):
-                return job
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return job
-            await self.store.wait(job_id, seq, queue_change=False, timeout=remaining)
-            events = await self.store.events_after(job_id, seq)
-            seq += len(events)
-            # Read the record again only when a status changed, or when nothing came (timeout,
-            # or it expired); progress events alone cannot make `done` true. Events are read
-            # before the record, so a change made between the two reads is in the record.
-            if not events or any(e.type != "progress" for e in events):
-                job = await self.store.get(job_id)
+        # Registered before the first read, and reading every event from the first: nothing
+        # that happens after that read (or after `known` was read) can slip by.
+        follower = self.store.follow(job_id)
+        try:
+            job = known if known is not None else await self.store.get(job_id)
+            while True:
+                if job is None or done(job.status):
+                    return job
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return job
+                events = await follower.next(remaining)
+                # Read the record again only when an event says `done` now holds, or when
+                # nothing came (timeout, or it expired); the events carry each new status.
+                # Events are read before the record, so the record is at least as new.
+                if not events or any(e.type != "progress" and done(JobStatus(e.status)) for e in events):
+                    job = await self.store.get(job_id)
+        finally:
+            follower.close()
 
     def workers(self) -> dict[str, int]:
         connected = sum(1 for b in self.pool.backends if b.connected.is_set())
