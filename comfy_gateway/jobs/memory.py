@@ -11,7 +11,7 @@ from typing import Any
 from .events import JobEvent
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
-from .store import STAGES, EventFollower, QueueFull, TransitionListener, WaitingFollower
+from .store import STAGES, EventFollower, QueueFull, TransitionListener, WaitingFollower, notify_listeners
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,7 @@ class MemoryJobStore:
         self._listeners.append(listener)
 
     def _notify(self, job: Job, previous: JobStatus | None) -> None:
-        for listener in self._listeners:
-            try:
-                listener(job, previous)
-            except Exception:  # noqa: BLE001 - an observer must never break a job's change
-                log.exception("transition listener failed for job %s", job.id)
+        notify_listeners(self._listeners, job, previous)
 
     async def set_webhook(self, job_id: str, state: WebhookState) -> None:
         job = self._jobs.get(job_id)

@@ -27,7 +27,7 @@ from . import redis_lua as lua
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
 from .redis_notify import Notifier
-from .store import STAGES, EventFollower, QueueFull, TransitionListener
+from .store import STAGES, EventFollower, QueueFull, TransitionListener, notify_listeners
 
 log = logging.getLogger(__name__)
 
@@ -266,11 +266,7 @@ class RedisJobStore:
         self._listeners.append(listener)
 
     def _notify_listeners(self, job: Job, previous: JobStatus | None) -> None:
-        for listener in self._listeners:
-            try:
-                listener(job, previous)
-            except Exception:  # noqa: BLE001 - an observer must never break a job's change
-                log.exception("transition listener failed for job %s", job.id)
+        notify_listeners(self._listeners, job, previous)
 
     async def recent(self, limit: int) -> list[Job]:
         ids = await self.redis.zrevrange(self.prefix + "created", 0, max(limit, 1) - 1)

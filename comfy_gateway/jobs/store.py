@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Protocol
 
 from .events import JobEvent
@@ -13,6 +14,16 @@ STAGES = ("preprocess", "generation", "postprocess")
 # None when the job was just created). Metrics and logs hang on this, so every way a job can
 # end (a stage, a cancel, a deadline, a shutdown) is counted once, whoever caused it.
 TransitionListener = Callable[[Job, JobStatus | None], None]
+
+
+def notify_listeners(listeners: list[TransitionListener], job: Job, previous: JobStatus | None) -> None:
+    """Tell every listener of a change; one that raises is logged and skipped, since an
+    observer must never break (or undo) a job's change."""
+    for listener in listeners:
+        try:
+            listener(job, previous)
+        except Exception:  # noqa: BLE001
+            logging.getLogger(__name__).exception("transition listener failed for job %s", job.id)
 
 
 class QueueFull(Exception):
