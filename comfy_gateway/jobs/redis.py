@@ -1,5 +1,7 @@
 """The Redis job store: the same protocol as the memory one, shared by any number of gateway
-processes. Key layout and the atomic steps are in redis_lua.py; waking is in redis_notify.py.
+processes. Key layout and the atomic steps are in redis_lua.py; waking is in redis_notify.py;
+key names and the job record format in redis_records.py; the stage queues (take, ack, renew,
+hand back, positions, sizes) in redis_queues.py.
 
 What Redis guarantees is used as it is: stage queues are Streams with one consumer group, so a
 job taken by a process sits in the group's pending list (its lease) until acked; a lease idle
@@ -11,44 +13,26 @@ script (compare-and-set on a version field), so no reader sees one without the o
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from . import redis_lua as lua
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
 from .redis_notify import Notifier
+from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
+from .redis_records import _Known
 from .store import STAGES, EventFollower, QueueFull, TransitionListener, notify_listeners
 
-log = logging.getLogger(__name__)
 
-GROUP = "workers"
-_HEAVY = {"request", "workflow"}  # written once, kept apart so the hot path rewrites little
-_KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (see _Known)
-
-
-class _Known(NamedTuple):
-    """A job record as this process last read or wrote it, at version v of the job born as
-    `born`. A change computed from it is written only if both still match (UPDATE checks), so
-    a stale copy costs one failed attempt and a read, never a wrong write."""
-    v: str
-    born: str
-    core: str
-    request: str | None
-    workflow: str | None
-    full: bool  # request and workflow known (False after a read of the core alone)
-
-
-class RedisJobStore:
+class RedisJobStore(RedisQueues):
     shared = True  # other processes use the same store and take over what a dead one held
 
     def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
@@ -70,16 +54,6 @@ class RedisJobStore:
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE")}
 
-    # -- keys ---------------------------------------------------------------------------------
-    def _job(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
-
-    def _ev(self, job_id: str) -> str:
-        return f"{self.prefix}ev:{job_id}"
-
-    def _q(self, stage: str) -> list[str]:
-        return [f"{self.prefix}q:{stage}", f"{self.prefix}qid:{stage}", f"{self.prefix}wait:{stage}"]
-
     # -- life ---------------------------------------------------------------------------------
     async def start(self) -> None:
         for stage in STAGES:
@@ -90,25 +64,7 @@ class RedisJobStore:
         await self._notify.close()
         await self.redis.aclose()
 
-    async def _ensure_group(self, stage: str) -> None:
-        try:
-            await self.redis.xgroup_create(self._q(stage)[0], GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
     # -- jobs ---------------------------------------------------------------------------------
-    @staticmethod
-    def _core(job: Job) -> str:
-        return job.model_dump_json(exclude=_HEAVY)
-
-    @staticmethod
-    def _decode(core: str, request: str | None, workflow: str | None) -> Job:
-        job = Job.model_validate_json(core)
-        job.request = orjson.loads(request) if request else {}
-        job.workflow = orjson.loads(workflow) if workflow else None
-        return job
-
     async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
         job.marks.setdefault("created", job.created_at)
         keys = [self._job(job.id), self._ev(job.id), *self._q("preprocess"),
@@ -135,17 +91,6 @@ class RedisJobStore:
         job = self._decode(core, request, workflow)
         self._remember(job, v, born, core, request, workflow, True)
         return job
-
-    def _remember(self, job: Job, v: str | None, born: str | None, core: str,
-                  request: str | None, workflow: str | None, full: bool) -> None:
-        # Only jobs still moving: an ended one changes rarely (webhook bookkeeping).
-        if job.status.terminal or v is None or born is None:
-            self._known.pop(job.id, None)
-            return
-        self._known[job.id] = _Known(v, born, core, request, workflow, full)
-        self._known.move_to_end(job.id)
-        while len(self._known) > _KNOWN_MAX:
-            self._known.popitem(last=False)
 
     async def _change(self, job_id: str, apply, *, ended_too: bool = False, light: bool = False,
                       then_enqueue: str | None = None) -> Job | None:
@@ -305,14 +250,6 @@ class RedisJobStore:
         entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
         return self._events(entries)
 
-    @staticmethod
-    def _events(entries) -> list[JobEvent]:
-        return [
-            JobEvent(seq=int(f["seq"]), type=f["type"], status=f["status"], message=f["message"],
-                     time=float(f["time"]), progress=orjson.loads(f["progress"]) if f.get("progress") else None)
-            for _, f in entries
-        ]
-
     def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
         return _Follower(self, job_id, after_seq)
 
@@ -328,95 +265,7 @@ class RedisJobStore:
         finally:
             self._notify.unwatch(job_id, fut)
 
-    # -- queues -------------------------------------------------------------------------------
-    async def enqueue(self, stage: str, job_id: str) -> None:
-        await self._scripts["ENQUEUE"](keys=[*self._q(stage)[:3], self.prefix + "qseq"],
-                                       args=[job_id, stage, self._chan_queues])
-
-    async def dequeue(self, stage: str) -> str:
-        # Woken by the queue channel when a job arrives; also every half lease, because a lease
-        # running out is a matter of time that no message announces.
-        while True:
-            mark = self._notify.ring_mark(stage)
-            job_id = await self._take(stage)
-            if job_id is not None:
-                return job_id
-            await self._notify.wait_ring(stage, mark, timeout=self.lease_seconds / 2)
-
-    async def _take(self, stage: str) -> str | None:
-        call = asyncio.ensure_future(self._take_once(stage))
-        try:
-            return await asyncio.shield(call)
-        except asyncio.CancelledError:
-            # The script may already have given us the job: hand it back rather than leave it
-            # stuck under our name until the lease runs out.
-            def give_back(done: asyncio.Future[str | None]) -> None:
-                if not done.cancelled() and done.exception() is None and done.result():
-                    asyncio.ensure_future(self.hand_back(stage, done.result()))
-
-            call.add_done_callback(give_back)
-            raise
-
-    async def _take_once(self, stage: str) -> str | None:
-        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage]
-        try:
-            res = await self._scripts["TAKE"](keys=self._q(stage), args=args)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self._ensure_group(stage)  # the stream was deleted under us (FLUSHDB)
-            return None
-        if not res:
-            return None
-        job_id, _, how, previous = res
-        if how == "reclaimed":
-            log.warning("%s: took over job %s from %s, whose lease ran out", stage, job_id, previous)
-        return job_id
-
-    async def renew(self, stage: str, job_id: str) -> bool:
-        res = await self._scripts["RENEW"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
-        return bool(res)
-
-    async def ack(self, stage: str, job_id: str) -> None:
-        await self._scripts["ACK"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
-
-    async def hand_back(self, stage: str, job_id: str) -> bool:
-        """Make a job this process took available to any taker at once."""
-        idle = int(self.lease_seconds * 1000) * 10 + 1
-        res = await self._scripts["HAND_BACK"](
-            keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage])
-        return bool(res)
-
-    async def hand_back_all(self) -> int:
-        """Give every job this process holds back to the other processes at once (shutdown)."""
-        count = 0
-        for stage in STAGES:
-            try:
-                held = await self.redis.xpending_range(self._q(stage)[0], GROUP, "-", "+", 10000,
-                                                       consumername=self.consumer)
-            except ResponseError:
-                continue
-            for entry in held:
-                found = await self.redis.xrange(self._q(stage)[0], entry["message_id"], entry["message_id"])
-                if found and await self.hand_back(stage, found[0][1]["job"]):
-                    count += 1
-        if count:
-            log.info("handed %d job(s) back to the other processes", count)
-        return count
-
-    async def remove_from_queue(self, stage: str, job_id: str) -> bool:
-        return bool(await self._scripts["REMOVE"](keys=self._q(stage), args=[job_id, self._chan_queues, stage]))
-
-    async def position(self, stage: str, job_id: str) -> int | None:
-        return await self.redis.zrank(self._q(stage)[2], job_id)
-
-    async def queue_sizes(self) -> dict[str, int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stage in STAGES:
-                pipe.zcard(self._q(stage)[2])
-            sizes = await pipe.execute()
-        return dict(zip(STAGES, (int(s) for s in sizes)))
-
+    # -- sweeping -----------------------------------------------------------------------------
     async def expire(self, older_than: float) -> int:
         ended = self.prefix + "ended"
         old = await self.redis.zrangebyscore(ended, "-inf", older_than)
@@ -432,18 +281,6 @@ class RedisJobStore:
                 await pipe.execute()
         await self._forget_idle_consumers()
         return len(old)
-
-    async def _forget_idle_consumers(self, idle_ms: int = 3600_000) -> None:
-        # Every process start adds a consumer name to each group; drop the long-idle ones that
-        # hold no lease, so XINFO stays readable.
-        for stage in STAGES:
-            try:
-                consumers = await self.redis.xinfo_consumers(self._q(stage)[0], GROUP)
-            except ResponseError:
-                continue
-            for c in consumers:
-                if c.get("pending") == 0 and c.get("idle", 0) > idle_ms and c.get("name") != self.consumer:
-                    await self.redis.xgroup_delconsumer(self._q(stage)[0], GROUP, c["name"])
 
 
 class _Follower:

@@ -1,0 +1,144 @@
+"""The Redis job store's stage queues: taking a job (its lease), acking, renewing and handing
+it back, and a job's place in line and the queue sizes. Mixed into RedisJobStore (redis.py).
+
+A stage queue is a Stream with one consumer group (GROUP) plus a sorted set of waiting jobs for
+positions; the atomic steps are the scripts in redis_lua.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from .redis_notify import Notifier
+from .redis_records import RedisRecords
+from .store import STAGES
+
+# The store's own logger, as before the queues moved here: log settings that name it still apply.
+log = logging.getLogger("comfy_gateway.jobs.redis")
+
+GROUP = "workers"
+
+
+class RedisQueues(RedisRecords):
+    """Needs from the store: `redis`, `lease_seconds`, `consumer`, `_chan_queues`, `_notify`
+    and `_scripts`; key names come from RedisRecords."""
+
+    redis: Redis
+    lease_seconds: float
+    consumer: str
+    _chan_queues: str
+    _notify: Notifier
+    _scripts: dict[str, Any]
+
+    async def _ensure_group(self, stage: str) -> None:
+        try:
+            await self.redis.xgroup_create(self._q(stage)[0], GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- queues -------------------------------------------------------------------------------
+    async def enqueue(self, stage: str, job_id: str) -> None:
+        await self._scripts["ENQUEUE"](keys=[*self._q(stage)[:3], self.prefix + "qseq"],
+                                       args=[job_id, stage, self._chan_queues])
+
+    async def dequeue(self, stage: str) -> str:
+        # Woken by the queue channel when a job arrives; also every half lease, because a lease
+        # running out is a matter of time that no message announces.
+        while True:
+            mark = self._notify.ring_mark(stage)
+            job_id = await self._take(stage)
+            if job_id is not None:
+                return job_id
+            await self._notify.wait_ring(stage, mark, timeout=self.lease_seconds / 2)
+
+    async def _take(self, stage: str) -> str | None:
+        call = asyncio.ensure_future(self._take_once(stage))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The script may already have given us the job: hand it back rather than leave it
+            # stuck under our name until the lease runs out.
+            def give_back(done: asyncio.Future[str | None]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result():
+                    asyncio.ensure_future(self.hand_back(stage, done.result()))
+
+            call.add_done_callback(give_back)
+            raise
+
+    async def _take_once(self, stage: str) -> str | None:
+        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage]
+        try:
+            res = await self._scripts["TAKE"](keys=self._q(stage), args=args)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._ensure_group(stage)  # the stream was deleted under us (FLUSHDB)
+            return None
+        if not res:
+            return None
+        job_id, _, how, previous = res
+        if how == "reclaimed":
+            log.warning("%s: took over job %s from %s, whose lease ran out", stage, job_id, previous)
+        return job_id
+
+    async def renew(self, stage: str, job_id: str) -> bool:
+        res = await self._scripts["RENEW"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
+        return bool(res)
+
+    async def ack(self, stage: str, job_id: str) -> None:
+        await self._scripts["ACK"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
+
+    async def hand_back(self, stage: str, job_id: str) -> bool:
+        """Make a job this process took available to any taker at once."""
+        idle = int(self.lease_seconds * 1000) * 10 + 1
+        res = await self._scripts["HAND_BACK"](
+            keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage])
+        return bool(res)
+
+    async def hand_back_all(self) -> int:
+        """Give every job this process holds back to the other processes at once (shutdown)."""
+        count = 0
+        for stage in STAGES:
+            try:
+                held = await self.redis.xpending_range(self._q(stage)[0], GROUP, "-", "+", 10000,
+                                                       consumername=self.consumer)
+            except ResponseError:
+                continue
+            for entry in held:
+                found = await self.redis.xrange(self._q(stage)[0], entry["message_id"], entry["message_id"])
+                if found and await self.hand_back(stage, found[0][1]["job"]):
+                    count += 1
+        if count:
+            log.info("handed %d job(s) back to the other processes", count)
+        return count
+
+    async def remove_from_queue(self, stage: str, job_id: str) -> bool:
+        return bool(await self._scripts["REMOVE"](keys=self._q(stage), args=[job_id, self._chan_queues, stage]))
+
+    async def position(self, stage: str, job_id: str) -> int | None:
+        return await self.redis.zrank(self._q(stage)[2], job_id)
+
+    async def queue_sizes(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stage in STAGES:
+                pipe.zcard(self._q(stage)[2])
+            sizes = await pipe.execute()
+        return dict(zip(STAGES, (int(s) for s in sizes)))
+
+    async def _forget_idle_consumers(self, idle_ms: int = 3600_000) -> None:
+        # Every process start adds a consumer name to each group; drop the long-idle ones that
+        # hold no lease, so XINFO stays readable.
+        for stage in STAGES:
+            try:
+                consumers = await self.redis.xinfo_consumers(self._q(stage)[0], GROUP)
+            except ResponseError:
+                continue
+            for c in consumers:
+                if c.get("pending") == 0 and c.get("idle", 0) > idle_ms and c.get("name") != self.consumer:
+                    await self.redis.xgroup_delconsumer(self._q(stage)[0], GROUP, c["name"])

@@ -1,0 +1,79 @@
+"""Where the Redis job store keeps a job, and how a job record is written and read back.
+
+Key names and the record format are one thing: a change to either must be made in one place,
+and redis_lua.py's scripts expect the same layout. Mixed into RedisJobStore (redis.py).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import NamedTuple
+
+import orjson
+
+from .events import JobEvent
+from .model import Job
+
+_HEAVY = {"request", "workflow"}  # written once, kept apart so the hot path rewrites little
+_KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (see _Known)
+
+
+class _Known(NamedTuple):
+    """A job record as this process last read or wrote it, at version v of the job born as
+    `born`. A change computed from it is written only if both still match (UPDATE checks), so
+    a stale copy costs one failed attempt and a read, never a wrong write."""
+    v: str
+    born: str
+    core: str
+    request: str | None
+    workflow: str | None
+    full: bool  # request and workflow known (False after a read of the core alone)
+
+
+class RedisRecords:
+    """Key naming, (de)serialisation of job records and events, and the memory of records
+    last seen (`_known`). Needs `prefix` and `_known` set by the store."""
+
+    prefix: str
+    _known: OrderedDict[str, _Known]
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _ev(self, job_id: str) -> str:
+        return f"{self.prefix}ev:{job_id}"
+
+    def _q(self, stage: str) -> list[str]:
+        return [f"{self.prefix}q:{stage}", f"{self.prefix}qid:{stage}", f"{self.prefix}wait:{stage}"]
+
+    # -- jobs ---------------------------------------------------------------------------------
+    @staticmethod
+    def _core(job: Job) -> str:
+        return job.model_dump_json(exclude=_HEAVY)
+
+    @staticmethod
+    def _decode(core: str, request: str | None, workflow: str | None) -> Job:
+        job = Job.model_validate_json(core)
+        job.request = orjson.loads(request) if request else {}
+        job.workflow = orjson.loads(workflow) if workflow else None
+        return job
+
+    def _remember(self, job: Job, v: str | None, born: str | None, core: str,
+                  request: str | None, workflow: str | None, full: bool) -> None:
+        # Only jobs still moving: an ended one changes rarely (webhook bookkeeping).
+        if job.status.terminal or v is None or born is None:
+            self._known.pop(job.id, None)
+            return
+        self._known[job.id] = _Known(v, born, core, request, workflow, full)
+        self._known.move_to_end(job.id)
+        while len(self._known) > _KNOWN_MAX:
+            self._known.popitem(last=False)
+
+    @staticmethod
+    def _events(entries) -> list[JobEvent]:
+        return [
+            JobEvent(seq=int(f["seq"]), type=f["type"], status=f["status"], message=f["message"],
+                     time=float(f["time"]), progress=orjson.loads(f["progress"]) if f.get("progress") else None)
+            for _, f in entries
+        ]
