@@ -254,14 +254,27 @@ class RedisJobStore(RedisQueues):
         return _Follower(self, job_id, after_seq)
 
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         fut = self._notify.watch(job_id, queue_change)  # before looking: no wake-up can slip by
         try:
-            last = await self.redis.hget(self._job(job_id), "seq")
-            if last is None or int(last) > after_seq:
-                return
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            pass
+            while True:
+                last = await self.redis.hget(self._job(job_id), "seq")
+                if last is None or int(last) > after_seq:
+                    return
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), remaining)
+                except asyncio.TimeoutError:
+                    return
+                if queue_change:
+                    return  # a queue moved: the caller asked to hear of that too
+                # A job wake-up can be stale (a message published before we looked, delivered
+                # after): watch again, then look again, instead of returning with nothing new.
+                self._notify.unwatch(job_id, fut)
+                fut = self._notify.watch(job_id, queue_change)
         finally:
             self._notify.unwatch(job_id, fut)
 
