@@ -73,19 +73,12 @@ class MemoryJobStore:
         if job.status.terminal:
             return job
         previous = job.status
-        if status is not None and status != job.status:
-            job.transition(status)
+        event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
+        if job.status is not previous:
             self._counts[previous.value] -= 1
             self._counts[job.status.value] += 1
-        if message is not None:
-            job.message = message
-        if marks:
-            job.marks.update(marks)
-        for key, value in fields.items():
-            setattr(job, key, value)
-        job.updated_at = time.time()
-        if status is not None or message is not None:
-            self._record(job, "final_result" if job.status.terminal else "status")
+        if event is not None:
+            self._record(job, event)
         if job.status is not previous:
             self._notify(job, previous)
         return job

@@ -122,6 +122,24 @@ class Job(BaseModel):
         if new.terminal:
             self.finished_at = now
 
+    def apply_change(self, *, status: JobStatus | None, message: str | None,
+                     marks: dict[str, float] | None, fields: dict[str, Any]) -> str | None:
+        """Apply one store update in place (the state machine guards the status) and return
+        the event it records: 'status', 'final_result', or None when only fields changed.
+        Both stores call this, so a change means the same thing in memory and in Redis."""
+        if status is not None and status != self.status:
+            self.transition(status)
+        if message is not None:
+            self.message = message
+        if marks:
+            self.marks.update(marks)
+        for key, value in fields.items():
+            setattr(self, key, value)
+        self.updated_at = time.time()
+        if status is None and message is None:
+            return None
+        return "final_result" if self.status.terminal else "status"
+
     def durations(self) -> dict[str, float | None]:
         """Per-stage seconds derived from the marks, so nothing is stored twice."""
         m = self.marks

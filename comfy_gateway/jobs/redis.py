@@ -186,18 +186,7 @@ class RedisJobStore(RedisQueues):
         message: str | None = None, marks: dict[str, float] | None = None, **fields: Any,
     ) -> Job:
         def apply(job: Job):
-            if status is not None and status != job.status:
-                job.transition(status)
-            if message is not None:
-                job.message = message
-            if marks:
-                job.marks.update(marks)
-            for key, value in fields.items():
-                setattr(job, key, value)
-            job.updated_at = time.time()
-            event = None
-            if status is not None or message is not None:
-                event = "final_result" if job.status.terminal else "status"
+            event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
             return event, None, "workflow" in fields
 
         job = await self._change(job_id, apply, then_enqueue=then_enqueue)
