@@ -37,6 +37,12 @@ class Fake:
     def stats(self) -> dict[str, Any]:
         return httpx.get(self.url + "/fake/stats", timeout=10).json()
 
+    def reset(self) -> "Fake":
+        """Knobs to defaults, stats zeroed, queue and history forgotten: a clean state for the
+        next test sharing this fake (its sockets stay connected)."""
+        httpx.post(self.url + "/fake/reset", timeout=10).raise_for_status()
+        return self
+
 
 @pytest.fixture(scope="session")
 def comfyui(tmp_path_factory: pytest.TempPathFactory):
@@ -46,64 +52,134 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory):
     proc.stop()
 
 
-LIVE_GATEWAYS: list[Gateway] = []
+class GatewayStarter:
+    """Starts gateways and stops them all when its owner (a test, a module, the session) ends;
+    before stopping, checks that none still has a job waiting or in flight: each test accounts
+    for the end state of every job it started."""
 
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory):
+        self._tmp = tmp_path_factory
+        self.started: list[Gateway] = []
 
-@pytest.fixture(scope="session")
-def gateway_factory(tmp_path_factory: pytest.TempPathFactory):
-    started: list[Proc] = []
-
-    def make(comfyui_url: str, **env: str) -> Gateway:
-        root = tmp_path_factory.mktemp("gateway")
+    def __call__(self, comfyui_url: str, **env: Any) -> Gateway:
+        root = self._tmp.mktemp("gateway")
         out = root / "outputs"
         settings = {"COMFYUI_API_BASE": comfyui_url, "OUTPUT_DIR": str(out), "SSE_PING_SECONDS": "1"}
         settings.update({k.upper(): str(v) for k, v in env.items()})
         proc, url = start_gateway(settings, root / "gateway.log", cwd=root)
-        started.append(proc)
         gw = Gateway(proc, url, out)
-        LIVE_GATEWAYS.append(gw)
+        self.started.append(gw)
         return gw
 
-    yield make
-    for proc in started:
-        proc.stop()
+    def stop_all(self) -> None:
+        for gw in self.started:
+            gw.proc.stop()
 
 
-@pytest.fixture(autouse=True)
-def no_job_left_behind():
-    """After every test, every gateway still running has no job waiting or in flight: each
-    test accounts for the end state of every job it started."""
-    yield
-    for gw in LIVE_GATEWAYS:
-        if gw.proc.proc.poll() is not None:
-            continue
-        for _ in range(150):
-            health = httpx.get(gw.url + "/health", timeout=10).json()
+_checks = httpx.Client(timeout=10)  # one client for every idle check: a new one costs ~40 ms
+
+
+def assert_idle(gateways: list[Any], timeout: float = 15) -> None:
+    """Every gateway still running (anything with .url and .proc) has no job waiting or in
+    flight, waiting up to `timeout` for jobs that are settling."""
+    for gw in gateways:
+        deadline = time.monotonic() + timeout
+        while gw.proc.proc.poll() is None:
+            try:
+                health = _checks.get(gw.url + "/health").json()
+            except httpx.TransportError:
+                gw.proc.proc.wait(max(0.1, deadline - time.monotonic()))  # stopping: fine once gone
+                continue
             busy = sum(health["queues"].values()) + sum(b["in_flight"] for b in health["backends"])
             if busy == 0:
                 break
-            time.sleep(0.1)
-        assert busy == 0, f"jobs left behind on {gw.url}: {health}"
+            assert time.monotonic() < deadline, f"jobs left behind on {gw.url}: {health}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def gateway_factory(tmp_path_factory: pytest.TempPathFactory):
+    """`gateway_factory(comfyui_url, KEY=value...)`: a gateway that stops with the test."""
+    starter = GatewayStarter(tmp_path_factory)
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_gateway_factory(tmp_path_factory: pytest.TempPathFactory):
+    """Gateways shared by the tests of one module, stopped with it."""
+    starter = GatewayStarter(tmp_path_factory)
+    yield starter
+    starter.stop_all()
 
 
 @pytest.fixture(scope="session")
-def gateway(comfyui: str, gateway_factory: Callable[..., Gateway]) -> Gateway:
+def session_gateway_factory(tmp_path_factory: pytest.TempPathFactory):
+    starter = GatewayStarter(tmp_path_factory)
+    yield starter
+    starter.stop_all()
+
+
+def _gateways_of(value: Any) -> list[Any]:
+    """The live gateways a fixture value stands for: a Gateway, a starter's, a cluster's."""
+    from .support.cluster import Cluster, Node
+
+    owner = getattr(value, "__self__", value)  # a cluster's bound `start` used as a factory
+    if isinstance(value, (Gateway, Node)):
+        return [value]
+    if isinstance(owner, GatewayStarter):
+        return list(owner.started)
+    if isinstance(owner, Cluster):
+        return list(owner.nodes)
+    return []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """After every passing test, every gateway it used (its own, its cluster's, and the shared
+    ones it asked for) has no job waiting or in flight: each test accounts for the end state
+    of every job it started. Only those gateways are asked, with one client."""
+    outcome = yield
+    if outcome.excinfo is None:
+        gateways = {id(g): g for v in getattr(item, "funcargs", {}).values() for g in _gateways_of(v)}
+        assert_idle(list(gateways.values()))
+
+
+@pytest.fixture(scope="session")
+def gateway(comfyui: str, session_gateway_factory: Callable[..., Gateway]) -> Gateway:
     """One gateway in front of the real ComfyUI, shared by the end-to-end tests."""
-    return gateway_factory(comfyui)
+    return session_gateway_factory(comfyui)
+
+
+class FakeStarter:
+    def __init__(self, base: Path):
+        self.base, self.started = base, []
+
+    def __call__(self) -> Fake:
+        n = len(self.started)
+        proc, url = start_fake_comfyui(self.base / f"fake{n}", self.base / f"fake{n}.log")
+        self.started.append(proc)
+        return Fake(proc, url)
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop()
 
 
 @pytest.fixture
 def fake_factory(tmp_path: Path):
-    started: list[Proc] = []
+    """`fake_factory()`: a fake ComfyUI of the test's own, stopped with it."""
+    starter = FakeStarter(tmp_path)
+    yield starter
+    starter.stop_all()
 
-    def make() -> Fake:
-        proc, url = start_fake_comfyui(tmp_path / f"fake{len(started)}", tmp_path / f"fake{len(started)}.log")
-        started.append(proc)
-        return Fake(proc, url)
 
-    yield make
-    for proc in started:
-        proc.stop()
+@pytest.fixture(scope="module")
+def module_fake_factory(tmp_path_factory: pytest.TempPathFactory):
+    """Fakes shared by the tests of one module (reset them between tests), stopped with it."""
+    starter = FakeStarter(tmp_path_factory.mktemp("fakes"))
+    yield starter
+    starter.stop_all()
 
 
 @pytest.fixture
@@ -164,11 +240,11 @@ async def receiver():
 
 
 @pytest.fixture(scope="session")
-def s3_gateway(comfyui: str, gateway_factory: Callable[..., Gateway], s3_open: S3Server) -> Gateway:
+def s3_gateway(comfyui: str, session_gateway_factory: Callable[..., Gateway], s3_open: S3Server) -> Gateway:
     """Outputs to the env-configured bucket; loopback open for request-named endpoints and
     webhooks (everything in the tests lives on 127.0.0.1); one postprocess worker, so a
     stage blocked by a webhook would show at once."""
-    return gateway_factory(
+    return session_gateway_factory(
         comfyui, S3_BUCKET_NAME="env-bucket", S3_ENDPOINT_URL=s3_open.url, S3_REGION="us-east-1",
         S3_ACCESS_KEY_ID=s3_open.access_key_id, S3_SECRET_ACCESS_KEY=s3_open.secret_access_key,
         S3_PREFIX="gw", S3_PART_SIZE=str(5 * 1024 * 1024), S3_RETRIES="1",

@@ -22,14 +22,22 @@ async def test_node_delay_history_lag_and_fail_next(fake, http):
     t0 = time.monotonic()
     await run(http, fake, ws, chain(1))
     assert time.monotonic() - t0 >= 0.6
-    fake.set(node_delay=0, history_lag=0.5)
+    # history_lag: the prompt ends (every frame sent, executing None last, as ComfyUI orders
+    # them) before its history entry exists; /queue lists it as running until then.
+    fake.set(node_delay=0, history_lag=2)
+    n = len(ws.frames)
     st, r = await post(http, fake.url + "/prompt", {"prompt": chain(0, 3), "client_id": ws.cid})
     pid = r["prompt_id"]
-    await ws.wait(lambda f: f["type"] == "execution_success" and f["data"]["prompt_id"] == pid)
+    await ws.done(pid)
     assert (await get(http, f"{fake.url}/history/{pid}"))[1] == {}
     assert (await get(http, f"{fake.url}/queue"))[1]["queue_running"][0][1] == pid
-    await ws.done(pid)
-    assert pid in (await get(http, f"{fake.url}/history/{pid}"))[1]
+    assert [f["type"] for f in ws.frames[n:]][-3:] == ["execution_success", "status", "executing"]
+    assert ws.frames[-2]["data"]["status"]["exec_info"]["queue_remaining"] == 0
+    deadline = time.monotonic() + 30
+    while not (await get(http, f"{fake.url}/history/{pid}"))[1]:
+        assert time.monotonic() < deadline, "the history entry never came"
+        await asyncio.sleep(0.05)
+    assert (await get(http, f"{fake.url}/queue"))[1]["queue_running"] == []
     fake.set(history_lag=0)
     assert (await post(http, fake.url + "/fake/control", {"fail_next": 1}))[1]["fail_next"] == 1
     pid, frames = await run(http, fake, ws, chain(1, 4))

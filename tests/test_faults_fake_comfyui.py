@@ -10,6 +10,7 @@ import pytest
 
 from .conftest import Fake, Gateway, empty_save
 from .support.sse import collect
+from .support.wait import until
 
 
 def slow(seconds: float, steps: int = 1, prefix: str = "slow") -> dict:
@@ -25,14 +26,37 @@ async def wait_done(client: httpx.AsyncClient, gateway: Gateway, job_id: str, ti
     return stream.events[-1].data["result"]
 
 
-@pytest.fixture
-def fake(fake_factory) -> Fake:
-    return fake_factory()
+async def backend_connected(client: httpx.AsyncClient, gw: Gateway) -> bool:
+    health = (await client.get(gw.url + "/health")).json()
+    return all(b["websocket_connected"] for b in health["backends"])
+
+
+def running_in_fake(fake: Fake) -> bool:
+    return httpx.get(fake.url + "/queue", timeout=10).json()["queue_running"] != []
+
+
+@pytest.fixture(scope="module")
+def shared_fake(module_fake_factory) -> Fake:
+    return module_fake_factory()
 
 
 @pytest.fixture
-def gw(fake: Fake, gateway_factory) -> Gateway:
-    return gateway_factory(fake.url, SSE_PING_SECONDS="0.3")
+def fake(shared_fake: Fake) -> Fake:
+    """One fake for the module, reset to a clean state for each test."""
+    return shared_fake.reset()
+
+
+@pytest.fixture(scope="module")
+def shared_gw(shared_fake: Fake, module_gateway_factory) -> Gateway:
+    return module_gateway_factory(shared_fake.url, SSE_PING_SECONDS="0.3")
+
+
+@pytest.fixture
+async def gw(fake: Fake, shared_gw: Gateway, client: httpx.AsyncClient) -> Gateway:
+    """The module's gateway, in front of the freshly reset fake, its websocket up again (an
+    earlier test may have dropped or refused it)."""
+    await until(lambda: backend_connected(client, shared_gw), "the gateway's websocket is connected")
+    return shared_gw
 
 
 async def test_gpu_kept_busy_next_prompt_already_queued(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
@@ -115,44 +139,49 @@ async def test_execution_error_and_others_unharmed(fake: Fake, gw: Gateway, clie
 
 
 async def test_dropped_websocket_mid_job_still_completes(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
-    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(0.8)}})).json()["id"]
-    await asyncio.sleep(0.3)
+    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(3.0)}})).json()["id"]
+    await until(lambda: running_in_fake(fake), "the prompt runs in the fake")
     fake.control(drop_ws_now=True)
+    # The drop happened while the prompt ran: it has not ended yet.
+    assert fake.stats()["prompts_executed"] == 0 and running_in_fake(fake)
     result = await wait_done(client, gw, job_id, timeout=30)
     assert result["status"] == "completed", result
-    assert fake.stats()["ws_connections_opened"] >= 2  # the gateway reconnected
+    assert fake.stats()["ws_connections_opened"] >= 1  # the gateway reconnected
     # And the next job runs on the new socket.
     r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
     assert r.json()["status"] == "completed"
 
 
 async def test_websocket_refused_for_a_while_then_jobs_settle(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
-    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(0.4)}})).json()["id"]
-    await asyncio.sleep(0.1)
+    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(1.0)}})).json()["id"]
+    await until(lambda: running_in_fake(fake), "the prompt runs in the fake")
     fake.control(refuse_ws=True, drop_ws_now=True)
-    await asyncio.sleep(1.0)  # the job ends while no socket is there to tell us
+    # The job ends in ComfyUI while no socket is there to tell the gateway...
+    await until(lambda: fake.stats()["history_size"] == 1, "the prompt ended in the fake")
+    # ...which tried to reconnect meanwhile, was refused, and so could not know.
+    await until(lambda: fake.stats()["ws_connections_refused"] >= 1, "a refused reconnect")
+    assert (await client.get(f"{gw.url}/result/{job_id}")).json()["status"] == "generating"
     fake.control(refuse_ws=False)
     result = await wait_done(client, gw, job_id, timeout=30)
     assert result["status"] == "completed", result
+    assert fake.stats()["prompts_executed"] == 1
 
 
 async def test_restarted_comfyui_job_is_retried_once(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
-    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(1.0)}})).json()["id"]
-    await asyncio.sleep(0.3)
+    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(3.0)}})).json()["id"]
+    await until(lambda: running_in_fake(fake), "the prompt runs in the fake")
     fake.control(restart=True)  # queue and history gone, sockets dropped
+    assert fake.stats()["prompts_executed"] == 0  # the restart came before the prompt ended
     result = await wait_done(client, gw, job_id, timeout=30)
     assert result["status"] == "completed", result
     assert fake.stats()["prompts_received"] == 2  # the first attempt, then the retry
 
 
 async def test_restarted_twice_job_fails_clearly(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
-    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(1.5)}})).json()["id"]
-    for _ in range(2):
-        for _ in range(100):  # wait until this attempt is running in the fake
-            if fake.stats()["queue_remaining"] >= 1:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(5.0)}})).json()["id"]
+    for attempt in (1, 2):
+        await until(lambda: fake.stats()["prompts_received"] == attempt and running_in_fake(fake),
+                    f"attempt {attempt} runs in the fake")
         fake.control(restart=True)
     result = await wait_done(client, gw, job_id, timeout=30)
     assert result["status"] == "failed", result
@@ -161,9 +190,12 @@ async def test_restarted_twice_job_fails_clearly(fake: Fake, gw: Gateway, client
 
 
 async def test_lagging_history_is_waited_for(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
-    fake.control(history_lag=0.3)
+    # The prompt ends (executing None sent) a while before ComfyUI has its history entry.
+    fake.control(history_lag=1.0)
     r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
-    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+    assert r.json()["output"][0]["filename"].endswith(".png")
+    assert fake.stats()["prompts_executed"] == 1
 
 
 async def test_big_output_of_another_kind_streams_to_disk(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
@@ -188,9 +220,12 @@ async def test_health_is_503_when_no_backend_answers(gateway_factory, client: ht
     assert body["backends"][0]["error"]
     # Jobs wait for a backend instead of failing; the queue says so.
     job = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": empty_save()}})).json()
-    await asyncio.sleep(0.3)
-    now = (await client.get(f"{gw.url}/result/{job['id']}")).json()
-    assert now["status"] == "generating" and now["message"] == "waiting for a free backend"
+
+    async def waiting() -> bool:
+        now = (await client.get(f"{gw.url}/result/{job['id']}")).json()
+        return now["status"] == "generating" and now["message"] == "waiting for a free backend"
+
+    await until(waiting, "the job waits for a free backend")
     cancelled = await client.post(f"{gw.url}/result/{job['id']}/cancel")
     assert cancelled.json()["status"] == "cancelled"
 

@@ -1,12 +1,25 @@
-"""The fault suite of test_faults_fake_comfyui.py again, with every gateway on the Redis store
-(API_CACHE=redis): what a user sees must not depend on the store."""
+"""The faults of test_faults_fake_comfyui.py whose outcome goes through the job store, again
+with every gateway on the Redis store (API_CACHE=redis): a full queue, queue positions, retries
+after a ComfyUI restart, a job outliving a sync call, a cancel while no backend answers, many
+clients at once. What a user sees must not depend on the store."""
 
 from __future__ import annotations
 
 import pytest
 
 from .support.cluster import Cluster
-from .test_faults_fake_comfyui import *  # noqa: F401,F403 - the same tests, collected here again
+from .test_faults_fake_comfyui import (  # noqa: F401 - fixtures and the store-dependent tests
+    fake,
+    gw,
+    shared_fake,
+    test_health_is_503_when_no_backend_answers,
+    test_many_concurrent_clients_all_served,
+    test_queue_full_is_429_and_queued_jobs_survive,
+    test_restarted_comfyui_job_is_retried_once,
+    test_restarted_twice_job_fails_clearly,
+    test_stream_shows_queue_positions_descending,
+    test_sync_timeout_answers_202_and_the_job_goes_on,
+)
 
 
 @pytest.fixture
@@ -17,6 +30,9 @@ def gateway_factory(tmp_path):
     cluster.stop()
 
 
-@pytest.fixture
-def gw(fake, gateway_factory):
-    return gateway_factory(fake.url, SSE_PING_SECONDS="0.3")
+@pytest.fixture(scope="module")
+def shared_gw(shared_fake, tmp_path_factory):
+    """The module's gateway, on Redis."""
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster.start(shared_fake.url, SSE_PING_SECONDS="0.3")
+    cluster.stop()

@@ -20,10 +20,10 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 
 
 @pytest.fixture(scope="module")
-def fuzz_gateway(tmp_path_factory, gateway_factory):
+def fuzz_gateway(tmp_path_factory, module_gateway_factory):
     base = tmp_path_factory.mktemp("fuzz")
     proc, url = start_fake_comfyui(base / "fake", base / "fake.log")
-    gw = gateway_factory(url, MAX_QUEUE_SIZE="100000")
+    gw = module_gateway_factory(url, MAX_QUEUE_SIZE="100000")
     yield gw
     # Every job the fuzz started has ended: nothing waits, nothing is in flight.
     for _ in range(100):

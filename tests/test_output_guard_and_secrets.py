@@ -17,9 +17,9 @@ from .test_webhooks import webhook_state
 
 
 @pytest.fixture(scope="module")
-def guarded(comfyui: str, gateway_factory) -> Gateway:
+def guarded(comfyui: str, module_gateway_factory) -> Gateway:
     """Signs webhooks, but opens no private network: loopback is refused like any private address."""
-    return gateway_factory(comfyui, WEBHOOK_SECRET=WEBHOOK_SECRET)
+    return module_gateway_factory(comfyui, WEBHOOK_SECRET=WEBHOOK_SECRET)
 
 
 @pytest.mark.parametrize("field, value", [

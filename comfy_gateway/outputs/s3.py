@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 import aioboto3
@@ -34,6 +33,7 @@ from ..net.guard import GuardedResolver, NetworkPolicy, UrlRefused
 from ..net.precheck import precheck_url
 from ..settings import Settings
 from .errors import StorageError, redact
+from .s3_target import S3Target
 
 # Their debug lines carry signed request headers (the access key id among them): never that
 # chatty, whatever API_LOG_LEVEL says.
@@ -47,40 +47,6 @@ HINTS = {
     "SignatureDoesNotMatch": " (check secret_access_key)",
     "AccessDenied": " (the credentials may not write to this bucket)",
 }
-
-
-@dataclass(frozen=True)
-class S3Target:
-    """Where one job's outputs go. `client_named`: named by the client, so its endpoint goes
-    through the address guard and its URLs are always presigned (the operator's public base
-    URL belongs to the operator's bucket)."""
-
-    bucket: str
-    region: str | None = None
-    endpoint_url: str | None = None
-    access_key_id: str | None = field(default=None, repr=False)
-    secret_access_key: str | None = field(default=None, repr=False)
-    client_named: bool = False
-
-    @property
-    def secrets(self) -> tuple[str | None, str | None]:
-        return self.access_key_id, self.secret_access_key
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> "S3Target | None":
-        if not s.s3_bucket_name:
-            return None
-        return cls(bucket=s.s3_bucket_name, region=s.s3_region or None, endpoint_url=s.s3_endpoint_url or None,
-                   access_key_id=s.s3_access_key_id or None,
-                   secret_access_key=s.s3_secret_access_key.get_secret_value() or None)
-
-    @classmethod
-    def from_request(cls, cfg: dict[str, Any], reveal: Callable[[str], str]) -> "S3Target":
-        """`cfg` is the request's stored `s3`, credentials sealed; `reveal` opens them."""
-        return cls(bucket=cfg["bucket_name"], region=cfg.get("region") or None,
-                   endpoint_url=(cfg.get("endpoint_url") or "").rstrip("/") or None,
-                   access_key_id=reveal(cfg["access_key_id"]),
-                   secret_access_key=reveal(cfg["secret_access_key"]), client_named=True)
 
 
 class S3Storage:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..jobs.model import Job
 from ..jobs.sealing import SecretBox
-from ..outputs.s3 import S3Target
+from ..outputs.s3_target import S3Target
 from ..settings import Settings
 
 

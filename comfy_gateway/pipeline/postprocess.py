@@ -12,6 +12,7 @@ import logging
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..comfy.history import OutputRef
 from ..comfy.pool import BackendPool
@@ -23,10 +24,14 @@ from ..outputs.errors import StorageError
 from ..outputs.inline import inline_outputs
 from ..outputs.local import LocalStorage
 from ..outputs.retention import remove_local
-from ..outputs.s3 import S3Bucket, S3Storage, S3Target
+from ..outputs.s3_lazy import S3Storage
+from ..outputs.s3_target import S3Target
 from ..settings import Settings
 from .failures import fail_job
 from .output_plan import OutputPlan
+
+if TYPE_CHECKING:
+    from ..outputs.s3 import S3Bucket
 
 CHUNK = 1 << 20
 log = logging.getLogger(__name__)

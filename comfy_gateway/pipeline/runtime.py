@@ -23,7 +23,7 @@ from ..jobs.store import STAGES, JobStore
 from ..logs import job_context
 from ..outputs.local import LocalStorage
 from ..outputs.retention import expire_local_outputs
-from ..outputs.s3 import S3Storage
+from ..outputs.s3_lazy import S3Storage
 from ..outputs.webhooks import WebhookSender
 from ..settings import Settings
 from ..workflows.registry import ModifierRegistry

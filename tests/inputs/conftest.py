@@ -113,17 +113,17 @@ def _env(content_dirs: tuple[Path, Path], **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def asset_gateway(comfyui: str, gateway_factory: Callable[..., Gateway], content_dirs) -> Gateway:
+def asset_gateway(comfyui: str, session_gateway_factory: Callable[..., Gateway], content_dirs) -> Gateway:
     """Loopback explicitly allowed (127.0.0.1 only), small limits so that tests stay quick."""
-    return gateway_factory(comfyui, **_env(
+    return session_gateway_factory(comfyui, **_env(
         content_dirs, asset_allowed_networks="127.0.0.1/32", max_input_bytes="300000",
         input_timeout="3", input_connect_timeout="2", input_max_redirects="2"))
 
 
 @pytest.fixture(scope="session")
-def guarded_gateway(comfyui: str, gateway_factory: Callable[..., Gateway], content_dirs) -> Gateway:
+def guarded_gateway(comfyui: str, session_gateway_factory: Callable[..., Gateway], content_dirs) -> Gateway:
     """The default policy: public addresses only."""
-    return gateway_factory(comfyui, **_env(content_dirs))
+    return session_gateway_factory(comfyui, **_env(content_dirs))
 
 
 _paths = itertools.count()

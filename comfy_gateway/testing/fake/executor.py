@@ -1,7 +1,8 @@
 """Runs queued prompts one at a time, as ComfyUI's execution.PromptExecutor does, and sends
 their frames in ComfyUI's order: execution_start, execution_cached, per node progress_state +
 executing ... executed, then execution_success (or _error / _interrupted); the history entry,
-status and ``executing {node: null}`` follow once the prompt is done."""
+status and ``executing {node: null}`` follow once the prompt is done (with the history_lag
+knob, the entry comes last, after every frame)."""
 from __future__ import annotations
 
 import asyncio
@@ -160,8 +161,19 @@ class Executor:
         else:
             add_message("execution_success", {"prompt_id": prompt_id})
         self.last_node_id = None
-        if self.knobs["history_lag"] > 0:
-            await asyncio.sleep(self.knobs["history_lag"])
+        lag = self.knobs["history_lag"]
+        if lag > 0:
+            # ComfyUI sends its end frames before a client can read the history entry (the
+            # transcripts: /history right after the end was {} about half the time). With the
+            # knob, every end frame (status, executing None) goes out first and the entry is
+            # written `lag` seconds later; until then /queue still lists the prompt as running,
+            # since ComfyUI's task_done moves it from running to history in one step.
+            self.queue.announce(self.queue.remaining() - 1)
+            if cid is not None:
+                send("executing", {"node": None, "prompt_id": prompt_id}, cid)
+            await asyncio.sleep(lag)
+            self.queue.task_done(item, ui_outputs, success, messages, announce=False)
+            return
         # PromptQueue.task_done: history entry, then status, then executing None
         self.queue.task_done(item, ui_outputs, success, messages)
         if cid is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 DEFAULT_KNOBS: dict[str, Any] = {
     "node_delay": 0.0,             # seconds added to every executed node
-    "history_lag": 0.0,            # seconds between execution_success/error and the history write
+    "history_lag": 0.0,            # seconds between the last frame (executing None) and the history write
     "fail_next": 0,                # next N prompts fail with execution_error at their first node
     "drop_ws_after_frames": None,  # close every websocket after N more frames (None: never)
     "refuse_ws": False,            # answer websocket upgrades with 503
@@ -17,7 +17,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
 }
 ACTIONS = ("drop_ws_now", "restart")  # one-shot knobs: true runs the action
 STATS_COUNTERS = ("prompts_received", "prompts_rejected", "prompts_executed", "max_queue_length",
-                  "ws_connections_opened", "frames_sent")
+                  "ws_connections_opened", "ws_connections_refused", "frames_sent")
 
 
 class Knobs:

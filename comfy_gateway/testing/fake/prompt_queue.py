@@ -53,6 +53,10 @@ class PromptQueue:
     def updated(self) -> None:
         self._send("status", {"status": self.info()})
 
+    def announce(self, remaining: int) -> None:
+        """A status frame saying ``remaining`` prompts are left (the state is unchanged)."""
+        self._send("status", {"status": {"exec_info": {"queue_remaining": remaining}}})
+
     def put(self, item: list) -> None:
         seq = next(self._seq)
         self._pending[seq] = item
@@ -94,8 +98,9 @@ class PromptQueue:
             return item
 
     # ------------------------------------------------------------------ finished prompts
-    def task_done(self, item: list, ui_outputs: dict[str, dict], success: bool, messages: list) -> None:
-        """PromptQueue.task_done: the history entry, then the status frame."""
+    def task_done(self, item: list, ui_outputs: dict[str, dict], success: bool, messages: list,
+                  announce: bool = True) -> None:
+        """PromptQueue.task_done: the history entry, then the status frame (unless announced already)."""
         number, prompt_id, prompt, extra_data, outputs, _sensitive = item
         self.running = None
         if len(self.history) > MAX_HISTORY_SIZE:
@@ -107,4 +112,5 @@ class PromptQueue:
                        "messages": messages},
             "meta": {n: u["meta"] for n, u in ui_outputs.items()}}
         self._stats["prompts_executed"] += 1
-        self.updated()
+        if announce:
+            self.updated()

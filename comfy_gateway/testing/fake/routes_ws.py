@@ -6,20 +6,22 @@ from aiohttp import web
 
 from comfy_gateway.testing.fake.executor import Executor
 from comfy_gateway.testing.fake.hub import WebSocketHub
-from comfy_gateway.testing.fake.knobs import Knobs
+from comfy_gateway.testing.fake.knobs import Knobs, Stats
 from comfy_gateway.testing.fake.prompt_queue import PromptQueue
 from comfy_gateway.testing.fake.protocol import frame
 
 
 class WebSocketRoute:
-    def __init__(self, knobs: Knobs, hub: WebSocketHub, queue: PromptQueue, executor: Executor):
-        self._knobs, self.hub, self.queue, self.executor = knobs, hub, queue, executor
+    def __init__(self, knobs: Knobs, hub: WebSocketHub, queue: PromptQueue, executor: Executor,
+                 stats: Stats):
+        self._knobs, self.hub, self.queue, self.executor, self._stats = knobs, hub, queue, executor, stats
 
     def routes(self) -> list[tuple[str, str, object]]:
         return [("GET", "/ws", self.ws)]
 
     async def ws(self, request: web.Request) -> web.StreamResponse:
         if self._knobs["refuse_ws"]:
+            self._stats["ws_connections_refused"] += 1
             return web.Response(status=503)
         s = await self.hub.connect(request)
         try:

@@ -41,7 +41,7 @@ class FakeComfyUI:
         self.host, self.port = "127.0.0.1", 0
         # One group per routes_* module, registered in this order, each route with and without /api.
         self.app = make_app(self._knobs, [
-            WebSocketRoute(self._knobs, self.hub, self.queue, self.executor),
+            WebSocketRoute(self._knobs, self.hub, self.queue, self.executor, self._stats),
             PromptRoutes(self.queue, self.executor, self.nodes, self._stats),
             FileRoutes(self.dirs),
             SystemRoutes(self.nodes),
