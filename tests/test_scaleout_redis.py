@@ -17,6 +17,7 @@ from .conftest import Fake, empty_save
 from .support.cluster import Cluster, final_result
 from .support.procs import free_port
 from .support.sse import collect
+from .support.wait import until
 
 
 def slow(seconds: float, prefix: str = "slow") -> dict:
@@ -145,7 +146,19 @@ async def test_restart_finds_queued_jobs_still_queued(fake_factory, cluster: Clu
 
 async def test_api_workers_2_share_the_redis_store(fake_factory, cluster: Cluster, client: httpx.AsyncClient):
     fake: Fake = fake_factory()
-    node = cluster.start(fake.url, API_WORKERS=2)
+    fake.control(hang=True)  # ComfyUI takes prompts but runs none
+    node = cluster.start(fake.url, API_WORKERS=2, GENERATION_WORKERS=1)
+    # Two worker processes, one generation slot each: two jobs are only both in ComfyUI's
+    # hands if both processes took one, each under its own websocket clientId.
+    ids = [await submit(client, node.url, empty_save(prefix=f"s{i}")) for i in range(2)]
+
+    def client_ids() -> set[str]:
+        pending = httpx.get(fake.url + "/queue", timeout=10).json()["queue_pending"]
+        return {item[3]["client_id"] for item in pending}
+
+    await until(lambda: len(client_ids()) == 2, "both worker processes posted a prompt")
+    fake.control(hang=False)
+    assert [(await final_result(client, node, j))["status"] for j in ids] == ["completed"] * 2
 
     async def one(i: int):
         r = await client.post(node.url + "/generate/sync", json={"input": {"workflow_json": empty_save(prefix=f"w{i}")}})
@@ -192,15 +205,6 @@ async def test_take_over_of_a_prompt_comfyui_forgot_submits_it_again(
 
 async def _message_has(client: httpx.AsyncClient, node, job_id: str, text: str) -> bool:
     return text in (await client.get(f"{node.url}/result/{job_id}")).json()["message"]
-
-
-async def until(check, what: str, rounds: int = 600):
-    """Wait (in small steps, bounded) for a state the services reach by themselves."""
-    for _ in range(rounds):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def _generation_idle(client: httpx.AsyncClient, node) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
@@ -74,15 +75,60 @@ async def test_events_are_numbered_and_resumable(store):
     assert events[2].progress["node"] == "3" and events[2].progress["value"] == 2
 
 
+class _CountingEvents(dict):
+    """The memory store's event lists, counting every look at one job's."""
+
+    def __init__(self, data, job_id):
+        super().__init__(data)
+        self.job_id, self.looks = job_id, 0
+
+    def get(self, key, default=None):
+        self.looks += key == self.job_id
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.looks += key == self.job_id
+        return super().__getitem__(key)
+
+
+class _CountingRedis:
+    """The Redis store's client, counting every command that names one job's keys."""
+
+    def __init__(self, real, job_id):
+        self.real, self.job_id, self.looks = real, job_id, 0
+
+    def __getattr__(self, name):
+        attr = getattr(self.real, name)
+        if not callable(attr) or name in ("pipeline", "pubsub"):
+            return attr
+
+        def call(*args, **kwargs):
+            self.looks += any(isinstance(a, str) and self.job_id in a for a in args)
+            return attr(*args, **kwargs)
+        return call
+
+
+def _count_looks(store, job_id: str):
+    if isinstance(store, MemoryJobStore):
+        store._events = _CountingEvents(store._events, job_id)
+        return store._events
+    store.redis = _CountingRedis(store.redis, job_id)
+    return store.redis
+
+
 async def test_wait_wakes_on_event_without_polling(store):
-    await store.create(Job(id="a"))
-    waiter = asyncio.create_task(store.wait("a", 1, queue_change=False, timeout=30))
-    await asyncio.sleep(0.05)
+    job_id = f"idle-{uuid.uuid4().hex[:8]}"
+    await store.create(Job(id=job_id))
+    counter = _count_looks(store, job_id)
+    waiter = asyncio.create_task(store.wait(job_id, 1, queue_change=False, timeout=30))
+    # A window in which a store that polls would look again and again (at any period up to a
+    # second): one that waits for the event looks once, and once more at most if a stale
+    # wake-up (the create's own notice, delivered late) reaches it.
+    await asyncio.sleep(2.2)
     assert not waiter.done()
-    started = time.monotonic()
-    await store.update("a", message="news")
-    await asyncio.wait_for(waiter, 2)
-    assert time.monotonic() - started < 1
+    assert counter.looks <= 2, f"the store looked {counter.looks} times while nothing happened"
+    await store.update(job_id, message="news")
+    await asyncio.wait_for(waiter, 10)  # woken by the update: long before its own 30 s timeout
 
 
 async def test_wait_wakes_on_queue_change_when_asked(store):
