@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -143,6 +144,16 @@ async def test_body_not_declared_as_json_is_415(gateway: Gateway, client: httpx.
 
 
 async def test_service_still_serves_after_bad_inputs(gateway: Gateway, client: httpx.AsyncClient):
+    # A volley of bad inputs of every kind at once, then a good job: it is served as usual.
+    bad = [post(client, gateway, "/generate", content=b'{"input": ', headers={"content-type": "application/json"}),
+           post(client, gateway, "/generate/sync", json={"input": {"workflow_json": []}}),
+           post(client, gateway, "/generate", content=b"x" * (33 * 1024 * 1024),
+                headers={"content-type": "application/json"}),
+           post(client, gateway, "/generate/stream", content=b"{}", headers={"content-type": "text/plain"}),
+           post(client, gateway, "/generate/sync?timeout=abc", json={"input": {"workflow_json": empty_save()}})]
+    answers = await asyncio.gather(*bad)
+    assert [a.status_code for a in answers] == [400, 422, 413, 415, 422]
     r = await post(client, gateway, "/generate/sync", json={"input": {"workflow_json": empty_save(20, 10, 0xABCDEF)}})
     assert r.status_code == 200 and r.json()["status"] == "completed"
     assert (await client.get(gateway.url + "/health")).status_code == 200
+    assert gateway.proc.proc.poll() is None

@@ -128,7 +128,7 @@ async def test_previews_included_when_asked(gateway: Gateway, comfyui: str, clie
     assert (await fetch_image(client, preview["url"])).getpixel((0, 0)) == (0, 0, 0)
 
 
-async def test_workflow_rejected_by_comfyui(gateway: Gateway, client: httpx.AsyncClient):
+async def test_workflow_rejected_by_comfyui(gateway: Gateway, comfyui: str, client: httpx.AsyncClient):
     wf = empty_save()
     wf["1"]["inputs"]["width"] = 0  # below EmptyImage's minimum of 1
     r = await client.post(gateway.url + "/generate/sync", json={"input": {"workflow_json": wf}})
@@ -147,7 +147,12 @@ async def test_workflow_rejected_by_comfyui(gateway: Gateway, client: httpx.Asyn
     assert r.status_code == 202
     stream = await collect(client, "GET", f"{gateway.url}/result/{r.json()['id']}/stream")
     result = stream.events[-1].data["result"]
-    assert result["status"] == "failed" and result["error"]["type"] == "invalid_prompt"
+    # The gateway passes on ComfyUI's own error type (0.3.75 says invalid_prompt, 0.33.0
+    # missing_node_type): compare with what this ComfyUI answers to the same prompt.
+    direct = await client.post(comfyui + "/prompt", json={"prompt": wf})
+    assert direct.status_code == 400
+    assert result["status"] == "failed" and result["error"]["kind"] == "rejected"
+    assert result["error"]["type"] == direct.json()["error"]["type"]
     assert "NoSuchNode" in result["error"]["message"]
 
 
@@ -182,13 +187,17 @@ async def test_second_client_and_reconnect_with_last_event_id(gateway: Gateway, 
     assert resumed.events[-1].event == "final_result"
 
 
-async def test_health_queue_info_readme_and_docs(gateway: Gateway, client: httpx.AsyncClient):
+async def test_health_queue_info_readme_and_docs(gateway: Gateway, comfyui: str, client: httpx.AsyncClient):
+    # One job of its own, so that the stage measures below exist whatever ran before.
+    r = await client.post(gateway.url + "/generate/sync", json={"input": {"workflow_json": empty_save(8, 8)}})
+    assert r.status_code == 200, r.text
     health = await client.get(gateway.url + "/health")
     assert health.status_code == 200
     body = health.json()
     assert body["status"] == "ok"
     [backend] = body["backends"]
-    assert backend["reachable"] and backend["websocket_connected"] and backend["comfyui_version"] == "0.3.75"
+    version = (await client.get(comfyui + "/system_stats")).json()["system"]["comfyui_version"]
+    assert backend["reachable"] and backend["websocket_connected"] and backend["comfyui_version"] == version
     assert "queue_pending" in backend and "queue_running" in backend
 
     info = (await client.get(gateway.url + "/queue-info")).json()

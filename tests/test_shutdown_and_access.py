@@ -10,6 +10,7 @@ import httpx
 
 from .conftest import empty_save
 from .support.sse import collect
+from .support.wait import until
 from .test_faults_fake_comfyui import slow
 
 
@@ -22,26 +23,28 @@ async def test_hung_comfyui_job_times_out_and_is_withdrawn(fake_factory, gateway
     assert r.status_code == 200 and result["status"] == "timed_out", result
     assert fake.stats()["queue_pending"] == 0  # deleted from ComfyUI's queue
     fake.control(hang=False)
-    await asyncio.sleep(0.3)
+    # ComfyUI runs its queue in order: had the withdrawn prompt stayed, it would run before
+    # this next one. Only the next one runs, and the timed-out job stays timed out.
+    nxt = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
+    assert nxt.status_code == 200 and nxt.json()["status"] == "completed"
+    assert fake.stats()["prompts_executed"] == 1
+    assert httpx.get(f"{fake.url}/history/{result['id']}").json() == {}
     assert (await client.get(f"{gw.url}/result/{result['id']}")).json()["status"] == "timed_out"
-    assert fake.stats()["prompts_executed"] == 0
 
 
 async def test_running_fake_node_interrupted_on_cancel(fake_factory, gateway_factory, client: httpx.AsyncClient):
     fake = fake_factory()
     gw = gateway_factory(fake.url)
-    job = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(10, steps=50)}})).json()["id"]
-    for _ in range(100):
-        if (await client.get(f"{gw.url}/result/{job}")).json()["progress"]:
-            break
-        await asyncio.sleep(0.05)
+    job = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(60, steps=600)}})).json()["id"]
+
+    async def slow_node_running() -> bool:
+        progress = (await client.get(f"{gw.url}/result/{job}")).json()["progress"]
+        return bool(progress) and progress["node"] == "2"
+
+    await until(slow_node_running, "the slow node runs")
     r = await client.post(f"{gw.url}/result/{job}/cancel")
     assert r.json()["status"] == "cancelled"
-    for _ in range(100):
-        hist = httpx.get(f"{fake.url}/history/{job}").json()
-        if hist:
-            break
-        await asyncio.sleep(0.05)
+    hist = await until(lambda: httpx.get(f"{fake.url}/history/{job}").json(), "the interrupted prompt's history")
     messages = [m[0] for m in hist[job]["status"]["messages"]]
     assert "execution_interrupted" in messages
 
@@ -52,11 +55,15 @@ async def test_sigterm_drains_in_flight_jobs_and_refuses_new_ones(fake_factory, 
     ids = [(await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(0.6, prefix=f"d{i}")}})).json()["id"]
            for i in range(3)]
     streams = [asyncio.create_task(collect(client, "GET", f"{gw.url}/result/{i}/stream")) for i in ids]
-    await asyncio.sleep(0.2)
+    await until(lambda: fake.stats()["queue_remaining"] >= 1, "a job is in ComfyUI's hands")
     os.kill(gw.proc.proc.pid, signal.SIGTERM)
-    await asyncio.sleep(0.2)
-    r = await client.post(gw.url + "/generate", json={"input": {"workflow_json": empty_save()}})
-    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+
+    async def refused():
+        r = await client.post(gw.url + "/generate", json={"input": {"workflow_json": empty_save()}})
+        return r if r.status_code == 503 else None
+
+    r = await until(refused, "new jobs refused while draining", timeout=15)
+    assert int(r.headers["retry-after"]) >= 1
     assert "shutting down" in r.json()["detail"]
     # Results keep flowing while it drains: every job in flight completes.
     results = [(await s).events[-1].data["result"] for s in streams]
@@ -70,7 +77,7 @@ async def test_sigterm_grace_over_fails_the_rest_clearly(fake_factory, gateway_f
     gw = gateway_factory(fake.url, SHUTDOWN_GRACE="0.5")
     job = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(30, steps=30)}})).json()["id"]
     stream = asyncio.create_task(collect(client, "GET", f"{gw.url}/result/{job}/stream"))
-    await asyncio.sleep(0.3)
+    await until(lambda: fake.stats()["queue_remaining"] >= 1, "the job is in ComfyUI's hands")
     os.kill(gw.proc.proc.pid, signal.SIGTERM)
     result = (await asyncio.wait_for(stream, 20)).events[-1].data["result"]
     assert result["status"] == "failed"

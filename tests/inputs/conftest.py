@@ -14,7 +14,7 @@ import pytest
 
 from ..conftest import Gateway
 from ..support.files_server import FilesServer, start_server
-from ..support.procs import ROOT, free_port
+from ..support.procs import ROOT
 
 WORKFLOW = """{
   "3": {"class_type": "EmptyImage", "inputs": {"width": 24, "height": 16, "batch_size": 1, "color": 0}},
@@ -81,13 +81,12 @@ async def forbidden():
 
 @pytest.fixture(scope="session")
 async def forbidden6():
-    """[::1], counting too. Where the machine has no IPv6 the URLs still name a port of it, and
-    the count stays 0 (the guard refuses before any connection either way)."""
+    """[::1], counting too. Without an IPv6 loopback nothing could listen there, a count of 0
+    would prove nothing, and the [::1] refusals would pass whatever the guard did: fail instead."""
     try:
         server = await start_server("::1")
-    except OSError:
-        server = FilesServer("::1")
-        server.port = free_port()
+    except OSError as exc:
+        pytest.fail(f"this machine has no IPv6 loopback ([::1]: {exc}); the [::1] refusals need one")
     yield server
     await server.stop()
 

@@ -181,21 +181,27 @@ async def test_classic_modifiers_build_their_workflows(asset_gateway: Gateway, c
     assert files.hits[urlparse(url).path] == 1
 
 
-async def test_random_int_placeholders_in_a_raw_workflow(asset_gateway: Gateway, client: httpx.AsyncClient):
+async def test_random_int_placeholders_in_a_raw_workflow(asset_gateway: Gateway, comfyui: str,
+                                                         client: httpx.AsyncClient):
     wf = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 7}},
           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "r-__RANDOM_INT__"}}}
     r = await client.post(asset_gateway.url + "/generate/sync", json={"input": {"workflow_json": wf}})
     assert r.status_code == 200, r.text
     assert re.fullmatch(r"r-\d+_\d+_\.png", r.json()["output"][0]["filename"])
-    # A whole value becomes an integer of up to 32 bits: ComfyUI sees a number (here, almost
-    # always, one over EmptyImage's colour range, which its answer shows as received).
-    wf["1"]["inputs"]["color"] = "__RANDOM_INT__"
+    # A whole value becomes an integer of up to 32 bits, each occurrence its own. ComfyUI keeps
+    # the prompt it was sent in its history: a node that no output needs is never validated or
+    # run, so its values show exactly what the gateway sent, whatever number was drawn.
+    for n in ("3", "4"):
+        wf[n] = {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1,
+                                                        "color": "__RANDOM_INT__"}}
     r = await client.post(asset_gateway.url + "/generate/sync", json={"input": {"workflow_json": wf}})
-    if r.status_code == 400:
-        [err] = r.json()["error"]["node_errors"]["1"]["errors"]
-        assert err["type"] == "value_bigger_than_max" and isinstance(err["extra_info"]["received_value"], int)
-    else:
-        assert r.status_code == 200, r.text
+    assert r.status_code == 200, r.text
+    job_id = r.json()["id"]
+    history = (await client.get(f"{comfyui}/history/{job_id}")).json()
+    sent = history[job_id]["prompt"][2]
+    drawn = [sent[n]["inputs"]["color"] for n in ("3", "4")]
+    assert all(type(v) is int and 0 <= v <= 2**32 - 1 for v in drawn) and drawn[0] != drawn[1], drawn
+    assert re.fullmatch(r"[0-9a-f-]{36}/r-\d+", sent["2"]["inputs"]["filename_prefix"])
 
 
 async def test_same_request_id_and_modifier_is_the_same_job(asset_gateway: Gateway, client: httpx.AsyncClient):

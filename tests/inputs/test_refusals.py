@@ -3,6 +3,7 @@ refused address (the servers there count every request), and the service still s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import socket
@@ -158,7 +159,15 @@ async def test_oversized_slow_and_wrong_bodies(asset_gateway: Gateway, client: h
 
 
 async def test_service_still_serves_after_all_that(asset_gateway: Gateway, guarded_gateway: Gateway,
-                                                   client: httpx.AsyncClient):
+                                                   client: httpx.AsyncClient, files: FilesServer, served):
+    # Refused, too large, too slow and wrong inputs at once, on both gateways...
+    volley = [(asset_gateway, served(b"\0" * 300001)), (asset_gateway, files.url + "/slow"),
+              (asset_gateway, served(b"<html>x</html>", "text/html")), (guarded_gateway, served(png_bytes(4, 4, (0, 0, 255)))),
+              (guarded_gateway, "http://127.0.0.1:9/x.png")]
+    answers = await asyncio.gather(*(client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": invert(url)}})
+                                     for gw, url in volley))
+    assert [a.status_code for a in answers] == [413, 422, 415, 400, 400], [a.text for a in answers]
+    # ...and both go on serving, with no download left running.
     for gw in (asset_gateway, guarded_gateway):
         r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save(6, 6, 0x00FF00)}})
         assert r.status_code == 200 and r.json()["status"] == "completed"
