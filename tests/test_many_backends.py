@@ -62,13 +62,30 @@ async def _remaining(client, node, backend: str, n: int) -> bool:
 
 async def test_equal_backends_share_the_load(fake_factory, cluster: Cluster, client: httpx.AsyncClient):
     f1, f2 = fake_factory(), fake_factory()
-    a = cluster.start(f"{f1.url},{f2.url}", GENERATION_WORKERS=1)
-    b = cluster.start(f"{f1.url},{f2.url}", GENERATION_WORKERS=1)
-    ids = [await submit(client, (a, b)[i % 2].url, slow(0.1, prefix=f"s{i}")) for i in range(16)]
+    for f in (f1, f2):
+        f.control(hang=True)  # prompts stay queued, so each one's place is plain to see
+    a = cluster.start(f"{f1.url},{f2.url}", GENERATION_WORKERS=2)
+    b = cluster.start(f"{f1.url},{f2.url}", GENERATION_WORKERS=2)
+    ids = []
+    for i in range(4):
+        ids.append(await submit(client, (a, b)[i % 2].url, slow(0.1, prefix=f"s{i}")))
+        # Both processes see the queues as they are now before the next job is placed.
+        for node in (a, b):
+            await until(lambda: _total_remaining(client, node, [name(f1), name(f2)], i + 1),
+                        f"{node.url} sees {i + 1} prompts queued")
+    # Each job went to the backend with the shorter queue: two each.
+    assert [f1.stats()["queue_pending"], f2.stats()["queue_pending"]] == [2, 2]
+    for f in (f1, f2):
+        f.control(hang=False)
+    ids += [await submit(client, (a, b)[i % 2].url, slow(0.1, prefix=f"t{i}")) for i in range(8)]
     results = await asyncio.gather(*(final_result(client, a, j) for j in ids))
-    assert [r["status"] for r in results] == ["completed"] * 16
-    ran = [f1.stats()["prompts_executed"], f2.stats()["prompts_executed"]]
-    assert sum(ran) == 16 and min(ran) >= 4, ran
+    assert [r["status"] for r in results] == ["completed"] * 12
+    assert f1.stats()["prompts_executed"] + f2.stats()["prompts_executed"] == 12
+
+
+async def _total_remaining(client, node, backends: list[str], n: int) -> bool:
+    seen = await backends_seen(client, node)
+    return sum(seen[b]["queue_remaining"] for b in backends) == n
 
 
 async def test_backend_down_mid_load_leaves_and_rejoins(fake_factory, cluster: Cluster, client: httpx.AsyncClient):

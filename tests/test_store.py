@@ -218,6 +218,18 @@ async def two_processes():
     await b.close()
 
 
+@pytest.fixture
+async def long_leases():
+    """two_processes with leases of 2 s: long enough that renewing never races the clock."""
+    prefix = new_prefix()
+    a = await redis_store(prefix, lease_seconds=2.0)
+    b = await redis_store(prefix, lease_seconds=2.0)
+    yield a, b
+    await wipe_prefix(prefix)
+    await a.close()
+    await b.close()
+
+
 async def test_a_taker_that_never_acks_loses_the_job_after_its_lease(two_processes):
     a, b = two_processes
     await a.create(Job(id="j"))
@@ -231,13 +243,15 @@ async def test_a_taker_that_never_acks_loses_the_job_after_its_lease(two_process
     assert await b.renew("preprocess", "j") is False
 
 
-async def test_a_renewed_lease_is_not_taken_over(two_processes):
-    a, b = two_processes
+async def test_a_renewed_lease_is_not_taken_over(long_leases):
+    a, b = long_leases
     await a.enqueue("generation", "held")
     assert await a.dequeue("generation") == "held"
     taker = asyncio.create_task(b.dequeue("generation"))
-    for _ in range(12):  # three lease lengths, renewed every quarter of one
-        await asyncio.sleep(0.25)
+    # Two lease lengths, renewed every eighth of one: a renewal late by most of a lease (a
+    # busy machine) still holds it.
+    for _ in range(16):
+        await asyncio.sleep(a.lease_seconds / 8)
         assert await a.renew("generation", "held")
     await a.enqueue("generation", "next")
     assert await asyncio.wait_for(taker, 30) == "next"

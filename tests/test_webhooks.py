@@ -10,16 +10,18 @@ import httpx
 
 from .conftest import WEBHOOK_SECRET, Gateway, empty_save
 from .support.procs import free_port
+from .support.wait import until as wait_until
 from .support.webhook_receiver import Receiver
 
 
-async def webhook_state(client: httpx.AsyncClient, gateway: Gateway, job_id: str, until: set[str]) -> dict:
-    """The job's webhook record once it reaches one of `until` (pytest-timeout bounds the wait)."""
-    while True:
+async def webhook_state(client: httpx.AsyncClient, gateway: Gateway, job_id: str, until: set[str],
+                        timeout: float = 60) -> dict:
+    """The job's webhook record once it reaches one of `until`, within `timeout` seconds."""
+    async def reached():
         hook = (await client.get(f"{gateway.url}/result/{job_id}")).json()["webhook"]
-        if hook["state"] in until:
-            return hook
-        await asyncio.sleep(0.05)
+        return hook if hook["state"] in until else None
+
+    return await wait_until(reached, f"job {job_id}'s webhook reaches {sorted(until)}", timeout)
 
 
 def path() -> str:

@@ -60,9 +60,16 @@ class Receiver:
     def at(self, path: str) -> list[Delivery]:
         return [d for d in self.deliveries if d.path == path]
 
-    async def wait_for(self, path: str, count: int) -> list[Delivery]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self.at(path)) >= count)
+    async def wait_for(self, path: str, count: int, timeout: float = 60) -> list[Delivery]:
+        """The deliveries to `path` once there are `count` of them; fails after `timeout` s."""
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.at(path)) >= count)
+
+        try:
+            await asyncio.wait_for(enough(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{len(self.at(path))} of {count} deliveries to /{path} within {timeout}s") from None
         return self.at(path)
 
     async def handle(self, request: web.Request) -> web.Response:
