@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
+import re
 import uuid
 
 import pytest
@@ -35,49 +37,99 @@ async def test_ws_connect_and_misc_gets_match_transcript(fake, http):
     assert st == 200 and list(stats["system"]) == list(misc["/system_stats"][1]["system"])
 
 
+def frames_of(messages: list) -> list:
+    return [{"type": m["type"], "data": m["data"]} for m in messages]
+
+
+def outputs_named(frames: list) -> dict:
+    """Each saved file's name -> a placeholder in order of appearance: the fake's save counter
+    and the recording's differ when the recording had saved under that prefix before."""
+    names = {}
+    for f in frames:
+        if f["type"] == "executed":
+            for out in (f["data"]["output"] or {}).get("images", []):
+                names.setdefault(out["filename"], f"FILE{len(names)}")
+    return names
+
+
+def temp_names(obj) -> dict:
+    """PreviewImage's random ComfyUI_temp_xxxxx_ prefix -> one placeholder."""
+    found = set(re.findall(r"ComfyUI_temp_[a-z]{5}_", json.dumps(obj)))
+    return {name: "ComfyUI_temp_RANDOM_" for name in found}
+
+
+def numbered_like(hist: dict, want: dict) -> dict:
+    """The history entry with the recording's queue number (each server counts its own)."""
+    return {k: ({**v, "prompt": [next(iter(want.values()))["prompt"][0], *v["prompt"][1:]]}) for k, v in hist.items()}
+
+
 @needs_transcripts
-async def test_empty_save_frames_history_and_view_match_transcript(fake, http):
-    t = transcript("10_empty_save.json")
+@pytest.mark.parametrize("version", ["v0.3.75", "v0.33.0"])
+async def test_empty_save_frames_history_and_view_match_transcript(fake, http, version):
+    t = transcript("10_empty_save.json", version)
     ws = await client(http, fake)
-    pid, frames = await run(http, fake, ws, t["request"]["prompt"])
+    extra = {"prompt_id": t["request"]["prompt_id"]} if "prompt_id" in t["request"] else {}
+    pid, frames = await run(http, fake, ws, t["request"]["prompt"], **extra)
     tp, tc = t["post_response"]["prompt_id"], t["request"]["client_id"]
-    assert [f["type"] for f in frames] == [m["type"] for m in t["ws_messages"]]
-    assert norm(frames, {pid: "PID"}) == norm([{"type": m["type"], "data": m["data"]} for m in t["ws_messages"]],
-                                              {tp: "PID"})
+    want = frames_of(t["ws_messages"])
+    assert norm(frames, {pid: "PID", **outputs_named(frames)}) == norm(want, {tp: "PID", **outputs_named(want)})
     st, hist = await get(http, f"{fake.url}/history/{pid}")
-    assert st == 200 and norm(hist, {pid: "PID", ws.cid: "CID"}) == norm(t["history"], {tp: "PID", tc: "CID"})
-    async with http.get(fake.url + t["view"]["url"]) as r:
+    subst = {pid: "PID", ws.cid: "CID", **outputs_named(frames)}
+    wsubst = {tp: "PID", tc: "CID", **outputs_named(want)}
+    assert st == 200 and norm(numbered_like(hist, t["history"]), subst) == norm(t["history"], wsubst)
+    view = t["view"]["url"].replace(next(iter(outputs_named(want))), next(iter(outputs_named(frames))))
+    async with http.get(fake.url + view) as r:
         body = await r.read()
         assert r.status == 200
         for h in ("Content-Type", "Content-Disposition"):
-            assert r.headers[h] == t["view"]["headers"][h]
+            assert norm(r.headers[h], subst) == norm(t["view"]["headers"][h], wsubst)
         assert int(r.headers["Content-Length"]) == len(body)
     img = Image.open(io.BytesIO(body))
     assert img.format == "PNG" and list(img.size) == t["view"]["png_size"]
     assert list(img.getpixel((0, 0))) == t["view"]["first_pixel"]
-    async with http.get(fake.url + t["view"]["url"] + "&preview=webp") as r:
+    async with http.get(fake.url + view + "&preview=webp") as r:
         assert r.status == 200 and r.headers["Content-Type"] == "image/webp"
     assert await get(http, fake.url + "/view?filename=nope.png") == (404, b"")
     assert (await get(http, fake.url + "/view?filename=../secret.png"))[0] == t["view_traversal"]["status"]
-    assert (await get(http, fake.url + "/view?filename=x.png&subfolder=../..")) == (403, b"")
     assert await get(http, fake.url + "/history/" + str(uuid.uuid4())) == (200, {})
 
 
 @needs_transcripts
-async def test_cached_and_client_prompt_id_match_transcripts(fake, http):
+async def test_view_subfolder_traversal_is_403(fake, http):
+    # 0.3.75's recording has no subfolder case; 0.33.0 (unchanged there) answers 403.
+    want = transcript("10_empty_save.json", "v0.33.0")["view_traversal_subfolder"]["status"]
+    assert (await get(http, fake.url + "/view?filename=x.png&subfolder=../..")) == (want, b"")
+
+
+@needs_transcripts
+@pytest.mark.parametrize("version", ["v0.3.75", "v0.33.0"])
+async def test_cached_prompt_matches_transcript(fake, http, version):
     fake.set(cache=True)
-    t10, t11, t12 = (transcript(n) for n in ("10_empty_save.json", "11_empty_save_cached.json",
-                                             "12_client_prompt_id.json"))
+    t10, t11 = transcript("10_empty_save.json", version), transcript("11_empty_save_cached.json", version)
     ws = await client(http, fake)
     await run(http, fake, ws, t10["request"]["prompt"])
     pid, frames = await run(http, fake, ws, t11["request"]["prompt"])
-    assert norm(frames, {pid: "PID"}) == norm([{"type": m["type"], "data": m["data"]} for m in t11["ws_messages"]],
-                                              {t11["post_response"]["prompt_id"]: "PID"})
+    want = frames_of(t11["ws_messages"])
+    assert norm(frames, {pid: "PID", **outputs_named(frames)}) == \
+        norm(want, {t11["post_response"]["prompt_id"]: "PID", **outputs_named(want)})
     st, hist = await get(http, f"{fake.url}/history/{pid}")
-    assert hist[pid]["outputs"] == t11["history"][t11["post_response"]["prompt_id"]]["outputs"]
-    want_pid = str(uuid.uuid4())
-    pid, frames = await run(http, fake, ws, t12["request"]["prompt"], prompt_id=want_pid)
-    assert pid == want_pid and [f["type"] for f in frames] == [m["type"] for m in t12["ws_messages"]]
+    tp = t11["post_response"]["prompt_id"]
+    assert norm(hist[pid]["outputs"], outputs_named(frames)) == norm(t11["history"][tp]["outputs"], outputs_named(want))
+    assert norm(hist[pid]["status"], {pid: "PID"}) == norm(t11["history"][tp]["status"], {tp: "PID"})
+
+
+@needs_transcripts
+async def test_client_prompt_id_matches_transcript(fake, http):
+    t = transcript("12_client_prompt_id.json")
+    ws = await client(http, fake)
+    want_pid = t["request"]["prompt_id"]
+    pid, frames = await run(http, fake, ws, t["request"]["prompt"], prompt_id=want_pid)
+    assert pid == want_pid == t["client_prompt_id"]
+    # Every frame, payload and all, as recorded (the id is the client's own: nothing to replace).
+    assert norm(frames, {}) == norm(frames_of(t["ws_messages"]), {})
+    hist = (await get(http, f"{fake.url}/history/{pid}"))[1]
+    assert norm(numbered_like(hist, t["history"]), {ws.cid: "CID"}) == \
+        norm(t["history"], {t["request"]["client_id"]: "CID"})
 
 
 def _invalid_cases():
@@ -142,12 +194,17 @@ async def test_upload_pipeline_matches_transcript(fake, http):
         (200, t["uploads"]["first(type=input,overwrite=true)"]["json"])
     ws = await client(http, fake)
     pid, frames = await run(http, fake, ws, t["request"]["prompt"])
-    key = [(f["type"], f["data"].get("node"), list(f["data"].get("nodes", {}))) for f in frames]
-    assert key == [(m["type"], m["data"].get("node"), list(m["data"].get("nodes", {}))) for m in t["ws_messages"]]
+    tp = t["post_response"]["prompt_id"]
+    want_frames = frames_of(t["ws_messages"])
+    subst = {pid: "PID", **outputs_named(frames), **temp_names(frames)}
+    wsubst = {tp: "PID", **outputs_named(want_frames), **temp_names(want_frames)}
+    # Every frame with its payload: progress_state per node, executed outputs, in order.
+    assert norm(frames, subst) == norm(want_frames, wsubst)
     hist = (await get(http, f"{fake.url}/history/{pid}"))[1][pid]
-    want = t["history"][t["post_response"]["prompt_id"]]
+    want = t["history"][tp]
     assert list(hist) == list(want) and hist["meta"] == want["meta"] and hist["prompt"][4] == want["prompt"][4]
-    assert hist["outputs"]["7"] == want["outputs"]["7"]
+    assert norm(hist["outputs"], subst) == norm(want["outputs"], wsubst)
+    assert norm(hist["status"], subst) == norm(want["status"], wsubst)
     for nid, view in t["views"].items():
         out = hist["outputs"][nid]["images"][0]
         st, body = await get(http, f"{fake.url}/view?filename={out['filename']}&subfolder={out['subfolder']}"
@@ -158,13 +215,17 @@ async def test_upload_pipeline_matches_transcript(fake, http):
 
 
 @needs_transcripts
-async def test_runtime_error_matches_transcript(fake, http):
-    t = transcript("40_runtime_errors.json")["corrupt_image"]
-    assert (await upload(http, fake, "corrupt.png", b"not an image at all"))[0] == 200
+@pytest.mark.parametrize("version, input_dir, corrupt", [
+    ("v0.3.75", "BASE_DIR/ComfyUI-0.3.75/input", b"not an image at all"),
+    ("v0.33.0", "COMFYUI/input", png("red")[:24]),  # that recording uploaded a PNG cut in its header
+])
+async def test_runtime_error_matches_transcript(fake, http, version, input_dir, corrupt):
+    t = transcript("40_runtime_errors.json", version)["corrupt_image"]
+    assert (await upload(http, fake, "corrupt.png", corrupt))[0] == 200
     ws = await client(http, fake)
     pid, frames = await run(http, fake, ws, t["request"]["prompt"])
-    subst = {pid: "PID", t["post_response"]["prompt_id"]: "PID", fake.dirs.input: "BASE_DIR/ComfyUI-0.3.75/input"}
-    assert norm(frames, subst) == norm([{"type": m["type"], "data": m["data"]} for m in t["ws_messages"]], subst)
+    subst = {pid: "PID", t["post_response"]["prompt_id"]: "PID", fake.dirs.input: "INPUT", input_dir: "INPUT"}
+    assert norm(frames, subst) == norm(frames_of(t["ws_messages"]), subst)
     hist = (await get(http, f"{fake.url}/history/{pid}"))[1]
     want = t["history"][t["post_response"]["prompt_id"]]
     assert norm(hist[pid]["status"], subst) == norm(want["status"], subst)
@@ -172,41 +233,129 @@ async def test_runtime_error_matches_transcript(fake, http):
 
 
 @needs_transcripts
-async def test_queue_delete_and_interrupt_like_transcript(fake, http):
-    t = transcript("50_queue_interrupt.json")
-    fake.set(node_delay=0.3)
+@pytest.mark.parametrize("version", ["v0.3.75", "v0.33.0"])
+async def test_regex_error_case_matches_transcript(fake, http, version):
+    # A bad pattern is no execution_error: RegexExtract gives "", and the prompt succeeds.
+    t = transcript("40_runtime_errors.json", version)["regex_error"]
     ws = await client(http, fake)
-    mids = {"10": "ImageInvert", "11": "ImageInvert", "12": "ImageInvert"}
+    pid, frames = await run(http, fake, ws, t["request"]["prompt"])
+    tp = t["post_response"]["prompt_id"]
+    assert norm(frames, {pid: "PID"}) == norm(frames_of(t["ws_messages"]), {tp: "PID"})
+    hist = (await get(http, f"{fake.url}/history/{pid}"))[1][pid]
+    want = t["history"][tp]
+    assert (hist["outputs"], hist["meta"]) == (want["outputs"], want["meta"])
+    assert norm(hist["status"], {pid: "PID"}) == norm(want["status"], {tp: "PID"})
+
+
+def _recorded_prompt(t: dict, color: int, prefix: str) -> dict:
+    """The prompt of 50_queue_interrupt.json, elided there, rebuilt from its frames: the node ids
+    the third (uninterrupted) prompt ran, the interrupted node's type where it ran, and as
+    many saved images per prompt as the recording's history lists."""
+    third = t["posts"][2][1]["prompt_id"]
+    ran = [m["data"]["node"] for m in t["ws_messages"]
+           if m["type"] == "executing" and m["data"].get("prompt_id") == third and m["data"]["node"]]
+    stopped = [m["data"] for m in t["ws_messages"] if m["type"] == "execution_interrupted"][0]
+    batch = len(t["history"][third][third]["outputs"][ran[-1]]["images"])
+    p = {ran[0]: {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": batch,
+                                                         "color": color}}}
+    prev = ran[0]
+    for nid in ran[1:-1]:
+        if nid == stopped["node_id"]:
+            p[nid] = {"class_type": stopped["node_type"], "inputs": {"image": [prev, 0], "blur_radius": 3, "sigma": 1.0}}
+        else:
+            p[nid] = {"class_type": "ImageInvert", "inputs": {"image": [prev, 0]}}
+        prev = nid
+    p[ran[-1]] = {"class_type": "SaveImage", "inputs": {"images": [prev, 0], "filename_prefix": prefix}}
+    return p
+
+
+def running_now(fake, pid: str) -> bool:
+    return fake.queue.running is not None and fake.queue.running[1] == pid
+
+
+def _own(frames: list, pid: str) -> list:
+    return [f for f in frames if f["type"] != "status" and f["data"].get("prompt_id") == pid]
+
+
+@needs_transcripts
+async def test_queue_delete_and_interrupt_like_transcript(fake, http):
+    """Every step of 50_queue_interrupt.json, in its order, each answer checked against it."""
+    t = transcript("50_queue_interrupt.json")
+    rec = [p[1]["prompt_id"] for p in t["posts"]]
+    rec_frames = frames_of(t["ws_messages"])
+    stopped = [m["data"] for m in t["ws_messages"] if m["type"] == "execution_interrupted"]
+    # The recording's long node (an 18 s blur) stays busy until interrupted; nothing else waits.
+    long_node = {stopped[0]["node_type"]: 120}
+    fake.set(class_delay=long_node)
+    ws = await client(http, fake)
     pids = []
     for i in range(3):
-        st, r = await post(http, fake.url + "/prompt", {"prompt": chain(len(mids), i, "slow"), "client_id": ws.cid})
+        st, r = await post(http, fake.url + "/prompt", {"prompt": _recorded_prompt(t, i, "slow"), "client_id": ws.cid})
+        assert st == t["posts"][i][0]
         pids.append(r["prompt_id"])
-    await ws.wait(lambda f: f["type"] == "executing" and f["data"]["node"] == "10")
+    await ws.wait(lambda f: f["type"] == "executing" and f["data"]["node"] == stopped[0]["node_id"])
     q = (await get(http, fake.url + "/queue"))[1]
-    assert [x[1] for x in q["queue_running"]] == pids[:1] and [x[1] for x in q["queue_pending"]] == pids[1:]
-    run0 = q["queue_running"][0]
-    assert len(run0) == 5 and run0[4] == ["99"] and list(run0[3]) == ["client_id", "create_time"]
-    assert await post(http, fake.url + "/queue", {"delete": [pids[1], pids[0]]}) == (200, "")
+    want = t["queue_while_running_summary"]
+    assert [[x[1], list(x[3]), x[4]] for x in q["queue_running"] + q["queue_pending"]] == \
+        [[pids[rec.index(x[1])], list(x[3]), x[4]] for x in want["running"] + want["pending"]]
+    # Deleting the pending one and the running one: only the pending one goes.
+    resp = await post(http, fake.url + "/queue", {"delete": [pids[1], pids[0]]})
+    assert resp == (t["delete_pending_response"]["status"], t["delete_pending_response"]["body"])
     q = (await get(http, fake.url + "/queue"))[1]
-    assert [x[1] for x in q["queue_running"]] == pids[:1] and [x[1] for x in q["queue_pending"]] == pids[2:]
-    assert await post(http, fake.url + "/interrupt", {"prompt_id": pids[2]}) == (200, "")  # not running: no-op
-    assert await post(http, fake.url + "/interrupt", {"prompt_id": pids[0]}) == (200, "")
+    assert {"running": [x[1] for x in q["queue_running"]], "pending": [x[1] for x in q["queue_pending"]]} == \
+        {k: [pids[rec.index(p)] for p in v] for k, v in t["queue_after_delete"].items()}
+    r = t["interrupt_not_running_pid_response"]
+    assert await post(http, fake.url + "/interrupt", {"prompt_id": pids[2]}) == (r["status"], r["body"])
+    assert running_now(fake, pids[0]) and not ws.ended(pids[0])  # a no-op: the first one still runs
+    fake.set(class_delay={})  # the third one runs through
+    r = t["interrupt_running_response"]
+    assert await post(http, fake.url + "/interrupt", {"prompt_id": pids[0]}) == (r["status"], r["body"])
     await ws.done(pids[0])
-    ev = [f for f in ws.of(pids[0]) if f["type"] == "execution_interrupted"][0]
-    want = [m for m in t["ws_messages"] if m["type"] == "execution_interrupted"][0]["data"]
-    assert list(ev["data"]) == list(want) and (ev["data"]["node_id"], ev["data"]["executed"]) == ("11", ["1", "10"])
-    assert [f["type"] for f in ws.of(pids[0])][-3:] == ["execution_interrupted", "status", "executing"]
+    # The first prompt's own frames, payloads and all, as recorded: stopped at the node that was
+    # running, which is not counted as executed.
+    subst = {pids[0]: "PID"}
+    assert norm(_own(ws.frames, pids[0]), subst) == norm(_own(rec_frames, rec[0]), {rec[0]: "PID"})
+    assert _own(ws.frames, pids[0])[-2]["type"] == t["first_job_end_type"]
     await ws.done(pids[2])
+    assert [(f["type"], f["data"].get("node")) for f in _own(ws.frames, pids[2])] == \
+        [(f["type"], f["data"].get("node")) for f in _own(rec_frames, rec[2])]
+    assert _own(ws.frames, pids[2])[-2]["type"] == t["third_job_end_type"]
     h = (await get(http, f"{fake.url}/history/{pids[0]}"))[1][pids[0]]
-    wh = t["history"][t["posts"][0][1]["prompt_id"]][t["posts"][0][1]["prompt_id"]]
-    assert [m[0] for m in h["status"]["messages"]] == [m[0] for m in wh["status"]["messages"]]
-    assert (h["status"]["status_str"], h["status"]["completed"], h["outputs"], h["meta"]) == ("error", False, {}, {})
-    assert (await get(http, f"{fake.url}/history/{pids[1]}"))[1] == {}  # deleted: no history at all
-    fake.set(hang=True)
-    for i in range(2):
-        await post(http, fake.url + "/prompt", {"prompt": chain(0, 50 + i), "client_id": ws.cid})
-    assert await post(http, fake.url + "/queue", {"clear": True}) == (200, "")
-    assert (await get(http, fake.url + "/queue"))[1] == {"queue_running": [], "queue_pending": []}
+    wh = t["history"][rec[0]][rec[0]]
+    assert norm(h["status"], subst) == norm(wh["status"], {rec[0]: "PID"})
+    assert (h["outputs"], h["meta"]) == (wh["outputs"], wh["meta"])
+    assert (await get(http, f"{fake.url}/history/{pids[1]}"))[1] == t["history"][rec[1]]  # deleted: none
+
+    # A bare /interrupt (no body) stops whatever runs.
+    fake.set(class_delay=long_node)
+    st, r = await post(http, fake.url + "/prompt", {"prompt": _recorded_prompt(t, 4, "slow"), "client_id": ws.cid})
+    fourth = r["prompt_id"]
+    await ws.wait(lambda f: f["type"] == "executing" and f["data"]["node"] == stopped[1]["node_id"]
+                  and f["data"]["prompt_id"] == fourth)
+    async with http.post(fake.url + "/interrupt") as resp:
+        assert resp.status == t["global_interrupt_no_body"]["status"]
+    await ws.done(fourth)
+    got = [f["data"] for f in _own(ws.frames, fourth) if f["type"] == "execution_interrupted"]
+    assert _own(ws.frames, fourth)[-2]["type"] == t["fourth_job_end_type"]
+    assert [(d["node_id"], d["node_type"], d["executed"]) for d in got] == \
+        [(stopped[1]["node_id"], stopped[1]["node_type"], stopped[1]["executed"])]
+
+    # {"clear": true} while a prompt runs: the pending ones go, the running one stays.
+    posted = []
+    for i in range(3):
+        st, r = await post(http, fake.url + "/prompt", {"prompt": _recorded_prompt(t, 5 + i, "slow"), "client_id": ws.cid})
+        posted.append(r["prompt_id"])
+    await ws.wait(lambda f: f["type"] == "executing" and f["data"].get("prompt_id") == posted[0])
+    st, _ = await post(http, fake.url + "/queue", {"clear": True})
+    assert st == t["clear_response"]
+    q = (await get(http, fake.url + "/queue"))[1]
+    assert ([len(q["queue_running"]), len(q["queue_pending"])] ==
+            [len(t["queue_after_clear"]["running"]), len(t["queue_after_clear"]["pending"])])
+    assert q["queue_running"][0][1] == posted[0]
+    assert await post(http, fake.url + "/interrupt", {"prompt_id": posted[0]}) == (200, "")
+    await ws.done(posted[0])
+    for pid in posted[1:]:
+        assert (await get(http, f"{fake.url}/history/{pid}"))[1] == t["history_of_cleared_pending"]
 
 
 @needs_transcripts

@@ -109,18 +109,18 @@ async def test_fake_slow_progress_interrupt_fail_and_big_output(fake, http):
     p["5"] = {"class_type": "FakeSlow", "inputs": {"images": ["1", 0], "seconds": 0.15, "steps": 3}}
     p["99"]["inputs"]["images"] = ["5", 0]
     pid, frames = await run(http, fake, ws, p)
-    prog = [f["data"] for f in frames if f["type"] == "progress"]
-    assert prog == [{"value": v, "max": 3, "prompt_id": pid, "node": "5"} for v in (1, 2, 3)]
+    # Steps show in progress_state alone: no recording has a `progress` frame.
+    assert [f for f in frames if f["type"] == "progress"] == []
     states = [f["data"]["nodes"]["5"] for f in frames if f["type"] == "progress_state" and "5" in f["data"]["nodes"]]
     assert [(s["state"], s["value"], s["max"]) for s in states] == [
         ("running", 0.0, 1.0), ("running", 1, 3), ("running", 2, 3), ("running", 3, 3)] + [("finished", 3, 3)] * 3
     p["5"]["inputs"].update(seconds=20, steps=200)
     st, r = await post(http, fake.url + "/prompt", {"prompt": p, "client_id": ws.cid})
-    await ws.wait(lambda f: f["type"] == "progress" and f["data"]["prompt_id"] == r["prompt_id"])
-    t0 = time.monotonic()
+    await ws.wait(lambda f: f["type"] == "progress_state" and f["data"]["prompt_id"] == r["prompt_id"]
+                  and f["data"]["nodes"].get("5", {}).get("value", 0) >= 1)
     await post(http, fake.url + "/interrupt", {})
-    await ws.done(r["prompt_id"])
-    assert time.monotonic() - t0 < 2
+    # Stopped between two steps, long before its 20 s were up.
+    await ws.done(r["prompt_id"], timeout=15)
     ev = [f["data"] for f in ws.of(r["prompt_id"]) if f["type"] == "execution_interrupted"][0]
     assert (ev["node_id"], ev["node_type"], ev["executed"]) == ("5", "FakeSlow", ["1"])
     p["5"] = {"class_type": "FakeFail", "inputs": {"images": ["1", 0], "message": "boom"}}

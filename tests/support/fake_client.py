@@ -62,6 +62,10 @@ class WS:
         return await self.wait(lambda f: f["type"] == "executing" and f["data"]["node"] is None
                                and f["data"]["prompt_id"] == pid, timeout)
 
+    def ended(self, pid):
+        return any(f["type"] == "executing" and f["data"]["node"] is None and f["data"].get("prompt_id") == pid
+                   for f in self.frames)
+
     def of(self, pid):
         """Status frames and the prompt's own frames, up to its executing None."""
         out = []

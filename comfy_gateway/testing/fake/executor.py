@@ -42,6 +42,7 @@ class Executor:
     def reset(self) -> None:
         self._cache: dict[str, tuple] = {}
         self._interrupt = False
+        self._interrupted = asyncio.Event()  # ends a node's added delay early
         self.client_id: str | None = None     # of the prompt running (or that ran last)
         self.last_node_id: str | None = None  # the node running, for a socket that reconnects meanwhile
 
@@ -68,6 +69,7 @@ class Executor:
         running = self.queue.running
         if not prompt_id or (running is not None and running[1] == prompt_id):
             self._interrupt = True
+            self._interrupted.set()
 
     def resume_node(self, sid: str) -> str | None:
         """The node running for client ``sid``, which a socket connecting mid-prompt is told about."""
@@ -90,6 +92,7 @@ class Executor:
         _number, prompt_id, prompt, extra_data, outputs, _sensitive = item
         cid = extra_data.get("client_id")
         self.client_id, self._interrupt = cid, False
+        self._interrupted.clear()
         messages: list = []
         send = self.hub.send
 
@@ -189,18 +192,25 @@ class Executor:
             self.hub.send("executing", {"node": nid, "display_node": nid, "prompt_id": prompt_id}, cid)
 
         async def on_progress(value, total):
+            # Steps show in progress_state only: no recording shows ComfyUI's older `progress` frame.
             self._check_interrupt()
             progress.update(nid, value, total)
-            self.hub.send("progress", {"value": value, "max": total, "prompt_id": prompt_id, "node": nid}, cid)
 
         try:
             self._check_interrupt()
             if fail:
                 raise RuntimeError("FakeComfyUI fail_next: injected failure")
-            if self.knobs["node_delay"] > 0:
-                await asyncio.sleep(self.knobs["node_delay"])
+            delay = self.knobs["node_delay"] + self.knobs["class_delay"].get(prompt[nid]["class_type"], 0.0)
+            if delay > 0:
+                try:  # an interrupt cuts the delay short: the fake's own time, not the node's work
+                    await asyncio.wait_for(self._interrupted.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
             ctx = NodeContext(self.dirs, self.counters, on_progress)
             out, ui = await node.arun(ctx, **{k: v[0] for k, v in data.items()})
+            # 0.3.75 (50_queue_interrupt.json): an interrupt that came while a node worked names
+            # that node, not yet executed, once its work is done.
+            self._check_interrupt()
         except InterruptProcessingException:
             return "interrupted", None
         except Exception as ex:

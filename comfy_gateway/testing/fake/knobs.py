@@ -7,6 +7,7 @@ from typing import Any
 
 DEFAULT_KNOBS: dict[str, Any] = {
     "node_delay": 0.0,             # seconds added to every executed node
+    "class_delay": {},             # {class_type: seconds} added to nodes of that class
     "history_lag": 0.0,            # seconds between the last frame (executing None) and the history write
     "fail_next": 0,                # next N prompts fail with execution_error at their first node
     "drop_ws_after_frames": None,  # close every websocket after N more frames (None: never)
@@ -24,7 +25,7 @@ class Knobs:
     """The current knob values; ``knobs["fail_next"] -= 1`` is how the executor uses one up."""
 
     def __init__(self) -> None:
-        self._values = dict(DEFAULT_KNOBS)
+        self.reset()
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -33,10 +34,10 @@ class Knobs:
         self._values[key] = value
 
     def snapshot(self) -> dict[str, Any]:
-        return dict(self._values)
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._values.items()}
 
     def reset(self) -> None:
-        self._values = dict(DEFAULT_KNOBS)
+        self._values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_KNOBS.items()}
 
     def merge(self, knobs: dict[str, Any]) -> None:
         """Check and convert every value first, then apply them all (a bad one changes nothing).
@@ -47,6 +48,12 @@ class Knobs:
             raise ValueError(f"unknown knob(s): {sorted(unknown)}")
         new = dict(self._values)
         for k, v in knobs.items():
+            if k == "class_delay":
+                v = {str(c): float(d) for c, d in dict(v).items()}
+                if any(d < 0 for d in v.values()):
+                    raise ValueError("knob class_delay: every delay must be >= 0")
+                new[k] = v
+                continue
             if k in ("node_delay", "history_lag"):
                 v = float(v)
             elif k == "fail_next" or (k == "drop_ws_after_frames" and v is not None):

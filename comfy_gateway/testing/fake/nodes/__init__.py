@@ -8,13 +8,14 @@ from comfy_gateway.testing.fake.nodes.base import (
 )
 from comfy_gateway.testing.fake.nodes.fake_only import FakeBigOutput, FakeFail, FakeSlow
 from comfy_gateway.testing.fake.nodes.files import Dirs, SaveCounters
+from comfy_gateway.testing.fake.nodes.text import PreviewAny, PrimitiveString, RegexExtract
 from comfy_gateway.testing.fake.nodes.standard import (
     EmptyImage, EmptyLatentImage, ImageBlend, ImageBlur, ImageInvert, ImageScale, LoadImage, PreviewImage, SaveImage,
 )
 
 # Order matters: it is the key order of GET /object_info.
 NODE_CLASSES = [EmptyImage, EmptyLatentImage, LoadImage, ImageInvert, ImageScale, ImageBlur, ImageBlend,
-                SaveImage, PreviewImage, FakeSlow, FakeFail, FakeBigOutput]
+                SaveImage, PreviewImage, PrimitiveString, RegexExtract, PreviewAny, FakeSlow, FakeFail, FakeBigOutput]
 
 
 def make_nodes(dirs: Dirs) -> dict[str, Node]:

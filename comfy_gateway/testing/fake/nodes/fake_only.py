@@ -17,7 +17,7 @@ def _black(images):
 
 
 class FakeSlow(Node):
-    """Sleeps ``seconds`` in ``steps`` steps, sending ``progress`` after each; passes images on."""
+    """Sleeps ``seconds`` in ``steps`` steps, reporting progress after each; passes images on."""
     NAME, DISPLAY_NAME, CATEGORY, MODULE = "FakeSlow", "Fake Slow", "testing", "fake_comfyui"
     INPUTS = {"required": {"seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 86400.0, "step": 0.01}),
                            "steps": int_input(1, 1, 1_000_000)},
