@@ -40,7 +40,8 @@ SYNC_STATUS = {"rejected": 400, "execution": 422, "interrupted": 409, "backend":
                "internal": 500, "modifier": 422, "input": 422}
 INPUT_STATUS = {"input_refused": 400, "input_too_large": 413, "input_type": 415}
 # Failures of preprocessing: the request itself was unusable, so every mode answers them.
-ADMISSION_KINDS = {"modifier", "input"}
+# "rejected" there is the early check against the backends' /object_info (workflows/checker.py).
+ADMISSION_KINDS = {"modifier", "input", "rejected"}
 
 
 async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
