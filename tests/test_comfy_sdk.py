@@ -207,3 +207,30 @@ def test_api_keys_the_sdks_own_way(v2_gateway: Gateway, monkeypatch: pytest.Monk
     assert httpx.get(v2_gateway.url + "/api/v2/health").json()["status"] == "healthy"  # open, like /health
     with sdk(v2_gateway, monkeypatch, "other-key") as client:  # any of API_KEYS
         assert client.run(client.workflows.from_json(wf)).status == "succeeded"
+
+
+def test_gateway_extras_reach_a_v2_client(comfy: Comfy, v2_gateway: Gateway):
+    """What the README promises a v2 client of the gateway's own options."""
+    with ComfyLow(v2_gateway.url, KEY) as low:
+        r = low.raw_request("POST", "/jobs", json={"workflow": slow_blur(), "gateway": {"timeout": 1}})
+        assert r.status_code == 201, r.text
+        assert r.json()["gateway"]["result_url"] == f"/result/{r.json()['id']}"
+        job = comfy.jobs.get(r.json()["id"]).wait(timeout=120)  # the gateway's time limit applied
+        assert job.status == "failed" and job.error.code == "timeout"
+        assert low.get_job(job.id).status.value == "failed"  # the `gateway` field does not break the SDK's models
+        bad = low.raw_request("POST", "/jobs", json={"workflow": empty_save(), "gateway": {"colour": "red"}})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+        assert "colour" in bad.json()["error"]["message"]
+        hook = low.raw_request("POST", "/jobs", json={"workflow": empty_save(), "gateway": {
+            "webhook": {"url": "https://example.com/hook"}}})  # no WEBHOOK_SECRET on this gateway
+        assert hook.status_code == 501 and "WEBHOOK_SECRET" in hook.json()["error"]["message"]
+
+
+def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, monkeypatch: pytest.MonkeyPatch):
+    with sdk(s3_gateway, monkeypatch, key=None) as client:
+        job = client.run(client.workflows.from_json(empty_save(20, 10, 0x00FF00, prefix="s3sdk")))
+        (out,) = job.outputs
+        link = out.get_download_url()
+        assert "X-Amz-Signature=" in link.url and not link.url.startswith(s3_gateway.url)
+        img = image_of(out.to_bytes())  # the SDK follows the redirect to the presigned link
+        assert img.size == (20, 10) and img.getpixel((0, 0)) == (0, 255, 0)
