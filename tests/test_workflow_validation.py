@@ -5,7 +5,9 @@ ComfyUI accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import uuid
 from typing import Any
 
 import httpx
@@ -13,7 +15,8 @@ import pytest
 
 from comfy_gateway.workflows.validate import is_modern, validate_prompt
 
-from .conftest import empty_save
+from .conftest import empty_save, png_bytes
+from .support.procs import free_port, start_fake_comfyui
 from .support.transcripts import transcript
 
 E = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}
@@ -113,3 +116,73 @@ def test_a_non_empty_choice_list_is_checked(catalog):
 def test_versions():
     assert is_modern("0.33.0") and is_modern("1.0.0")
     assert not is_modern("0.3.75") and not is_modern(None) and not is_modern("garbage")
+
+
+async def test_a_backend_that_reconnects_is_asked_again(tmp_path, gateway_factory, client):
+    """The catalog of a backend is fetched again after it comes back: a file that was in its
+    input folder before a restart, and is gone after, is refused at submission (a backend that
+    kept the old list would accept it and fail in ComfyUI later)."""
+    port = free_port()
+    proc, url = start_fake_comfyui(tmp_path / "before", tmp_path / "before.log", port=port)
+    try:
+        gw = gateway_factory(url)
+        r = await client.post(url + "/upload/image", files={"image": ("kept.png", png_bytes(4, 4, (1, 2, 3)), "image/png")},
+                              data={"overwrite": "true"})
+        name = r.json()["name"]
+        wf = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "rc"}}}
+        ok = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": wf}})
+        assert ok.status_code == 200, ok.text
+    finally:
+        proc.stop()
+    await _backend_state(client, gw.url, connected=False)
+    proc, _ = start_fake_comfyui(tmp_path / "after", tmp_path / "after.log", port=port)  # an empty input folder
+    try:
+        await _backend_state(client, gw.url, connected=True)
+        r = await client.post(gw.url + "/generate", json={"input": {"workflow_json": wf}})
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert r.json()["backend"] is None and err["kind"] == "rejected"
+        assert err["node_errors"]["1"]["errors"][0]["details"] == f"image - Invalid image file: {name}"
+    finally:
+        proc.stop()
+
+
+async def _backend_state(client, gw_url: str, *, connected: bool, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        backends = (await client.get(gw_url + "/health")).json()["backends"]
+        if backends[0]["websocket_connected"] is connected:
+            return
+        assert asyncio.get_running_loop().time() < deadline, backends
+        await asyncio.sleep(0.1)
+
+
+def test_a_url_or_asset_where_a_choice_goes_is_left_to_the_gateway(catalog):
+    """A backend with one checkpoint: another name is refused, but a URL or asset:// reference
+    is not judged (the gateway fetches it and puts the uploaded file's name there)."""
+    with_model = copy.deepcopy(catalog)
+    with_model["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = ["local.safetensors"]
+
+    def prompt(ckpt: str) -> dict[str, Any]:
+        return {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+                "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+                "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 2]}},
+                "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}}
+    refusal = validate_prompt(prompt("other.safetensors"), with_model)
+    assert refusal is not None and refusal.node_errors["1"]["errors"][0]["type"] == "value_not_in_list"
+    assert validate_prompt(prompt("local.safetensors"), with_model) is None
+    assert validate_prompt(prompt("https://example.com/models/sd15.safetensors"), with_model) is None
+    assert validate_prompt(prompt("asset://" + "b" * 64), with_model) is None
+
+
+async def test_files_uploaded_one_after_another_are_each_accepted(gateway, comfyui, client):
+    """A choice the cached list lacks is looked up again for every submission that needs it
+    (a look-up that began before the file came cannot prove it absent)."""
+    for i in range(3):
+        r = await client.post(comfyui + "/upload/image", data={"overwrite": "true"},
+                              files={"image": (f"seq-{uuid.uuid4().hex}.png", png_bytes(4, 4, (i, i, i)), "image/png")})
+        wf = {"1": {"class_type": "LoadImage", "inputs": {"image": r.json()["name"]}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "seq"}}}
+        done = await client.post(gateway.url + "/generate/sync", json={"input": {"workflow_json": wf}})
+        assert done.status_code == 200, done.text

@@ -1,23 +1,21 @@
 """Each backend's /object_info (its node classes, their inputs, outputs and choices) and its
 ComfyUI version, fetched once and kept until the backend reconnects: a restarted ComfyUI may
 carry other custom nodes or models. Choices that change while it runs (files uploaded to its
-input folder, models copied in) are fetched again one class at a time, at most every
-CLASS_REFRESH_SECONDS."""
+input folder, models copied in) are fetched again, one class at a time, before a choice the
+catalog does not list is believed wrong."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .backend import Backend
 from .errors import BackendError
 
 log = logging.getLogger(__name__)
-
-CLASS_REFRESH_SECONDS = 2.0
 
 
 @dataclass
@@ -26,7 +24,6 @@ class NodeCatalog:
 
     classes: dict[str, dict[str, Any]]
     version: str | None
-    refreshed: dict[str, float] = field(default_factory=dict)  # class -> monotonic time of its last fetch
 
 
 class ObjectInfoCache:
@@ -35,6 +32,8 @@ class ObjectInfoCache:
         self._catalogs: dict[str, NodeCatalog] = {}
         self._fetching: dict[str, asyncio.Task[NodeCatalog | None]] = {}
         self._watched: dict[str, bool] = {}  # backend name -> connected when last seen
+        # (backend, class) -> (monotonic start, fetch) of the latest /object_info/{class}.
+        self._class_fetches: dict[tuple[str, str], tuple[float, asyncio.Future[dict[str, Any]]]] = {}
 
     def watch(self, backend: Backend) -> None:
         """Forget the backend's catalog whenever it comes back after a gap."""
@@ -75,20 +74,28 @@ class ObjectInfoCache:
         self._catalogs[backend.name] = catalog
         return catalog
 
-    async def refresh_classes(self, backend: Backend, catalog: NodeCatalog, names: set[str]) -> bool:
-        """Fetch these classes again (their choices may have grown); True if any was fetched."""
-        now = time.monotonic()
-        due = [n for n in names if now - catalog.refreshed.get(n, 0.0) >= CLASS_REFRESH_SECONDS]
-        for name in due:
-            catalog.refreshed[name] = now
-        if not due:
-            return False
+    async def refresh_classes(self, backend: Backend, catalog: NodeCatalog, names: set[str], since: float) -> bool:
+        """Fetch these classes again (their choices may have grown since the catalog was read);
+        True once every one of them was read by a fetch that began at or after `since` (a
+        monotonic time), so that what it lists is at least as new as the caller's question.
+        Concurrent callers share such a fetch."""
         try:
             answers = await asyncio.wait_for(
-                asyncio.gather(*(backend.http.object_info(n) for n in due)), self._timeout)
+                asyncio.gather(*(self._class(backend, n, since) for n in names)), self._timeout)
         except (BackendError, asyncio.TimeoutError, ValueError):
             return False
         for answer in answers:
             if isinstance(answer, dict):
                 catalog.classes.update({k: v for k, v in answer.items() if isinstance(v, dict)})
         return True
+
+    def _class(self, backend: Backend, name: str, since: float) -> asyncio.Future[dict[str, Any]]:
+        key = (backend.name, name)
+        known = self._class_fetches.get(key)
+        usable = known is not None and known[0] >= since and not known[1].cancelled() and (
+            not known[1].done() or known[1].exception() is None)
+        if usable:
+            return asyncio.shield(known[1])
+        task = asyncio.ensure_future(backend.http.object_info(name))
+        self._class_fetches[key] = (time.monotonic(), task)
+        return asyncio.shield(task)

@@ -5,6 +5,7 @@ failing minutes later. ComfyUI still checks it again when the job runs."""
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 from ..comfy.errors import PromptRejected
@@ -27,6 +28,7 @@ class WorkflowChecker:
         to any), or when none can tell now; else the first backend's refusal."""
         if not self.enabled:
             return None
+        asked = time.monotonic()
         first: Refusal | None = None
         for backend in [b for b in self._pool.backends if b.connected.is_set()]:
             catalog = await self._cache.catalog(backend)
@@ -36,7 +38,9 @@ class WorkflowChecker:
             refusal = validate_prompt(workflow, catalog.classes, modern=modern)
             if refusal is not None:
                 stale = _classes_with_choice_errors(refusal)
-                if stale and await self._cache.refresh_classes(backend, catalog, stale):
+                if stale:
+                    if not await self._cache.refresh_classes(backend, catalog, stale, since=asked):
+                        return None  # cannot tell whether the choice is there now: ComfyUI will
                     refusal = validate_prompt(workflow, catalog.classes, modern=modern)
             if refusal is None:
                 return None

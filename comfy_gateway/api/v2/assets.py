@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from ...inputs.errors import InputError
+from ...inputs.errors import InputError, InputTooLarge
 from ...pipeline.runtime import Runtime
 from ..assets import _same_origin_only
 from ..deps import runtime_of
@@ -84,8 +84,10 @@ async def upload(request: Request) -> Response:
     known = index.find(f"blake3:{b3}")
     try:
         blob, expires = await runtime.inputs.store_asset(data, declared)
-    except InputError as exc:
-        raise V2Error(413 if "limit" in str(exc) else 422, "invalid_request", f"file: {exc}") from None
+    except InputTooLarge as exc:
+        raise V2Error(413, "payload_too_large", f"file: {exc}") from None
+    except InputError as exc:  # e.g. sent as an image and not one
+        raise V2Error(422, "invalid_request", f"file: {exc}") from None
     meta = AssetMeta(blob.sha256, b3, blob.size, declared or blob.mime, file_path,
                      known.created_at if known else time.time(), expires)
     index.remember(meta)

@@ -6,6 +6,7 @@ the v2 stream has no cursor, a reconnecting client starts from a fresh snapshot.
 
 from __future__ import annotations
 
+import time
 from typing import Any, AsyncIterator
 
 import orjson
@@ -21,6 +22,7 @@ from .view import TERMINAL, progress_of
 
 router = APIRouter(route_class=V2Route, tags=["v2 jobs"])
 IDLE_WAIT = 30.0
+QUEUE_EVENT_MIN_INTERVAL = 0.2  # at most five position updates a second per stream
 
 
 def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -32,6 +34,7 @@ async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIte
     seen = await store.events_after(job_id, 0)
     seq = seen[-1].seq if seen else 0
     last: tuple[str, int | None] | None = None
+    last_sent = 0.0
     while True:
         job = await store.get(job_id)
         if job is None:
@@ -44,11 +47,14 @@ async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIte
             return
         now = (view["status"], view["queue_position"])
         if now != last:
-            last = now
+            last, last_sent = now, time.monotonic()
             yield _event("status", {"status": now[0], "queue_position": now[1]})
             if now[0] == "running" and view["progress"]:
                 yield _event("progress", view["progress"])
-        await store.wait(job_id, seq, queue_change=now[0] == "queued", timeout=IDLE_WAIT)
+        # While it waits, every queue's change wakes the stream, but at most so often.
+        calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
+        await store.wait(job_id, seq, queue_change=now[0] == "queued" and calm,
+                         timeout=IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL)
         for event in await store.events_after(job_id, seq):
             seq = event.seq
             if event.type == "progress" and event.progress:
