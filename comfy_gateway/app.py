@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .api import assets, generate, metrics, modifiers, results, system
+from .api import v2 as api_v2
 from .api.auth import require_api_key
 from .api.errors import install_error_handlers
 from .api.jsonresp import JSONResponse
@@ -65,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router, dependencies=protected)
     install_modifier_docs(app, runtime.modifiers)
     app.include_router(metrics.router, dependencies=[] if settings.metrics_open else protected)
+    v2_protected, v2_open = api_v2.routers()  # the Comfy API v2 face over the same runtime
+    app.include_router(v2_protected)
+    app.include_router(v2_open)
     mount_console(app)  # static files only, no data: open like /docs
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:

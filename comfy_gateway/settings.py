@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     assets_dir: Path = Path("assets")
     asset_ttl: float = Field(24 * 3600.0, gt=0, description="seconds an uploaded asset is kept")
 
+    # Check each workflow against the backends' /object_info (ComfyUI's own rules) before it is
+    # queued, so a workflow ComfyUI would refuse is answered with a 4xx at once. ComfyUI checks
+    # it again when it runs; false turns the early check off (e.g. custom nodes that accept
+    # values their choice lists do not show).
+    validate_workflows: bool = True
+
     @field_validator("log_format")
     @classmethod
     def _known_format(cls, v: str) -> str:

@@ -140,11 +140,14 @@ async def test_workflow_rejected_by_comfyui(gateway: Gateway, comfyui: str, clie
     node_err = err["node_errors"]["1"]["errors"][0]
     assert node_err["type"] == "value_smaller_than_min" and node_err["details"] == "width"
 
-    # Unknown node class: the same failure reaches an async client through /result.
+    # Unknown node class: checked against ComfyUI's /object_info before the job is queued, so
+    # even the asynchronous call answers 400 with the failed result (it used to be a 202 and a
+    # job that failed later), and the job still reaches a client following it through /result.
     wf = empty_save()
     wf["1"]["class_type"] = "NoSuchNode"
     r = await client.post(gateway.url + "/generate", json={"input": {"workflow_json": wf}})
-    assert r.status_code == 202
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["kind"] == "rejected" and r.json()["backend"] is None  # never sent to ComfyUI
     stream = await collect(client, "GET", f"{gateway.url}/result/{r.json()['id']}/stream")
     result = stream.events[-1].data["result"]
     # The gateway passes on ComfyUI's own error type (0.3.75 says invalid_prompt, 0.33.0

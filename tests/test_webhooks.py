@@ -57,10 +57,10 @@ async def test_retried_after_500_twice_then_delivered_signed(s3_gateway: Gateway
 async def test_failed_job_sends_its_webhook_too(s3_gateway: Gateway, receiver: Receiver, client: httpx.AsyncClient):
     p = path()
     wf = empty_save()
-    wf["1"]["inputs"]["width"] = 0  # ComfyUI rejects it
+    wf["1"]["inputs"]["width"] = 0  # ComfyUI would reject it: refused up front (400), the job still ends
     r = await client.post(s3_gateway.url + "/generate", json={"input": {
         "workflow_json": wf, "webhook": {"url": receiver.script(p)}}})
-    assert r.status_code == 202
+    assert r.status_code == 400 and r.json()["status"] == "failed"
     (delivery,) = await receiver.wait_for(p, 1)
     assert delivery.verified
     body = delivery.json

@@ -41,6 +41,9 @@ SYNC_STATUS = {"rejected": 400, "execution": 422, "interrupted": 409, "backend":
 INPUT_STATUS = {"input_refused": 400, "input_too_large": 413, "input_type": 415}
 # Failures of preprocessing: the request itself was unusable, so every mode answers them.
 ADMISSION_KINDS = {"modifier", "input"}
+# /generate also answers, instead of a 202, a workflow refused by the early check against the
+# backends' /object_info (workflows/checker.py); a stream reports it as its final_result.
+GENERATE_REFUSALS = ADMISSION_KINDS | {"rejected"}
 
 
 async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
@@ -98,8 +101,8 @@ def failure_status(job: Job) -> int:
     return SYNC_STATUS.get(job.error.kind, 500)
 
 
-def _refused(job: Job) -> bool:
-    return job.status.value == "failed" and job.error is not None and job.error.kind in ADMISSION_KINDS
+def _refused(job: Job, kinds: set[str] = ADMISSION_KINDS) -> bool:
+    return job.status.value == "failed" and job.error is not None and job.error.kind in kinds
 
 
 def _result(request: Request, job: Job, status: int) -> JSONResponse:
@@ -112,7 +115,7 @@ def _result(request: Request, job: Job, status: int) -> JSONResponse:
 async def generate(request: Request, body: Payload) -> JSONResponse:
     job, _ = await _submit(request, body)
     job = await _admitted(request, job)
-    return _result(request, job, failure_status(job) if _refused(job) else 202)
+    return _result(request, job, failure_status(job) if _refused(job, GENERATE_REFUSALS) else 202)
 
 
 @router.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -109,3 +110,8 @@ class ComfyHTTP:
                 yield resp
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise BackendError(f"GET /view {filename!r}: {type(exc).__name__}: {exc}") from exc
+
+    async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
+        """Every node class (or one) with its inputs, outputs and choices: what /prompt checks."""
+        path = "/object_info" if node_class is None else f"/object_info/{quote(node_class, safe='')}"
+        return await self._json("GET", path) or {}

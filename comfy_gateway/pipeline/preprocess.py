@@ -11,14 +11,17 @@ from ..inputs.resolver import InputResolver
 from ..jobs.model import JobStatus
 from ..jobs.store import JobStore
 from ..workflows.build import build_workflow
+from ..workflows.checker import WorkflowChecker
 from ..workflows.prepare import prepare_workflow
 from ..workflows.registry import ModifierRegistry
 from .failures import fail_job
 
 
 class Preprocess:
-    def __init__(self, store: JobStore, modifiers: ModifierRegistry, inputs: InputResolver):
+    def __init__(self, store: JobStore, modifiers: ModifierRegistry, inputs: InputResolver,
+                 checker: WorkflowChecker | None = None):
         self._store, self._modifiers, self._inputs = store, modifiers, inputs
+        self._checker = checker
 
     async def __call__(self, job_id: str) -> None:
         job = await self._store.get(job_id)
@@ -35,6 +38,10 @@ class Preprocess:
             await self._store.update(job_id, status=JobStatus.preprocessing, message="preparing the workflow",
                                      marks={"preprocess_started": time.time()})
             workflow, names = await build_workflow(job.request, self._modifiers)
+            if self._checker is not None:
+                # Before any input is fetched: a workflow ComfyUI would refuse fails now, with
+                # ComfyUI's node_errors (PromptRejected), as an admission refusal.
+                await self._checker.check(workflow)
             refs = find_inputs(workflow)
             inputs = []
             if refs:

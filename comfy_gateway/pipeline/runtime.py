@@ -14,6 +14,7 @@ from typing import Any, Callable
 import orjson
 
 from .. import metrics
+from ..comfy.object_info import ObjectInfoCache
 from ..comfy.pool import BackendPool
 from ..inputs.resolver import InputResolver
 from ..jobs.factory import make_store
@@ -26,6 +27,7 @@ from ..outputs.retention import expire_local_outputs
 from ..outputs.s3_lazy import S3Storage
 from ..outputs.webhooks import WebhookSender
 from ..settings import Settings
+from ..workflows.checker import WorkflowChecker
 from ..workflows.registry import ModifierRegistry
 from .cancel import AlreadyEnded, Canceller
 from .deadlines import DeadlineWatcher
@@ -71,6 +73,9 @@ class Runtime:
         self.store.add_listener(lambda job, previous: self.webhooks.on_terminal(job) if job.status.terminal else None)
         self.modifiers = ModifierRegistry.load(settings.modifiers_dir, settings.workflows_dir)
         self.inputs = InputResolver(settings)
+        # Would a backend accept a workflow? Asked before it is queued (see workflows/checker.py).
+        self.checker = WorkflowChecker(self.pool, ObjectInfoCache(settings.backend_timeout),
+                                       enabled=settings.validate_workflows)
         self.generation: Generation | None = None
         self.router: BackendRouter | None = None
         self.stats = StageStats()
@@ -105,7 +110,7 @@ class Runtime:
                               renew_every=s.lease_seconds / 3, **kw)
 
         self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers,
-                                         Preprocess(store, self.modifiers, self.inputs))]
+                                         Preprocess(store, self.modifiers, self.inputs, self.checker))]
         # One generation pool, GENERATION_WORKERS slots per backend; the router sends each job
         # to the least-loaded backend in rotation (see router.py).
         router = self.router = BackendRouter(self.pool.backends, s.generation_workers)

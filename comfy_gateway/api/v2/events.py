@@ -1,0 +1,69 @@
+"""GET /api/v2/jobs/{id}/events: the job's live events as the v2 contract names them: `status`
+(on each change of status or queue position), `progress` (complete snapshots), `output` (each
+output, once stored) and a last `status` with the terminal state, after which the stream ends.
+Outputs come before that last status: the SDK stops reading at a terminal status. No ids:
+the v2 stream has no cursor, a reconnecting client starts from a fresh snapshot."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+
+from ...jobs.model import Job, Progress
+from ...pipeline.runtime import Runtime
+from ..deps import runtime_of
+from .errors import V2Route
+from .jobs import job_or_404, render
+from .view import TERMINAL, progress_of
+
+router = APIRouter(route_class=V2Route, tags=["v2 jobs"])
+IDLE_WAIT = 30.0
+QUEUE_EVENT_MIN_INTERVAL = 0.2  # at most five position updates a second per stream
+
+
+def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event": name, "data": orjson.dumps(data).decode()}
+
+
+async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIterator[dict[str, Any]]:
+    store = runtime.store
+    seen = await store.events_after(job_id, 0)
+    seq = seen[-1].seq if seen else 0
+    last: tuple[str, int | None] | None = None
+    last_sent = 0.0
+    while True:
+        job = await store.get(job_id)
+        if job is None:
+            return
+        view = await render(runtime, job, request)
+        if view["status"] in TERMINAL:
+            for out in view["outputs"]:
+                yield _event("output", out)
+            yield _event("status", {"status": view["status"], "queue_position": None})
+            return
+        now = (view["status"], view["queue_position"])
+        if now != last:
+            last, last_sent = now, time.monotonic()
+            yield _event("status", {"status": now[0], "queue_position": now[1]})
+            if now[0] == "running" and view["progress"]:
+                yield _event("progress", view["progress"])
+        # While it waits, every queue's change wakes the stream, but at most so often.
+        calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
+        await store.wait(job_id, seq, queue_change=now[0] == "queued" and calm,
+                         timeout=IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL)
+        for event in await store.events_after(job_id, seq):
+            seq = event.seq
+            if event.type == "progress" and event.progress:
+                yield _event("progress", progress_of(Progress.model_validate(event.progress)))
+
+
+@router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}},
+            summary="The job's live events (status, progress, output), to its terminal status")
+async def events(request: Request, job_id: str) -> EventSourceResponse:
+    runtime = runtime_of(request)
+    job: Job = await job_or_404(runtime, job_id)
+    return EventSourceResponse(v2_events(runtime, request, job.id), ping=runtime.settings.sse_ping_seconds)
