@@ -26,13 +26,14 @@ from redis.asyncio import Redis
 from . import redis_lua as lua
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
+from .redis_facts import RedisFacts
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
 from .redis_records import _Known
 from .store import STAGES, EventFollower, QueueFull, TransitionListener, notify_listeners
 
 
-class RedisJobStore(RedisQueues):
+class RedisJobStore(RedisQueues, RedisFacts):
     shared = True  # other processes use the same store and take over what a dead one held
 
     def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
