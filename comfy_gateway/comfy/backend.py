@@ -114,6 +114,9 @@ class Backend:
             except PromptOutcomeUnknown as exc:
                 await self._after_unknown_post(prompt_id, tracker, exc, deadline)
             tracker.posted = True
+            if self.queue_remaining is not None and self.queue_remaining < self._posted_in_flight():
+                # The last status frame (maybe a clear) came before this POST's answer did.
+                self.reconciler.poke()
             # Cancelled while the POST was on its way (maybe from another process): withdraw it.
             if tracker.cancel_requested or (still_wanted is not None and not await still_wanted()):
                 await self._withdraw(prompt_id)
