@@ -8,20 +8,17 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .support.cluster import Cluster
-from .support.settling import blur_chain, comfy_queue, eventually, quick, ran_at_most_once, settled, submit
+from .support.settling import (blur_chain, comfy_queue, eventually, quick, ran_at_most_once, settled,
+                               store_gateways, submit)
 
 
 @pytest.fixture(params=["memory", "redis"])
 def start_gateway(request, gateway_factory, tmp_path):
     """A gateway maker on the store under test. RECONCILE_INTERVAL is long: what must notice the
     vanished prompts within seconds is ComfyUI's own status frame, not the slow timer."""
-    if request.param == "memory":
-        yield lambda url, **env: gateway_factory(url, RECONCILE_INTERVAL="300", **env)
-        return
-    cluster = Cluster(tmp_path / "cluster")
-    yield lambda url, **env: cluster.start(url, RECONCILE_INTERVAL="300", **env)
-    cluster.stop()
+    make, cleanup = store_gateways(request, gateway_factory, tmp_path, RECONCILE_INTERVAL="300")
+    yield make
+    cleanup()
 
 
 async def pending_in_comfy(client: httpx.AsyncClient, comfyui: str, running: str, pending: list[str]) -> bool:

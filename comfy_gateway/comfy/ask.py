@@ -52,7 +52,7 @@ def asking(budget: float, first: float = 0.05, most: float = 2.0) -> AsyncRetryi
     """Retry on BackendError (no answer, 5xx) for up to `budget` seconds, then re-raise it."""
     return AsyncRetrying(
         retry=retry_if_exception_type(BackendError), stop=stop_after_delay(budget),
-        wait=wait_exponential_jitter(initial=first, max=most), reraise=True)
+        wait=wait_exponential_jitter(multiplier=first, max=most, jitter=first), reraise=True)
 
 
 async def ask(http: ComfyHTTP, prompt_id: str, budget: float) -> tuple[Where, dict[str, Any] | None]:

@@ -180,7 +180,7 @@ class Generation:
         it: a store error while watching (a Redis blip) is logged and the watch starts again,
         it never reads as "the job ended" (which would interrupt a healthy prompt)."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(Exception), wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            retry=retry_if_exception_type(Exception), wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
             before_sleep=lambda state: log.warning(
                 "job %s: following its events failed (%s); following again", job_id,
                 state.outcome.exception() if state.outcome else "?"))

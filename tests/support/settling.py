@@ -100,3 +100,14 @@ async def settled(client: httpx.AsyncClient, url: str, job_ids: list[str], timeo
     await no_slot_in_use(client, url)
     await new_job_completes(client, url)
     return results
+
+
+def store_gateways(request, gateway_factory, tmp_path, **defaults: str):
+    """For a fixture parametrized by store ("memory", "redis"): a gateway maker on that store,
+    and its clean-up (the Redis one is a one-process Cluster under a key prefix of its own)."""
+    from .cluster import Cluster
+
+    if request.param == "memory":
+        return (lambda url, **env: gateway_factory(url, **{**defaults, **env})), (lambda: None)
+    cluster = Cluster(tmp_path / "cluster")
+    return (lambda url, **env: cluster.start(url, **{**defaults, **env})), cluster.stop
