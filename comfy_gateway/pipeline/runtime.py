@@ -203,6 +203,8 @@ class Runtime:
         job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout)
         # The time limit is in the store before the job is: no job can exist without one.
         await self.deadlines.add(job.id, job.deadline, only_new=True)  # an existing job keeps its own
+        if hook is not None:
+            await self.webhooks.owe(job.id, job.deadline)
         try:
             with job_context(job_id):
                 job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
