@@ -14,10 +14,14 @@ from ..logs import job_context
 log = logging.getLogger(__name__)
 
 
+# Ends a job for good: (job id, message, error); the runtime's withdraws it from ComfyUI too.
+Ender = Callable[[str, str, JobError], Awaitable[object]]
+
+
 def counted(store: JobStore, stage: str, take: Callable[[], Awaitable[str]],
-            max_deliveries: int) -> Callable[[], Awaitable[str]]:
-    """`take`, counting each job it returns; one taken too often is failed and acked here and the
-    next one is taken instead."""
+            max_deliveries: int, end: Ender | None = None) -> Callable[[], Awaitable[str]]:
+    """`take`, counting each job it returns; one taken too often is ended (failed, and withdrawn
+    wherever it is) and acked here, and the next one is taken instead."""
 
     async def take_counted() -> str:
         while True:
@@ -30,17 +34,22 @@ def counted(store: JobStore, stage: str, take: Callable[[], Awaitable[str]],
             if times <= max_deliveries:
                 return job_id
             with job_context(job_id):
-                await _give_up(store, stage, job_id, times)
+                await _give_up(store, stage, job_id, times, end)
 
     return take_counted
 
 
-async def _give_up(store: JobStore, stage: str, job_id: str, times: int) -> None:
+async def _give_up(store: JobStore, stage: str, job_id: str, times: int, end: Ender | None) -> None:
     message = (f"the {stage} stage took this job {times} times and each process working on it stopped "
                f"before finishing (crashed or killed?); not trying again (MAX_DELIVERIES={times - 1})")
     log.error("job %s: %s", job_id, message)
+    error = JobError(kind="internal", type="too_many_deliveries", message=message)
     try:
-        await store.update(job_id, status=JobStatus.failed, message=message,
-                           error=JobError(kind="internal", type="too_many_deliveries", message=message))
+        if end is not None:
+            await end(job_id, message, error)
+        else:
+            await store.update(job_id, status=JobStatus.failed, message=message, error=error)
+    except Exception:  # noqa: BLE001 - it ended meanwhile, or is gone: nothing left to end
+        log.info("job %s: already ended or gone", job_id)
     finally:
         await store.ack(stage, job_id)

@@ -31,7 +31,7 @@ from .cancel import AlreadyEnded, Canceller
 from .deadlines import Deadlines
 from .deliveries import counted
 from .estimates import StageStats, estimate_wait
-from .failures import fail_job
+from .failures import fail_job, job_error
 from .generation import Generation
 from .observe import log_transition
 from .output_plan import seal_request
@@ -102,7 +102,7 @@ class Runtime:
 
         def pool(stage: str, size: int, handler, take=None, **kw) -> WorkerPool:
             # Each taking is counted in the store: a job whose every taker died is failed.
-            take = take or counted(store, stage, lambda: store.dequeue(stage), s.max_deliveries)
+            take = take or counted(store, stage, lambda: store.dequeue(stage), s.max_deliveries, self._give_up)
             return WorkerPool(stage, size, take, handler, record,
                               release=lambda job_id: store.ack(stage, job_id),
                               renew=lambda job_id: store.renew(stage, job_id),
@@ -117,7 +117,7 @@ class Runtime:
         self.pools["generation"] = [pool(
             "generation", router.total_slots, self.generation,
             take=lambda: router.gated_take(counted(store, "generation", lambda: store.dequeue("generation"),
-                                                   s.max_deliveries)))]
+                                                   s.max_deliveries, self._give_up)))]
         self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
                                           Postprocess(store, self.pool, self.storage, self.s3, self.secrets, s))]
         await self.webhooks.start()
@@ -157,8 +157,19 @@ class Runtime:
         else:
             for job_id in await self.store.unfinished():
                 with job_context(job_id):
-                    await fail_job(self.store, job_id, RuntimeError(
-                        "the gateway shut down before this job finished (SIGTERM); submit it again"))
+                    await self._fail_at_shutdown(job_id)
+
+    async def _fail_at_shutdown(self, job_id: str) -> None:
+        """Fail a job nobody will take over, and withdraw its prompt from ComfyUI, where it would
+        otherwise run for nobody."""
+        exc = RuntimeError("the gateway shut down before this job finished (SIGTERM); submit it again")
+        try:
+            await self.canceller.stop(job_id, JobStatus.failed, str(exc), job_error(exc))
+        except (KeyError, AlreadyEnded):
+            pass
+        except Exception:  # noqa: BLE001 - the next job must still be accounted for
+            log.exception("could not fail job %s at shutdown", job_id)
+            await fail_job(self.store, job_id, exc)
 
     async def _idle(self) -> bool:
         busy = sum(p.busy for pools in self.pools.values() for p in pools)
@@ -219,6 +230,10 @@ class Runtime:
         """Raises KeyError for an unknown job, AlreadyEnded for one that ended."""
         with job_context(job_id):
             return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
+
+    async def _give_up(self, job_id: str, message: str, error) -> None:
+        """End a job taken too often (pipeline/deliveries.py), withdrawing it from ComfyUI too."""
+        await self.canceller.stop(job_id, JobStatus.failed, message, error)
 
     async def _expire(self, job_id: str) -> None:
         job = await self.store.get(job_id)
