@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     job_timeout: float = Field(3600.0, gt=0, description="default per-job time limit, seconds")
     max_job_timeout: float = Field(86400.0, gt=0, description="largest per-request `timeout`")
     shutdown_grace: float = Field(30.0, ge=0, description="seconds to finish jobs on SIGTERM")
+    # Settling every job (see the README's "Every job settles"): each backend's prompts in
+    # flight are compared with its /queue this often, besides on status frames and reconnects.
+    reconcile_interval: float = Field(5.0, gt=0, description="seconds between two looks at each ComfyUI's queue")
+    # A job taken this many times by a stage (each time its taker died or stopped) is failed.
+    max_deliveries: int = Field(5, ge=1, le=100)
+    # Time limits and owed webhooks are kept in the store; every process looks for due ones at
+    # least this often (sooner when it knows of a nearer one).
+    sweep_interval: float = Field(1.0, gt=0, le=60)
+    # Webhook requests in flight at once per process; a webhook waiting for its next retry holds none.
+    webhook_concurrency: int = Field(100, ge=1, le=10000)
 
     # Access control. Comma-separated bearer tokens; empty = no authentication (loopback only!).
     api_keys: SecretStr = SecretStr("")

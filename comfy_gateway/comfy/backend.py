@@ -17,16 +17,25 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import orjson
 
-from .errors import BackendError, PromptCancelled, PromptLost
+from .ask import Where, ask, asking, seconds_until
+from .errors import BackendError, PromptCancelled, PromptLost, PromptNotAccepted, PromptOutcomeUnknown
 from .history import raise_for_status
 from .http import ComfyHTTP
+from .reconciler import Reconciler
 from .tracker import ProgressCallback, PromptTracker
 
 log = logging.getLogger(__name__)
 
+HISTORY_LAG_MAX = 10.0  # seconds an ended prompt's history entry may take to appear
+
+
+class _HistoryLag(BackendError):
+    """No history entry yet for a prompt that ended: asked again like a failed request."""
+
 
 class Backend:
-    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout: float, lost_after: float):
+    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout: float, lost_after: float,
+                 reconcile_interval: float = 5.0):
         self.url = url
         self.name = url.split("://", 1)[-1]
         self.http = ComfyHTTP(url, session, timeout)
@@ -44,6 +53,7 @@ class Backend:
         self._task: asyncio.Task[None] | None = None
         self._busy_total = 0.0  # seconds with at least one of our prompts on this ComfyUI
         self._busy_since: float | None = None
+        self.reconciler = Reconciler(self, reconcile_interval)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` when the backend joins or leaves the rotation or its load changes."""
@@ -56,6 +66,9 @@ class Backend:
     @property
     def in_flight(self) -> int:
         return len(self._trackers)
+
+    def trackers(self) -> list[tuple[str, PromptTracker]]:
+        return list(self._trackers.items())
 
     def busy_seconds(self) -> float:
         """Seconds so far during which this ComfyUI had at least one of our prompts (queued
@@ -75,8 +88,10 @@ class Backend:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._ws_loop(), name=f"ws:{self.name}")
+        self.reconciler.start()
 
     async def stop(self) -> None:
+        await self.reconciler.stop()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -84,23 +99,30 @@ class Backend:
     # -- running a prompt -------------------------------------------------------------------
     async def run(
         self, prompt_id: str, workflow: dict[str, Any], on_progress: ProgressCallback | None = None,
-        still_wanted: Callable[[], Awaitable[bool]] | None = None,
+        still_wanted: Callable[[], Awaitable[bool]] | None = None, deadline: float | None = None,
     ) -> dict[str, Any]:
         """Queue the prompt under our own id, wait for it to end, and return its confirmed
         /history entry. Raises PromptRejected, ExecutionFailed, ExecutionInterrupted,
-        PromptLost or BackendError."""
+        PromptLost or BackendError. `deadline` (epoch seconds, the job's): how long an unknown
+        outcome may be asked about."""
         tracker = PromptTracker(prompt_id, workflow, on_progress)
         # Registered before the POST: ComfyUI may start sending frames before it answers.
         self._track(prompt_id, tracker)
         try:
-            await self.http.post_prompt(workflow, client_id=self.client_id, prompt_id=prompt_id)
+            try:
+                await self.http.post_prompt(workflow, client_id=self.client_id, prompt_id=prompt_id)
+            except PromptOutcomeUnknown as exc:
+                await self._after_unknown_post(prompt_id, tracker, exc, deadline)
             tracker.posted = True
+            if self.queue_remaining is not None and self.queue_remaining < self._posted_in_flight():
+                # The last status frame (maybe a clear) came before this POST's answer did.
+                self.reconciler.poke()
             # Cancelled while the POST was on its way (maybe from another process): withdraw it.
             if tracker.cancel_requested or (still_wanted is not None and not await still_wanted()):
                 await self._withdraw(prompt_id)
                 raise PromptCancelled(prompt_id)
             await tracker.ended
-            entry = await self._confirmed_history(prompt_id)
+            entry = await self._confirmed_history(prompt_id, deadline)
         finally:
             self._untrack(prompt_id)
         raise_for_status(entry)
@@ -125,17 +147,34 @@ class Backend:
         except BackendError as exc:
             log.warning("backend %s: could not withdraw prompt %s: %s", self.name, prompt_id, exc)
 
-    async def _confirmed_history(self, prompt_id: str) -> dict[str, Any]:
-        # The transcripts show history can lag the end frames: retry briefly before giving up.
-        delay, deadline = 0.005, time.monotonic() + 10
-        while True:
-            entry = await self.http.history(prompt_id)
-            if entry:
+    async def _after_unknown_post(self, prompt_id: str, tracker: PromptTracker, exc: PromptOutcomeUnknown,
+                                  deadline: float | None) -> None:
+        """The POST's answer was lost: ask ComfyUI instead of guessing. Queued -> follow it as if
+        the answer had come; in history -> it already ended (the caller reads the entry); in
+        neither -> ComfyUI did not take it, and it may go elsewhere (PromptNotAccepted)."""
+        log.warning("backend %s: %s; asking ComfyUI what became of prompt %s", self.name, exc, prompt_id,
+                    extra={"job_id": prompt_id})
+        state, _ = await ask(self.http, prompt_id, seconds_until(deadline, self._lost_after))
+        if state is Where.unknown:
+            raise PromptNotAccepted(f"{exc}; {self.name} has neither queued nor run it") from exc
+        if state is Where.done:
+            tracker.end()
+
+    async def _confirmed_history(self, prompt_id: str, deadline: float | None) -> dict[str, Any]:
+        """The history entry of a prompt that ended. The transcripts show history can lag the
+        end frames: an empty answer is asked again for HISTORY_LAG_MAX seconds before the prompt
+        counts as lost; a failed request is asked again until the job's deadline, since one
+        failed request says nothing about how the prompt ended."""
+        empty_until = time.monotonic() + HISTORY_LAG_MAX
+        async for attempt in asking(seconds_until(deadline, self._lost_after), first=0.005, most=0.5):
+            with attempt:
+                entry = await self.http.history(prompt_id)
+                if not entry:
+                    if time.monotonic() > empty_until:
+                        raise PromptLost(f"prompt {prompt_id} ended but {self.name} has no history for it")
+                    raise _HistoryLag(prompt_id)
                 return entry
-            if time.monotonic() > deadline:
-                raise PromptLost(f"prompt {prompt_id} ended but {self.name} has no history for it")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     # -- the websocket ----------------------------------------------------------------------
     async def _ws_loop(self) -> None:
@@ -151,7 +190,7 @@ class Backend:
                     self._changed()
                     log.info("backend %s: websocket connected", self.name)
                     if had_gap and self._trackers:
-                        asyncio.create_task(self._reconcile())
+                        self.reconciler.poke()  # frames may have been missed meanwhile
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             self._route(msg.data)
@@ -186,6 +225,8 @@ class Backend:
                 if isinstance(remaining, int) and remaining != self.queue_remaining:
                     self.queue_remaining = remaining
                     self._changed()
+                if isinstance(remaining, int) and remaining < self._posted_in_flight():
+                    self.reconciler.poke()  # fewer there than ours: some may have vanished
                 return
             tracker = self._trackers.get(data.get("prompt_id"))  # type: ignore[arg-type]
             if tracker is not None:
@@ -193,28 +234,8 @@ class Backend:
         except Exception:  # noqa: BLE001 - a strange frame must not kill the socket
             log.exception("backend %s: could not handle frame %.200s", self.name, raw)
 
-    async def _reconcile(self) -> None:
-        """After a gap, frames may have been missed: settle each prompt in flight from
-        /history, keep waiting for those still queued, and fail those the backend forgot."""
-        # Only prompts whose POST had returned before the /queue snapshot can be judged by it.
-        candidates = [(pid, t) for pid, t in self._trackers.items() if t.posted]
-        try:
-            queue = await self.http.queue()
-        except BackendError as exc:
-            log.warning("backend %s: reconcile skipped: %s", self.name, exc)
-            return
-        known = {item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])}
-        for prompt_id, tracker in candidates:
-            try:
-                if await self.http.history(prompt_id):
-                    tracker.end()
-                elif prompt_id not in known:
-                    tracker.end(PromptLost(
-                        f"{self.name} no longer knows prompt {prompt_id} (did ComfyUI restart?)"))
-            except BackendError as exc:
-                # The websocket's task carries no job context: name the job on the line.
-                log.warning("backend %s: reconcile of %s failed: %s", self.name, prompt_id, exc,
-                            extra={"job_id": prompt_id})
+    def _posted_in_flight(self) -> int:
+        return sum(1 for t in self._trackers.values() if t.posted and not t.ended.done())
 
     def _fail_all(self, exc: BaseException) -> None:
         for tracker in list(self._trackers.values()):

@@ -14,6 +14,12 @@ class PromptNotAccepted(BackendError):
     go to another backend without any risk of running twice."""
 
 
+class PromptOutcomeUnknown(BackendError):
+    """POST /prompt was sent but its answer was lost (a read timeout, a dropped connection, a
+    502/504 from a proxy in front of ComfyUI): the prompt may be queued, running or done. Only
+    asking ComfyUI (/queue, then /history) can tell; sending it anywhere again could run it twice."""
+
+
 class PromptRejected(Exception):
     """ComfyUI refused the prompt at validation (HTTP 400 with error and node_errors)."""
 

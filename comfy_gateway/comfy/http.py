@@ -9,7 +9,12 @@ from typing import Any, AsyncIterator
 import aiohttp
 import orjson
 
-from .errors import BackendError, PromptNotAccepted, PromptRejected
+from .errors import BackendError, PromptNotAccepted, PromptOutcomeUnknown, PromptRejected
+
+
+# Answers of a proxy in front of ComfyUI that leave open whether ComfyUI got the prompt
+# (ComfyUI itself never sends them).
+PROXY_UNKNOWN = (502, 504)
 
 
 class ComfyHTTP:
@@ -50,6 +55,10 @@ class ComfyHTTP:
                     except orjson.JSONDecodeError:
                         parsed = {"error": {"type": "invalid_prompt", "message": raw.decode(errors="replace")}}
                     raise PromptRejected(parsed if isinstance(parsed, dict) else {"error": parsed})
+                if resp.status in PROXY_UNKNOWN:
+                    # A proxy's answer: it may have forwarded the prompt before its upstream
+                    # failed or timed out, so ComfyUI may have queued it.
+                    raise PromptOutcomeUnknown(f"POST /prompt: HTTP {resp.status} from a proxy: {raw[:300]!r}")
                 if resp.status != 200:
                     raise PromptNotAccepted(f"POST /prompt: HTTP {resp.status}: {raw[:300]!r}")
                 return orjson.loads(raw)
@@ -57,7 +66,7 @@ class ComfyHTTP:
             raise PromptNotAccepted(f"POST /prompt: {type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # Sent, but no answer: ComfyUI may or may not have queued it.
-            raise BackendError(f"POST /prompt: {type(exc).__name__}: {exc}") from exc
+            raise PromptOutcomeUnknown(f"POST /prompt: {type(exc).__name__}: {exc}") from exc
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry, or None while ComfyUI has none (it answers 200 {} then)."""

@@ -12,8 +12,9 @@ from .errors import BackendError
 
 
 class BackendPool:
-    def __init__(self, urls: list[str], *, timeout: float, lost_after: float):
+    def __init__(self, urls: list[str], *, timeout: float, lost_after: float, reconcile_interval: float = 5.0):
         self._urls = urls
+        self._reconcile_interval = reconcile_interval
         self._timeout = timeout
         self._lost_after = lost_after
         self._session: aiohttp.ClientSession | None = None
@@ -25,7 +26,8 @@ class BackendPool:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, ttl_dns_cache=300),
         )
         self.backends = [
-            Backend(url, self._session, timeout=self._timeout, lost_after=self._lost_after)
+            Backend(url, self._session, timeout=self._timeout, lost_after=self._lost_after,
+                    reconcile_interval=self._reconcile_interval)
             for url in self._urls
         ]
         for backend in self.backends:

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from .events import JobEvent
+from .facts import MemoryFacts
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
 from .store import STAGES, EventFollower, QueueFull, TransitionListener, WaitingFollower, notify_listeners
@@ -23,7 +24,7 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
     futures.clear()
 
 
-class MemoryJobStore:
+class MemoryJobStore(MemoryFacts):
     shared = False  # one process: nothing else can take over its jobs
 
     def __init__(self) -> None:
@@ -35,6 +36,7 @@ class MemoryJobStore:
         self._counts: Counter[str] = Counter()  # jobs kept per status, for the metrics gauge
         self._listeners: list[TransitionListener] = []
         self._taken: dict[str, set[str]] = {stage: set() for stage in STAGES}  # dequeued, not acked
+        self._init_facts()
 
     async def start(self) -> None:
         return None
@@ -206,4 +208,5 @@ class MemoryJobStore:
             del self._jobs[job_id]
             self._events.pop(job_id, None)
             self._job_waiters.pop(job_id, None)
+            self._forget_facts(job_id)
         return len(old)

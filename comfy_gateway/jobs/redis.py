@@ -26,13 +26,14 @@ from redis.asyncio import Redis
 from . import redis_lua as lua
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
+from .redis_facts import RedisFacts
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
 from .redis_records import _Known
 from .store import STAGES, EventFollower, QueueFull, TransitionListener, notify_listeners
 
 
-class RedisJobStore(RedisQueues):
+class RedisJobStore(RedisQueues, RedisFacts):
     shared = True  # other processes use the same store and take over what a dead one held
 
     def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
@@ -52,7 +53,8 @@ class RedisJobStore(RedisQueues):
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
         self._scripts = {name: redis.register_script(getattr(lua, name))
-                         for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE")}
+                         for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
+                                     "EXPIRE_ENDED")}
 
     # -- life ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -271,18 +273,13 @@ class RedisJobStore(RedisQueues):
     async def expire(self, older_than: float) -> int:
         ended = self.prefix + "ended"
         old = await self.redis.zrangebyscore(ended, "-inf", older_than)
+        gone = 0
         for i in range(0, len(old), 500):
-            members = old[i:i + 500]
-            chunk = [m.partition("|")[2] for m in members]
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(*[self._job(j) for j in chunk], *[self._ev(j) for j in chunk])
-                pipe.zrem(ended, *members)
-                pipe.zrem(self.prefix + "created", *chunk)
-                for m in members:
-                    pipe.hincrby(self.prefix + "counts", m.partition("|")[0], -1)
-                await pipe.execute()
+            gone += int(await self._scripts["EXPIRE_ENDED"](
+                keys=[ended, self.prefix + "created", self.prefix + "counts"],
+                args=[self._job(""), self._ev(""), self.prefix + "dlv:", *old[i:i + 500]]))
         await self._forget_idle_consumers()
-        return len(old)
+        return gone
 
 
 class _Follower:

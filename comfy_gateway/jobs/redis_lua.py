@@ -193,3 +193,23 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' -')
 return 1
 """
+
+# Forget ended jobs, each once however many processes sweep at the same moment: a member
+# another sweep already removed is skipped, so the status counts are decremented once.
+# KEYS: ended, created, counts   ARGV: job key prefix ("P job:"), events key prefix ("P ev:"),
+# facts key prefix ("P dlv:"), then the members ("<status>|<job id>") to forget.
+EXPIRE_ENDED = """
+local gone = 0
+for i = 4, #ARGV do
+  local member = ARGV[i]
+  if redis.call('ZREM', KEYS[1], member) == 1 then
+    local sep = string.find(member, '|', 1, true)
+    local status, id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+    redis.call('DEL', ARGV[1] .. id, ARGV[2] .. id, ARGV[3] .. id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HINCRBY', KEYS[3], status, -1)
+    gone = gone + 1
+  end
+end
+return gone
+"""

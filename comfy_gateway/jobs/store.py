@@ -6,6 +6,7 @@ import logging
 from typing import Any, Callable, Protocol
 
 from .events import JobEvent
+from .facts import Schedule
 from .model import Job, JobStatus, Progress, WebhookState
 
 STAGES = ("preprocess", "generation", "postprocess")
@@ -147,3 +148,10 @@ class JobStore(Protocol):
 
     async def expire(self, older_than: float) -> int:
         """Forget ended jobs that finished before the given epoch time."""
+
+    # -- job facts (facts.py): what any live process enforces ---------------------------------
+    def schedule(self, name: str) -> Schedule:
+        """A named schedule of due times ("deadlines", "outbox") in the store."""
+
+    async def count_delivery(self, stage: str, job_id: str) -> int:
+        """Count one more taking of the job by the stage (every process sees the same count)."""

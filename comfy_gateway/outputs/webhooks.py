@@ -7,7 +7,8 @@ Signed by the Standard Webhooks scheme (https://www.standardwebhooks.com/): head
 libraries check.
 
 Deliveries run as their own tasks, never in a stage worker: a slow or dead receiver holds one
-delivery slot for at most WEBHOOK_TIMEOUT per attempt and delays no job.
+delivery slot for at most WEBHOOK_TIMEOUT per attempt and delays no job. What is owed is kept
+in the store's outbox (see WebhookSender), so another process delivers what a dead one owed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -23,17 +24,25 @@ import aiohttp
 import orjson
 from standardwebhooks import Webhook
 
-from .. import __version__
+from .. import __version__, metrics
 from ..jobs.model import Job, WebhookState
 from ..jobs.store import JobStore
 from ..net.guard import UrlRefused, guarded_session
 from ..net.precheck import precheck_url
+from ..pipeline.sweeper import Sweeper
 from ..settings import Settings, webhook_key
 
 log = logging.getLogger(__name__)
 
-MAX_CONCURRENT = 100  # deliveries in flight at once; more wait for a slot
 MAX_DELAY = 300.0  # the longest pause between two attempts, seconds
+OUTBOX_MARGIN = 5.0  # seconds past WEBHOOK_TIMEOUT that a claimed delivery stays this process's
+OWED_GRACE = 60.0  # seconds past a job's deadline when a webhook owed since submission is looked at
+
+
+def message_id(job_id: str) -> str:
+    """The webhook-id of a job's webhook: the same on every retry, from whichever process, so
+    receivers can de-duplicate."""
+    return "msg_" + job_id.replace("-", "")
 
 
 def should_retry(status: int) -> bool:
@@ -52,15 +61,25 @@ def backoff(attempt: int, base: float, retry_after: str | None = None) -> float:
 
 
 class WebhookSender:
+    """Owed webhooks are facts in the store (its "outbox" schedule: job id -> when to try next),
+    so whichever process is alive delivers them: one that owes a webhook and dies leaves it to
+    the next sweep of another. The attempt count lives in the job's webhook record, so retries
+    go on where the dead process left off. A delivery slot is held only while a request is in
+    flight, never through the pause before a retry."""
+
     def __init__(self, settings: Settings, store: JobStore, render: Callable[[Job], dict[str, Any]]):
         self._settings = settings
         self._store = store
         self._render = render
         secret = settings.webhook_secret.get_secret_value()
         self._signer = Webhook(webhook_key(secret)) if secret else None
-        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._delivering: set[str] = set()  # job ids with an attempt under way in this process
         self._session: aiohttp.ClientSession | None = None
+        # A claimed entry is ours while one attempt can last; past that, another process retries.
+        self.outbox = Sweeper("webhooks", store.schedule("outbox"), self._due,
+                              interval=settings.sweep_interval, hold=settings.webhook_timeout + OUTBOX_MARGIN)
 
     @property
     def can_sign(self) -> bool:
@@ -77,58 +96,94 @@ class WebhookSender:
 
     async def start(self) -> None:
         self._session = guarded_session(self._settings.network_policy)
+        self.outbox.start()
 
     async def stop(self) -> None:
+        await self.outbox.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session:
             await self._session.close()
 
+    async def owe(self, job_id: str, latest: float) -> None:
+        """Record at submission that the job's webhook is owed by `latest` at the latest: if every
+        process that could have sent it at the job's end died first, a sweep then finds it."""
+        await self.outbox.add(job_id, latest + OWED_GRACE, only_new=True)
+
     # -- the store's terminal listener ------------------------------------------------------
     def on_terminal(self, job: Job) -> None:
-        target = self.target(job.request)
-        if target is None or self._signer is None:
+        if job.webhook is None or self.target(job.request) is None or self._signer is None:
             return
-        url, extra = target
-        body = self._render(job)
-        body.pop("webhook", None)  # the delivery's own state is not part of what it delivers
-        body["extra_params"] = extra  # under its own key: can never overwrite id or status
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(job.id, url, orjson.dumps(body)), name=f"webhook:{job.id}")
+        self._spawn(self.outbox.add(job.id, time.time()), f"webhook-due:{job.id}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # -- delivery ---------------------------------------------------------------------------
-    async def _deliver(self, job_id: str, url: str, body: bytes) -> None:
-        s = self._settings
-        state = WebhookState(state="pending")
-        msg_id = f"msg_{uuid.uuid4().hex}"
+    # -- the outbox -------------------------------------------------------------------------
+    async def _due(self, job_id: str) -> bool:
+        """A claimed outbox entry: start its next attempt; True when nothing is owed any more."""
+        job = await self._store.get(job_id)
+        if job is None or job.webhook is None or job.webhook.state in ("delivered", "failed"):
+            return True
+        if not job.status.terminal:  # the safety net came due before the end: look again later
+            await self.outbox.schedule.put(job_id, time.time() + OWED_GRACE)
+            return False
+        if self._signer is None or job_id in self._delivering:
+            return False
+        self._delivering.add(job_id)
+        self._spawn(self._deliver(job), f"webhook:{job_id}")
+        return False
+
+    async def _deliver(self, job: Job) -> None:
+        """One attempt, then the next step in the outbox: done (dropped) or a retry later."""
+        try:
+            await self._deliver_once(job)
+        except Exception:  # noqa: BLE001 - stays claimed: another sweep retries after the hold
+            log.exception("webhook of job %s: delivery attempt failed", job.id)
+        finally:
+            self._delivering.discard(job.id)
+
+    async def _deliver_once(self, job: Job) -> None:
+        s, schedule = self._settings, self.outbox.schedule
+        target = self.target(job.request)
+        assert target is not None and job.webhook is not None
+        url, extra = target
+        state = job.webhook.model_copy()
         try:
             await precheck_url(url, s.network_policy, what="webhook.url")
         except UrlRefused as exc:
             state.state, state.last_error = "failed", str(exc)
-            await self._store.set_webhook(job_id, state)
-            log.info("webhook of job %s refused: %s", job_id, exc)
+            await self._store.set_webhook(job.id, state)
+            await schedule.drop(job.id)
+            log.info("webhook of job %s refused: %s", job.id, exc)
             return
-        async with self._slots:
-            for attempt in range(1, s.webhook_retries + 2):
-                status, error, retry_after = await self._attempt(url, msg_id, body)
-                state.attempts, state.last_status, state.last_error = attempt, status, error
-                if status is not None and 200 <= status < 300:
-                    state.state = "delivered"
-                    await self._store.set_webhook(job_id, state)
-                    log.info("webhook of job %s delivered (attempt %d, HTTP %d)", job_id, attempt, status)
-                    return
-                retry = status is None or should_retry(status)
-                if not retry or attempt > s.webhook_retries:
-                    break
-                state.state = "retrying"
-                await self._store.set_webhook(job_id, state)
-                await asyncio.sleep(backoff(attempt, s.webhook_backoff, retry_after))
+        body = self._render(job)
+        body.pop("webhook", None)  # the delivery's own state is not part of what it delivers
+        body["extra_params"] = extra  # under its own key: can never overwrite id or status
+        async with self._slots:  # held for the request only
+            status, error, retry_after = await self._attempt(url, message_id(job.id), orjson.dumps(body))
+        state.attempts += 1
+        state.last_status, state.last_error = status, error
+        if status is not None and 200 <= status < 300:
+            state.state = "delivered"
+            await self._store.set_webhook(job.id, state)
+            await schedule.drop(job.id)
+            log.info("webhook of job %s delivered (attempt %d, HTTP %d)", job.id, state.attempts, status)
+            return
+        if (status is None or should_retry(status)) and state.attempts <= s.webhook_retries:
+            state.state = "retrying"
+            await self._store.set_webhook(job.id, state)
+            await schedule.put(job.id, time.time() + backoff(state.attempts, s.webhook_backoff, retry_after))
+            self.outbox.kick()
+            return
         state.state = "failed"
-        await self._store.set_webhook(job_id, state)
-        log.warning("webhook of job %s failed after %d attempt(s): %s", job_id, state.attempts, state.last_error)
+        await self._store.set_webhook(job.id, state)
+        await schedule.drop(job.id)
+        metrics.webhook_failed()
+        log.warning("webhook of job %s failed after %d attempt(s): %s", job.id, state.attempts, state.last_error)
 
     async def _attempt(self, url: str, msg_id: str, body: bytes) -> tuple[int | None, str | None, str | None]:
         """One POST: (status, error, Retry-After). The timestamp is signed afresh each time."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..comfy.pool import BackendPool
-from ..jobs.model import Job, JobStatus
+from ..jobs.model import Job, JobError, JobStatus
 from ..jobs.store import STAGES, JobStore
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ class Canceller:
     def __init__(self, store: JobStore, pool: BackendPool):
         self._store, self._pool = store, pool
 
-    async def stop(self, job_id: str, status: JobStatus, message: str) -> Job:
+    async def stop(self, job_id: str, status: JobStatus, message: str, error: JobError | None = None) -> Job:
         """End the job with `status` first (terminal states are final, so whatever ComfyUI
         reports later cannot revive it), then take it out of its queue and out of ComfyUI."""
         job = await self._store.get(job_id)
@@ -30,7 +30,8 @@ class Canceller:
         if job.status.terminal:
             raise AlreadyEnded(job)
         was = job.status
-        job = await self._store.update(job_id, status=status, message=message)
+        extra = {"error": error} if error is not None else {}
+        job = await self._store.update(job_id, status=status, message=message, **extra)
         if job.status is not status:  # it ended on its own a moment ago
             raise AlreadyEnded(job)
         for stage in STAGES:

@@ -37,7 +37,10 @@ def job_error(exc: BaseException) -> JobError:
     if isinstance(exc, ExecutionFailed):
         return JobError(kind="execution", type="execution_error", message=f"ComfyUI failed while running: {exc}", details=exc.data)
     if isinstance(exc, ExecutionInterrupted):
-        return JobError(kind="interrupted", type="execution_interrupted", message=str(exc), details=exc.data)
+        # The gateway's own cancels and time limits end the job before they interrupt, so an
+        # interrupt that reaches here came from someone else (Cancel in ComfyUI, a /interrupt).
+        return JobError(kind="interrupted", type="execution_interrupted", details=exc.data,
+                        message=f"ComfyUI {exc}: interrupted there by someone else, not by this gateway")
     if isinstance(exc, PromptLost):
         return JobError(kind="backend", type="prompt_lost", message=str(exc))
     if isinstance(exc, StorageError):

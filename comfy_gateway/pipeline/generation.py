@@ -12,6 +12,7 @@ import time
 from typing import Any, Awaitable
 
 import orjson
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from ..comfy.backend import Backend
 from ..comfy.errors import PromptCancelled, PromptLost, PromptNotAccepted, PromptRejected
@@ -139,10 +140,12 @@ class Generation:
             return current is not None and not current.status.terminal
 
         if not job.inputs:
-            return await self._unless_ended(job_id, backend, backend.run(job_id, job.workflow or {}, on_progress, still_wanted))
+            return await self._unless_ended(job_id, backend, backend.run(
+                job_id, job.workflow or {}, on_progress, still_wanted, job.deadline))
         workflow, reused = await self._place_inputs(job, backend)
         try:
-            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted))
+            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted,
+                                                                         job.deadline))
         except PromptRejected as exc:
             # A file this backend had before may be gone (a restarted ComfyUI with a fresh input
             # folder): if ComfyUI names one, upload again and try once more. A rejected prompt
@@ -154,7 +157,8 @@ class Generation:
             for sha in gone:
                 self.uploads[backend.name].forget(sha)
             workflow, _ = await self._place_inputs(job, backend)
-            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted))
+            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted,
+                                                                         job.deadline))
 
     async def _unless_ended(self, job_id: str, backend: Backend, run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
         """Await the run, but withdraw the prompt if the job ends meanwhile. A cancel or timeout
@@ -172,17 +176,30 @@ class Generation:
             running.cancel()
 
     async def _ended(self, job_id: str) -> None:
-        """Return once the job has ended (woken by its events)."""
+        """Return once the job has ended (woken by its events). Following a job never harms
+        it: a store error while watching (a Redis blip) is logged and the watch starts again,
+        it never reads as "the job ended" (which would interrupt a healthy prompt)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception), wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
+            before_sleep=lambda state: log.warning(
+                "job %s: following its events failed (%s); following again", job_id,
+                state.outcome.exception() if state.outcome else "?"))
+        async for attempt in retrying:
+            with attempt:
+                await self._follow_to_end(job_id)
+
+    async def _follow_to_end(self, job_id: str) -> None:
         follower = self._store.follow(job_id)
         try:
+            events: list = []  # read first, also after a restart of the watch (events may be missed)
             while True:
-                events = await follower.next(30.0)
                 if any(e.type == "final_result" for e in events):
                     return
                 if not events:
                     job = await self._store.get(job_id)
                     if job is None or job.status.terminal:
                         return
+                events = await follower.next(30.0)
         finally:
             follower.close()
 

@@ -30,9 +30,10 @@ from ..settings import Settings
 from ..workflows.checker import WorkflowChecker
 from ..workflows.registry import ModifierRegistry
 from .cancel import AlreadyEnded, Canceller
-from .deadlines import DeadlineWatcher
+from .deadlines import Deadlines
+from .deliveries import counted
 from .estimates import StageStats, estimate_wait
-from .failures import fail_job
+from .failures import fail_job, job_error
 from .generation import Generation
 from .observe import log_transition
 from .output_plan import seal_request
@@ -63,7 +64,8 @@ class Runtime:
         self.settings = settings
         self.store: JobStore = store or make_store(settings)
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
-                                lost_after=settings.backend_lost_after)
+                                lost_after=settings.backend_lost_after,
+                                reconcile_interval=settings.reconcile_interval)
         self.storage = LocalStorage(settings.output_dir)
         key = settings.secrets_key.get_secret_value()
         self.secrets = SecretBox(base64.b64decode(key) if key else None)
@@ -82,7 +84,7 @@ class Runtime:
         self.pools: dict[str, list[WorkerPool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.canceller = Canceller(self.store, self.pool)
-        self.deadlines = DeadlineWatcher(self._expire)
+        self.deadlines = Deadlines(self.store, self._expire, settings.sweep_interval)
         self.draining = False  # after SIGTERM: no new jobs, finish what is in flight
         self.metrics = metrics.Metrics()
         metrics.install(self.metrics)
@@ -104,7 +106,9 @@ class Runtime:
                         "cannot be opened by another one; set the same SECRETS_KEY on every process")
 
         def pool(stage: str, size: int, handler, take=None, **kw) -> WorkerPool:
-            return WorkerPool(stage, size, take or (lambda: store.dequeue(stage)), handler, record,
+            # Each taking is counted in the store: a job whose every taker died is failed.
+            take = take or counted(store, stage, lambda: store.dequeue(stage), s.max_deliveries, self._give_up)
+            return WorkerPool(stage, size, take, handler, record,
                               release=lambda job_id: store.ack(stage, job_id),
                               renew=lambda job_id: store.renew(stage, job_id),
                               renew_every=s.lease_seconds / 3, **kw)
@@ -117,7 +121,8 @@ class Runtime:
         self.generation = Generation(store, router, self.inputs, s.backend_lost_after)
         self.pools["generation"] = [pool(
             "generation", router.total_slots, self.generation,
-            take=lambda: router.gated_take(lambda: store.dequeue("generation")))]
+            take=lambda: router.gated_take(counted(store, "generation", lambda: store.dequeue("generation"),
+                                                   s.max_deliveries, self._give_up)))]
         self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
                                           Postprocess(store, self.pool, self.storage, self.s3, self.secrets, s))]
         await self.webhooks.start()
@@ -157,8 +162,19 @@ class Runtime:
         else:
             for job_id in await self.store.unfinished():
                 with job_context(job_id):
-                    await fail_job(self.store, job_id, RuntimeError(
-                        "the gateway shut down before this job finished (SIGTERM); submit it again"))
+                    await self._fail_at_shutdown(job_id)
+
+    async def _fail_at_shutdown(self, job_id: str) -> None:
+        """Fail a job nobody will take over, and withdraw its prompt from ComfyUI, where it would
+        otherwise run for nobody."""
+        exc = RuntimeError("the gateway shut down before this job finished (SIGTERM); submit it again")
+        try:
+            await self.canceller.stop(job_id, JobStatus.failed, str(exc), job_error(exc))
+        except (KeyError, AlreadyEnded):
+            pass
+        except Exception:  # noqa: BLE001 - the next job must still be accounted for
+            log.exception("could not fail job %s at shutdown", job_id)
+            await fail_job(self.store, job_id, exc)
 
     async def _idle(self) -> bool:
         busy = sum(p.busy for pools in self.pools.values() for p in pools)
@@ -201,18 +217,28 @@ class Runtime:
         stored = seal_request(payload, job_id, self.secrets)
         hook = WebhookState() if self.webhooks.target(payload) else None
         job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout)
+        # The time limit is in the store before the job is: no job can exist without one.
+        await self.deadlines.add(job.id, job.deadline, only_new=True)  # an existing job keeps its own
+        if hook is not None:
+            await self.webhooks.owe(job.id, job.deadline)
         try:
             with job_context(job_id):
                 job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
         except KeyError:  # lost a race with the same id
             return await self.submit(payload)
-        self.deadlines.add(job.id, job.deadline)
+        except BaseException:
+            await self.deadlines.schedule.drop(job.id)
+            raise
         return job, True
 
     async def cancel(self, job_id: str) -> Job:
         """Raises KeyError for an unknown job, AlreadyEnded for one that ended."""
         with job_context(job_id):
             return await self.canceller.stop(job_id, JobStatus.cancelled, "cancelled by the client")
+
+    async def _give_up(self, job_id: str, message: str, error) -> None:
+        """End a job taken too often (pipeline/deliveries.py), withdrawing it from ComfyUI too."""
+        await self.canceller.stop(job_id, JobStatus.failed, message, error)
 
     async def _expire(self, job_id: str) -> None:
         job = await self.store.get(job_id)

@@ -86,13 +86,13 @@ class Receiver:
         return web.Response(status=status, text="ok" if status < 400 else f"scripted {status}")
 
 
-async def start_receiver(secret: str) -> tuple[Receiver, web.AppRunner]:
+async def start_receiver(secret: str, port: int = 0) -> tuple[Receiver, web.AppRunner]:
     receiver = Receiver(secret)
     app = web.Application()
     app.router.add_post("/{path:.+}", receiver.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     receiver.url = f"http://127.0.0.1:{port}"

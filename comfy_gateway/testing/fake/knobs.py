@@ -15,6 +15,11 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "hang": False,                 # executor picks no new prompt
     "down": False,                 # every non-/fake route answers 503, sockets are dropped
     "cache": False,                # ComfyUI's classic output cache (identical nodes are not re-run)
+    # Faults of what lies between a client and ComfyUI (issue 10):
+    "prompt_reply_delay": 0.0,     # seconds POST /prompt waits to answer after queueing the prompt
+    "proxy_error_next": 0,         # next N POST /prompt are queued, then answered proxy_error_status
+    "proxy_error_status": 502,     # what a proxy answers when its upstream's answer is lost (502/504)
+    "history_fail_next": 0,        # next N GET /history/{id} answer 500
 }
 ACTIONS = ("drop_ws_now", "restart")  # one-shot knobs: true runs the action
 STATS_COUNTERS = ("prompts_received", "prompts_rejected", "prompts_executed", "max_queue_length",
@@ -54,9 +59,10 @@ class Knobs:
                     raise ValueError("knob class_delay: every delay must be >= 0")
                 new[k] = v
                 continue
-            if k in ("node_delay", "history_lag"):
+            if k in ("node_delay", "history_lag", "prompt_reply_delay"):
                 v = float(v)
-            elif k == "fail_next" or (k == "drop_ws_after_frames" and v is not None):
+            elif k in ("fail_next", "proxy_error_next", "proxy_error_status", "history_fail_next") or (
+                    k == "drop_ws_after_frames" and v is not None):
                 v = int(v)
             elif k != "drop_ws_after_frames":
                 v = bool(v)

@@ -2,13 +2,14 @@
 ComfyUI 0.3.75's server.py (same status codes, bodies and quirks)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
 from aiohttp import web
 
 from comfy_gateway.testing.fake.executor import Executor
-from comfy_gateway.testing.fake.knobs import Stats
+from comfy_gateway.testing.fake.knobs import Knobs, Stats
 from comfy_gateway.testing.fake.nodes import Node
 from comfy_gateway.testing.fake.prompt_queue import PromptQueue
 from comfy_gateway.testing.fake.protocol import now_ms
@@ -16,8 +17,10 @@ from comfy_gateway.testing.fake.validation import validate_prompt
 
 
 class PromptRoutes:
-    def __init__(self, queue: PromptQueue, executor: Executor, nodes: dict[str, Node], stats: Stats):
+    def __init__(self, queue: PromptQueue, executor: Executor, nodes: dict[str, Node], stats: Stats,
+                 knobs: Knobs | None = None):
         self.queue, self.executor, self.nodes, self._stats = queue, executor, nodes, stats
+        self.knobs = knobs if knobs is not None else Knobs()
 
     def routes(self) -> list[tuple[str, str, object]]:
         return [("POST", "/prompt", self.post_prompt), ("GET", "/prompt", self.get_prompt),
@@ -52,7 +55,19 @@ class PromptRoutes:
         extra_data["create_time"] = now_ms()
         self._stats["prompts_received"] += 1
         self.queue.put([number, prompt_id, prompt, extra_data, valid[2], sensitive])
+        if await self._answer_lost():
+            return web.Response(status=self.knobs["proxy_error_status"], text="Bad Gateway")
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": valid[3]})
+
+    async def _answer_lost(self) -> bool:
+        """The prompt is queued; its answer is late (prompt_reply_delay) or replaced by a proxy's
+        error (proxy_error_next): the faults that leave a client not knowing the outcome."""
+        if self.knobs["prompt_reply_delay"]:
+            await asyncio.sleep(self.knobs["prompt_reply_delay"])
+        if self.knobs["proxy_error_next"] > 0:
+            self.knobs["proxy_error_next"] -= 1
+            return True
+        return False
 
     async def get_prompt(self, request: web.Request) -> web.Response:
         return web.json_response(self.queue.info())
@@ -95,6 +110,9 @@ class PromptRoutes:
         return web.json_response(out)
 
     async def get_history_id(self, request: web.Request) -> web.Response:
+        if self.knobs["history_fail_next"] > 0:
+            self.knobs["history_fail_next"] -= 1
+            return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
         pid = request.match_info["prompt_id"]
         history = self.queue.history
         return web.json_response({pid: history[pid]} if pid in history else {})

@@ -42,7 +42,7 @@ class FakeComfyUI:
         # One group per routes_* module, registered in this order, each route with and without /api.
         self.app = make_app(self._knobs, [
             WebSocketRoute(self._knobs, self.hub, self.queue, self.executor, self._stats),
-            PromptRoutes(self.queue, self.executor, self.nodes, self._stats),
+            PromptRoutes(self.queue, self.executor, self.nodes, self._stats, self._knobs),
             FileRoutes(self.dirs),
             SystemRoutes(self.nodes),
         ], FakeControlRoutes(self))
