@@ -42,6 +42,9 @@ async def test_upscaler_by_url_runs_on_comfyui_and_is_fetched_once(
     info = (await client.get(shared_gateway.url + "/queue-info")).json()
     assert info["backends"][0]["models"] == [name]
     transfers = info["models"]["transfers"]
+    # The download's progress is in the job's events.
+    events = (await client.get(f"{shared_gateway.url}/result/{first['id']}/stream")).text
+    assert f"downloading model {url}: {len(srvgg)} of {len(srvgg)} bytes (100%)" in events
 
     # The same model again (another image, so ComfyUI's cache does not answer): neither
     # downloaded again (the file server saw one request) nor placed again.
