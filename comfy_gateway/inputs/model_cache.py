@@ -25,7 +25,7 @@ from blake3 import blake3
 from ..net.guard import NetworkPolicy
 from .assets import parse_ref
 from .describe import describe
-from .errors import InputError, InputTooLarge, InputUnavailable
+from .errors import InputTooLarge, InputUnavailable
 from .fetch import FetchLimits, open_url
 from .models import SNIFF_BYTES, model_filename, sniff_model
 from .singleflight import SingleFlight
@@ -68,7 +68,8 @@ class ModelCache:
 
     def start(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            return  # created with the first model
         for meta in self.root.glob("*.json"):
             try:
                 model = CachedModel(**json.loads(meta.read_text()))
@@ -157,6 +158,7 @@ class ModelCache:
         then move the file into the cache under its hash."""
         sha, b3 = hashlib.sha256(), blake3()
         head, fmt, size, last = b"", None, 0, 0.0
+        self.root.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as out:
             async for chunk in chunks:
                 size += len(chunk)
@@ -229,7 +231,3 @@ class ModelCache:
         return {"bytes": size, "max_bytes": self.max_bytes, "files": len(self._by_sha),
                 "downloads": self.downloads, "evictions": self.evictions,
                 "downloading": {k: dict(v) for k, v in self.in_flight.items()}}
-
-
-def failure_at(exc: InputError, where: str, source: str) -> InputError:
-    return exc.at(where, describe(source))

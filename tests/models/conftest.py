@@ -4,7 +4,6 @@ gateway's SHARED_MODELS_DIR, a file server that counts every request, a tiny rea
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -91,5 +90,3 @@ def model_url(model_files) -> Callable[..., str]:
 
     return serve
 
-
-__all__ = ["upscale_workflow", "lora_workflow", "Path"]
