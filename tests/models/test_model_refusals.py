@@ -83,8 +83,19 @@ async def test_a_late_download_failure_fails_only_its_job(shared_gateway: Gatewa
                                                           model_files: FilesServer):
     # /slow answers at once, then sends a byte a second: past MODEL_TIMEOUT (3 s) the download
     # fails after it started; a job submitted beside it runs to its end.
-    slow = client.post(shared_gateway.url + "/generate/sync",
-                       json={"input": {"workflow_json": upscale_workflow(model_files.url + "/slow")}})
+    slow = asyncio.ensure_future(client.post(
+        shared_gateway.url + "/generate/sync",
+        json={"input": {"workflow_json": upscale_workflow(model_files.url + "/slow")}}))
+    # While it runs, /queue-info shows the download and how far it is.
+    shown = model_files.url + "/slow"
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        downloading = (await client.get(shared_gateway.url + "/queue-info")).json()["models"]["downloading"]
+        if shown in downloading:
+            assert downloading[shown]["total"] == 100000 and downloading[shown]["bytes"] < 100000
+            break
+        assert asyncio.get_running_loop().time() < deadline and not slow.done(), downloading
+        await asyncio.sleep(0.05)
     other = client.post(shared_gateway.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
     slow_r, other_r = await asyncio.gather(slow, other)
     assert other_r.status_code == 200 and other_r.json()["status"] == "completed", other_r.text
