@@ -6,7 +6,6 @@ even by another gateway process."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,9 +19,8 @@ from PIL import Image
 
 from ..conftest import Gateway
 from ..support.procs import Proc, free_port, wait_http
+from ..support.transcripts import transcript
 from .conftest import upscale_workflow
-
-TRANSCRIPT = Path("/work/shared/comfyui-protocol/v0.33.0/01_misc_get.json")
 
 
 @pytest.fixture
@@ -59,11 +57,9 @@ async def test_models_go_up_once_through_the_assets_api(
         assets_fakes, gateway_factory: Callable[..., Gateway], tmp_path: Path, client: httpx.AsyncClient,
         model_files, model_url, srvgg: bytes):
     fake_url, fake_dir = assets_fakes()
-    features = httpx.get(fake_url + "/features").json()
-    if TRANSCRIPT.is_file():  # the fake says what a 0.33.0 says, assets switched on
-        recorded = json.loads(TRANSCRIPT.read_text())["/features"][1]
-        assert features == {**recorded, "assets": True}
-    assert features["assets"] is True
+    # The fake says what a 0.33.0 says, assets switched on.
+    recorded = transcript("01_misc_get.json", "v0.33.0")["/features"][1]
+    assert httpx.get(fake_url + "/features").json() == {**recorded, "assets": True}
 
     gw = gateway_factory(fake_url, asset_allowed_networks="127.0.0.1/32", model_cache_dir=str(tmp_path / "cache"))
     url = model_url(srvgg, "tiny-x2.safetensors")
