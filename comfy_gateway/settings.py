@@ -159,6 +159,21 @@ class Settings(BaseSettings):
     # values their choice lists do not show).
     validate_workflows: bool = True
 
+    # Models by URL (loader inputs such as lora_name holding https://... or asset://...):
+    # downloaded once into MODEL_CACHE_DIR (least recently used out past MODEL_CACHE_BYTES),
+    # then delivered to a backend by ComfyUI's assets API or through SHARED_MODELS_DIR.
+    max_model_bytes: int = Field(16 * 1024 * MiB, ge=1024)
+    model_cache_dir: Path = Path("model-cache")
+    model_cache_bytes: int = Field(64 * 1024 * MiB, ge=0)
+    model_timeout: float = Field(3600.0, gt=0, description="whole download of one model file")
+    shared_models_dir: Path | None = None
+    model_loaders_file: Path | None = None
+
+    @field_validator("shared_models_dir", "model_loaders_file", mode="before")
+    @classmethod
+    def _unset_path(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("log_format")
     @classmethod
     def _known_format(cls, v: str) -> str:

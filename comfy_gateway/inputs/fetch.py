@@ -4,7 +4,9 @@ total timeout and a redirect limit."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 import aiohttp
 
@@ -21,6 +23,9 @@ class FetchLimits:
     connect_timeout: float
     total_timeout: float
     max_redirects: int
+    # The settings an operator would change, named in messages.
+    size_setting: str = "MAX_INPUT_BYTES"
+    timeout_setting: str = "INPUT_TIMEOUT"
 
 
 def input_session(policy: NetworkPolicy) -> aiohttp.ClientSession:
@@ -36,6 +41,21 @@ def input_session(policy: NetworkPolicy) -> aiohttp.ClientSession:
 async def fetch_url(session: aiohttp.ClientSession, url: str, policy: NetworkPolicy,
                     limits: FetchLimits) -> tuple[bytes, str | None]:
     """The body and the Content-Type the server declared."""
+    async with open_url(session, url, policy, limits) as resp:
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            body += chunk
+            if len(body) > limits.max_bytes:
+                raise _too_large("more than that", limits)
+        return bytes(body), resp.headers.get("Content-Type")
+
+
+@asynccontextmanager
+async def open_url(session: aiohttp.ClientSession, url: str, policy: NetworkPolicy,
+                   limits: FetchLimits) -> AsyncIterator[aiohttp.ClientResponse]:
+    """A 200 response through the guard, its declared length within the cap, for the caller to
+    read in chunks (counting them against `limits.max_bytes`) within `limits.total_timeout`.
+    Every failure, the caller's reads included, comes out as an InputError."""
     try:
         async with asyncio.timeout(limits.total_timeout):
             resp = await guarded_request(
@@ -45,15 +65,9 @@ async def fetch_url(session: aiohttp.ClientSession, url: str, policy: NetworkPol
             try:
                 if resp.status != 200:
                     raise InputUnavailable(f"the server answered HTTP {resp.status} {resp.reason or ''}".rstrip())
-                declared = resp.headers.get("Content-Type")
                 if resp.content_length is not None and resp.content_length > limits.max_bytes:
-                    raise _too_large(f"{resp.content_length} bytes", limits.max_bytes)
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    body += chunk
-                    if len(body) > limits.max_bytes:
-                        raise _too_large("more than that", limits.max_bytes)
-                return bytes(body), declared
+                    raise _too_large(f"{resp.content_length} bytes", limits)
+                yield resp
             finally:
                 resp.close()  # never pool a connection whose body was left unread
     except UrlRefused as exc:
@@ -62,7 +76,7 @@ async def fetch_url(session: aiohttp.ClientSession, url: str, policy: NetworkPol
         raise InputInvalid(f"not a valid URL: {exc}") from None
     except TimeoutError:
         raise InputUnavailable(
-            f"not fetched within {limits.total_timeout:g} s (INPUT_TIMEOUT; connecting may take "
+            f"not fetched within {limits.total_timeout:g} s ({limits.timeout_setting}; connecting may take "
             f"{limits.connect_timeout:g} s, INPUT_CONNECT_TIMEOUT)") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise InputUnavailable(f"could not be fetched: {type(exc).__name__}: {exc}") from None
@@ -77,5 +91,5 @@ def _setting_for(reason: str) -> str:
     return ""
 
 
-def _too_large(size: str, limit: int) -> InputTooLarge:
-    return InputTooLarge(f"the body is {size}, over the limit of {limit} bytes (MAX_INPUT_BYTES)")
+def _too_large(size: str, limits: FetchLimits) -> InputTooLarge:
+    return InputTooLarge(f"the body is {size}, over the limit of {limits.max_bytes} bytes ({limits.size_setting})")

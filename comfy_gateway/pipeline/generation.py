@@ -22,6 +22,7 @@ from ..inputs.resolver import InputResolver
 from ..jobs.model import Job, JobStatus, Progress
 from ..jobs.store import JobStore
 from .failures import fail_job
+from .model_inputs import ModelInputs
 from .recover import settle_elsewhere
 from .router import BackendRouter
 from .uploads import BackendUploads
@@ -41,7 +42,9 @@ class _Ticket:
 class Generation:
     """Called with a job id taken through router.gated_take (which reserved a slot for it)."""
 
-    def __init__(self, store: JobStore, router: BackendRouter, inputs: InputResolver, lost_after: float):
+    def __init__(self, store: JobStore, router: BackendRouter, inputs: InputResolver, lost_after: float,
+                 models: ModelInputs | None = None):
+        self._models = models
         self._store = store
         self._router = router
         self._inputs = inputs
@@ -99,7 +102,9 @@ class Generation:
         ComfyUI forgot runs once more. None if the job ended meanwhile."""
         refusals = 0
         while True:
-            backend = await self._router.acquire(reserved=ticket.reserved)
+            models = self._models
+            backend = await self._router.acquire(
+                reserved=ticket.reserved, prefer=(lambda b: models.holds(b, job.inputs)) if models else None)
             ticket.reserved = False
             try:
                 job = await self._store.update(
@@ -156,6 +161,8 @@ class Generation:
                 raise
             for sha in gone:
                 self.uploads[backend.name].forget(sha)
+                if self._models is not None:
+                    self._models.delivery.forget(backend.name, sha)
             workflow, _ = await self._place_inputs(job, backend)
             return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted,
                                                                          job.deadline))
@@ -208,10 +215,13 @@ class Generation:
         {sha256: name} of those it had already."""
         uploads = self.uploads[backend.name]
         workflow = copy.deepcopy(job.workflow or {})
-        distinct = {item["sha256"]: item["source"] for item in job.inputs}
+        distinct = {item["sha256"]: item for item in job.inputs}
 
-        async def one(sha: str, source: str) -> tuple[str, str, bool]:
-            name, fresh = await uploads.ensure(sha, lambda: self._inputs.blob_for(source, sha))
+        async def one(sha: str, item: dict[str, Any]) -> tuple[str, str, bool]:
+            if item.get("model_folder") and self._models is not None:
+                name, fresh = await self._models.place(backend, item)  # a model: into its folder
+            else:
+                name, fresh = await uploads.ensure(sha, lambda: self._inputs.blob_for(item["source"], sha))
             return sha, name, fresh
 
         placed = await asyncio.gather(*(one(sha, src) for sha, src in distinct.items()))

@@ -15,13 +15,14 @@ from ..workflows.checker import WorkflowChecker
 from ..workflows.prepare import prepare_workflow
 from ..workflows.registry import ModifierRegistry
 from .failures import fail_job
+from .model_inputs import ModelInputs
 
 
 class Preprocess:
     def __init__(self, store: JobStore, modifiers: ModifierRegistry, inputs: InputResolver,
-                 checker: WorkflowChecker | None = None):
+                 checker: WorkflowChecker | None = None, models: ModelInputs | None = None):
         self._store, self._modifiers, self._inputs = store, modifiers, inputs
-        self._checker = checker
+        self._checker, self._models = checker, models
 
     async def __call__(self, job_id: str) -> None:
         job = await self._store.get(job_id)
@@ -44,6 +45,14 @@ class Preprocess:
                 await self._checker.check(workflow)
             refs = find_inputs(workflow)
             inputs = []
+            if refs and self._models is not None:
+                # Loader inputs (lora_name, ckpt_name...) holding a URL: model files, not images.
+                model_refs, refs = self._models.split(workflow, refs)
+                if model_refs:
+                    await self._store.update(job_id, message=f"fetching {len(model_refs)} model(s)")
+                    inputs += await self._models.resolve(self._store, job_id, model_refs, names)
+                    for item in inputs:
+                        set_at(workflow, item["path"], item["filename"])
             if refs:
                 await self._store.update(job_id, message=f"fetching {len(refs)} input(s)")
                 blobs = await self._inputs.resolve_all(refs, names)

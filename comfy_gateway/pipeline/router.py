@@ -70,20 +70,21 @@ class BackendRouter:
         self._reserved -= 1
         self.notify()
 
-    def _pick(self) -> Backend | None:
+    def _pick(self, prefer: Callable[[Backend], bool] | None = None) -> Backend | None:
         free = [b for b in self.backends if self.in_rotation(b) and self.in_use[b.name] < self.slots]
         if not free:
             return None
-        # Least loaded; among equals, the one picked longest ago, so equal backends alternate.
-        return min(free, key=lambda b: (self.load(b), self._last_pick[b.name]))
+        # One that already holds what the job needs (its models: no transfer), then the least
+        # loaded; among equals, the one picked longest ago, so equal backends alternate.
+        return min(free, key=lambda b: (not (prefer and prefer(b)), self.load(b), self._last_pick[b.name]))
 
-    async def acquire(self, reserved: bool = True) -> Backend:
+    async def acquire(self, reserved: bool = True, prefer: Callable[[Backend], bool] | None = None) -> Backend:
         """A slot on the least-loaded backend in rotation (waiting, if the backends left the
-        rotation since the job was taken); with `reserved`, the caller's reservation from
-        gated_take becomes that slot."""
+        rotation since the job was taken), one that `prefer`s first; with `reserved`, the
+        caller's reservation from gated_take becomes that slot."""
         async with self._changed:
             await self._changed.wait_for(lambda: self._pick() is not None)
-            backend = self._pick()
+            backend = self._pick(prefer)
             assert backend is not None
             if reserved:
                 self._reserved -= 1

@@ -35,6 +35,7 @@ from .deliveries import counted
 from .estimates import StageStats, estimate_wait
 from .failures import fail_job, job_error
 from .generation import Generation
+from .model_inputs import ModelInputs
 from .observe import log_transition
 from .output_plan import seal_request
 from .postprocess import Postprocess
@@ -79,6 +80,7 @@ class Runtime:
         self.checker = WorkflowChecker(self.pool, ObjectInfoCache(settings.backend_timeout),
                                        enabled=settings.validate_workflows)
         self.generation: Generation | None = None
+        self.models: ModelInputs | None = None
         self.router: BackendRouter | None = None
         self.stats = StageStats()
         self.pools: dict[str, list[WorkerPool]] = {}
@@ -97,6 +99,8 @@ class Runtime:
         await self.pool.start()
         await self.inputs.start()
         s, store = self.settings, self.store
+        self.models = ModelInputs(s, self.pool.backends)
+        await self.models.start()
 
         def record(stage: str, seconds: float) -> None:
             self.stats.record(stage, seconds)
@@ -114,11 +118,11 @@ class Runtime:
                               renew_every=s.lease_seconds / 3, **kw)
 
         self.pools["preprocess"] = [pool("preprocess", s.preprocess_workers,
-                                         Preprocess(store, self.modifiers, self.inputs, self.checker))]
+                                         Preprocess(store, self.modifiers, self.inputs, self.checker, self.models))]
         # One generation pool, GENERATION_WORKERS slots per backend; the router sends each job
         # to the least-loaded backend in rotation (see router.py).
         router = self.router = BackendRouter(self.pool.backends, s.generation_workers)
-        self.generation = Generation(store, router, self.inputs, s.backend_lost_after)
+        self.generation = Generation(store, router, self.inputs, s.backend_lost_after, self.models)
         self.pools["generation"] = [pool(
             "generation", router.total_slots, self.generation,
             take=lambda: router.gated_take(counted(store, "generation", lambda: store.dequeue("generation"),
@@ -141,6 +145,8 @@ class Runtime:
                 await p.stop()
         await self.webhooks.stop()
         await self.inputs.stop()
+        if self.models is not None:
+            await self.models.stop()
         await self.pool.stop()
         await self.store.close()
 
@@ -313,6 +319,7 @@ class Runtime:
             "estimated_wait_time": estimate_wait("preprocess", sizes["preprocess"], sizes, workers, self.stats),
             "backends": self.backends_info(),
             "inputs": self.inputs.stats(),
+            "models": self.models.stats() if self.models else None,
         }
 
     def backends_info(self) -> list[dict[str, Any]]:
@@ -323,7 +330,8 @@ class Runtime:
              "in_flight": b.in_flight, "slots": self.settings.generation_workers,
              "slots_in_use": router.in_use[b.name] if router else 0,
              "queue_remaining": b.queue_remaining, "down_since": b.down_since, "last_error": b.last_error,
-             "inputs_uploaded": gen.uploads[b.name].uploads if gen else 0}
+             "inputs_uploaded": gen.uploads[b.name].uploads if gen else 0,
+             "models": self.models.delivery.models(b.name) if self.models else []}
             for b in self.pool.backends
         ]
 

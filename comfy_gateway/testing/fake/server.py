@@ -15,6 +15,8 @@ from comfy_gateway.testing.fake.hub import WebSocketHub
 from comfy_gateway.testing.fake.knobs import Knobs, Stats
 from comfy_gateway.testing.fake.nodes import Dirs, SaveCounters, make_nodes
 from comfy_gateway.testing.fake.prompt_queue import PromptQueue
+from comfy_gateway.testing.fake.nodes.models import MODEL_NODES
+from comfy_gateway.testing.fake.routes_assets import AssetRoutes
 from comfy_gateway.testing.fake.routes_fake import FakeControlRoutes
 from comfy_gateway.testing.fake.routes_files import FileRoutes
 from comfy_gateway.testing.fake.routes_prompt import PromptRoutes
@@ -25,7 +27,7 @@ from comfy_gateway.testing.fake.routes_ws import WebSocketRoute
 class FakeComfyUI:
     """The fake server. ``FakeComfyUI(base_dir, **knobs)``; knobs are listed in DEFAULT_KNOBS."""
 
-    def __init__(self, base_dir: str | os.PathLike, **knobs: Any):
+    def __init__(self, base_dir: str | os.PathLike, enable_assets: bool = False, **knobs: Any):
         self.dirs = Dirs(os.fspath(base_dir))
         shutil.rmtree(self.dirs.temp, ignore_errors=True)  # ComfyUI empties temp/ at start
         os.makedirs(self.dirs.temp, exist_ok=True)
@@ -46,6 +48,9 @@ class FakeComfyUI:
             FileRoutes(self.dirs),
             SystemRoutes(self.nodes),
         ], FakeControlRoutes(self))
+        if enable_assets:  # as ComfyUI 0.33 started with --enable-assets (routes_assets.py)
+            AssetRoutes(self.dirs, self._stats).install(self.app)
+            self.nodes.update({cls.NAME: cls(self.dirs) for cls in MODEL_NODES})
         self.set(**knobs)
 
     # ------------------------------------------------------------------ lifecycle
