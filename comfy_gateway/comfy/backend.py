@@ -20,15 +20,20 @@ import orjson
 from .errors import BackendError, PromptCancelled, PromptLost
 from .history import raise_for_status
 from .http import ComfyHTTP
-from .tracker import ProgressCallback, PromptTracker
+from .naming import display_name
+from .previews import parse_frame
+from .rotation import Rotation
+from .tracker import PreviewCallback, ProgressCallback, PromptTracker
 
 log = logging.getLogger(__name__)
 
 
 class Backend:
-    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout: float, lost_after: float):
-        self.url = url
-        self.name = url.split("://", 1)[-1]
+    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout: float, lost_after: float,
+                 label: str | None = None):
+        self.url = url  # may carry credentials: handed to the HTTP client only, never shown
+        self.name = display_name(url)  # host:port[/path], for results, logs and /queue-info
+        self.label = label or self.name  # no address: for /health and /ready
         self.http = ComfyHTTP(url, session, timeout)
         self.client_id = uuid.uuid4().hex
         self._session = session
@@ -44,6 +49,9 @@ class Backend:
         self._task: asyncio.Task[None] | None = None
         self._busy_total = 0.0  # seconds with at least one of our prompts on this ComfyUI
         self._busy_since: float | None = None
+        self._running: str | None = None  # the prompt of ours ComfyUI runs now (previews name none)
+        # In rotation takes more than a connected socket: warm-up, circuit breaker, GPU faults.
+        self.rotation = Rotation(self._changed)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` when the backend joins or leaves the rotation or its load changes."""
@@ -52,6 +60,10 @@ class Backend:
     def _changed(self) -> None:
         for listener in self._listeners:
             listener()
+
+    @property
+    def in_rotation(self) -> bool:
+        return self.connected.is_set() and self.rotation.usable
 
     @property
     def in_flight(self) -> int:
@@ -84,12 +96,12 @@ class Backend:
     # -- running a prompt -------------------------------------------------------------------
     async def run(
         self, prompt_id: str, workflow: dict[str, Any], on_progress: ProgressCallback | None = None,
-        still_wanted: Callable[[], Awaitable[bool]] | None = None,
+        still_wanted: Callable[[], Awaitable[bool]] | None = None, on_preview: PreviewCallback | None = None,
     ) -> dict[str, Any]:
         """Queue the prompt under our own id, wait for it to end, and return its confirmed
         /history entry. Raises PromptRejected, ExecutionFailed, ExecutionInterrupted,
         PromptLost or BackendError."""
-        tracker = PromptTracker(prompt_id, workflow, on_progress)
+        tracker = PromptTracker(prompt_id, workflow, on_progress, on_preview)
         # Registered before the POST: ComfyUI may start sending frames before it answers.
         self._track(prompt_id, tracker)
         try:
@@ -150,14 +162,17 @@ class Backend:
                     self.down_since, self.last_error, backoff = None, None, 0.1
                     self._changed()
                     log.info("backend %s: websocket connected", self.name)
+                    # Ask for the preview frames that name their prompt (see previews.py).
+                    await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
                     if had_gap and self._trackers:
                         asyncio.create_task(self._reconcile())
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             self._route(msg.data)
+                        elif msg.type == aiohttp.WSMsgType.BINARY:
+                            self._route_binary(msg.data)
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                             break
-                        # BINARY frames are live previews: not needed for results.
                     self.last_error = "websocket closed by the backend"
             except asyncio.CancelledError:
                 raise
@@ -189,9 +204,25 @@ class Backend:
                 return
             tracker = self._trackers.get(data.get("prompt_id"))  # type: ignore[arg-type]
             if tracker is not None:
+                if msg.get("type") in ("execution_start", "executing", "progress"):
+                    self._running = tracker.prompt_id
                 tracker.on_frame(msg.get("type"), data)
         except Exception:  # noqa: BLE001 - a strange frame must not kill the socket
             log.exception("backend %s: could not handle frame %.200s", self.name, raw)
+
+    def _route_binary(self, data: bytes) -> None:
+        """A preview goes to the prompt it names, or (the older frame names none) to ours that
+        runs now. Handled in place, never awaited: a slow preview reader must not hold up the
+        socket (the subscribers keep only the latest one, see pipeline/preview_hub.py)."""
+        try:
+            frame = parse_frame(data)
+            if frame is None:
+                return
+            tracker = self._trackers.get(frame.prompt_id or self._running or "")
+            if tracker is not None:
+                tracker.on_preview(frame)
+        except Exception:  # noqa: BLE001 - a strange frame must not kill the socket
+            log.exception("backend %s: could not handle a binary frame of %d bytes", self.name, len(data))
 
     async def _reconcile(self) -> None:
         """After a gap, frames may have been missed: settle each prompt in flight from

@@ -31,11 +31,13 @@ from .cancel import AlreadyEnded, Canceller
 from .deadlines import DeadlineWatcher
 from .estimates import StageStats, estimate_wait
 from .failures import fail_job
+from .fleet import Fleet
 from .generation import Generation
 from .observe import log_transition
 from .output_plan import seal_request
 from .postprocess import Postprocess
 from .preprocess import Preprocess
+from .preview_hub import PreviewHub
 from .router import BackendRouter
 from .workers import WorkerPool
 
@@ -61,7 +63,8 @@ class Runtime:
         self.settings = settings
         self.store: JobStore = store or make_store(settings)
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
-                                lost_after=settings.backend_lost_after)
+                                lost_after=settings.backend_lost_after,
+                                labels=[b.label for b in settings.backends])
         self.storage = LocalStorage(settings.output_dir)
         key = settings.secrets_key.get_secret_value()
         self.secrets = SecretBox(base64.b64decode(key) if key else None)
@@ -83,11 +86,16 @@ class Runtime:
         metrics.install(self.metrics)
         self.store.add_listener(self.metrics.job_changed)
         self.store.add_listener(log_transition)
+        self.previews = PreviewHub()
+        self.store.add_listener(lambda job, previous: self.previews.forget(job.id) if job.status.terminal else None)
+        self.fleet: Fleet | None = None
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.store.start()
         await self.pool.start()
+        # Before any socket connects (their first change event starts the warm-up).
+        self.fleet = Fleet(self.settings, self.pool.backends, self.store, self.metrics.registry)
         await self.inputs.start()
         s, store = self.settings, self.store
 
@@ -109,7 +117,8 @@ class Runtime:
         # One generation pool, GENERATION_WORKERS slots per backend; the router sends each job
         # to the least-loaded backend in rotation (see router.py).
         router = self.router = BackendRouter(self.pool.backends, s.generation_workers)
-        self.generation = Generation(store, router, self.inputs, s.backend_lost_after)
+        self.generation = Generation(store, router, self.inputs, s.backend_lost_after,
+                                     faults=self.fleet.faults, previews=self.previews)
         self.pools["generation"] = [pool(
             "generation", router.total_slots, self.generation,
             take=lambda: router.gated_take(lambda: store.dequeue("generation")))]
@@ -131,6 +140,8 @@ class Runtime:
                 await p.stop()
         await self.webhooks.stop()
         await self.inputs.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         await self.pool.stop()
         await self.store.close()
 
@@ -288,7 +299,8 @@ class Runtime:
         """Each backend as this process sees it: in rotation or not, and its load."""
         router, gen = self.router, self.generation
         return [
-            {"name": b.name, "connected": b.connected.is_set(), "in_rotation": b.connected.is_set(),
+            {"name": b.name, "label": b.label, "connected": b.connected.is_set(), "in_rotation": b.in_rotation,
+             "state": b.rotation.state(b.connected.is_set()),
              "in_flight": b.in_flight, "slots": self.settings.generation_workers,
              "slots_in_use": router.in_use[b.name] if router else 0,
              "queue_remaining": b.queue_remaining, "down_since": b.down_since, "last_error": b.last_error,

@@ -9,6 +9,8 @@ import logging
 import traceback
 from typing import Any
 
+from comfy_gateway.testing.fake.gpu import injected
+from comfy_gateway.testing.fake.previews import preview_image, preview_jpeg, preview_with_metadata
 from comfy_gateway.testing.fake.graph import ExecutionList, get_input_data, node_signatures
 from comfy_gateway.testing.fake.hub import WebSocketHub
 from comfy_gateway.testing.fake.knobs import Knobs
@@ -40,6 +42,7 @@ class Executor:
 
     def reset(self) -> None:
         self._cache: dict[str, tuple] = {}
+        self.gpu_broken = False  # after a fatal CUDA error, until the process restarts
         self._interrupt = False
         self.client_id: str | None = None     # of the prompt running (or that ran last)
         self.last_node_id: str | None = None  # the node running, for a socket that reconnects meanwhile
@@ -116,9 +119,15 @@ class Executor:
         ui_outputs: dict[str, dict] = {}
         results: dict[str, tuple] = {}
         executed: list[str] = []
-        fail = self.knobs["fail_next"] > 0
+        fail: bool | str = self.knobs["fail_next"] > 0
         if fail:
             self.knobs["fail_next"] -= 1
+        for knob, kind in (("oom_next", "oom"), ("cuda_fatal_next", "fatal")):
+            if not fail and self.knobs[knob] > 0:
+                self.knobs[knob] -= 1
+                fail = kind
+        if self.gpu_broken:
+            fail = "fatal"
         elist = ExecutionList(prompt, self.nodes, lambda n: cached(n) is not None)
         for o in outputs:
             elist.add_node(o)
@@ -179,10 +188,22 @@ class Executor:
         async def on_progress(value, total):
             self._check_interrupt()
             progress.update(nid, value, total)
+            # As the progress hook does: the metadata variant with progress_state, to a client that
+            # asked for it; otherwise the plain one after the `progress` frame.
+            with_meta = self.hub.supports(cid, "supports_preview_metadata")
+            image = preview_jpeg(value, total) if self.knobs["previews"] else None
+            if image is not None and with_meta:
+                self.hub.send_bytes(preview_with_metadata(image, prompt_id, nid), cid)
             self.hub.send("progress", {"value": value, "max": total, "prompt_id": prompt_id, "node": nid}, cid)
+            if image is not None and not with_meta:
+                self.hub.send_bytes(preview_image(image), cid)
 
         try:
             self._check_interrupt()
+            if fail in ("oom", "fatal"):
+                if fail == "fatal":
+                    self.gpu_broken = True
+                raise injected(fail)
             if fail:
                 raise RuntimeError("FakeComfyUI fail_next: injected failure")
             if self.knobs["node_delay"] > 0:

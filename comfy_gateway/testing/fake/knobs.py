@@ -14,10 +14,13 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "hang": False,                 # executor picks no new prompt
     "down": False,                 # every non-/fake route answers 503, sockets are dropped
     "cache": False,                # ComfyUI's classic output cache (identical nodes are not re-run)
+    "previews": False,             # a binary preview frame with every progress step (FakeSlow steps)
+    "oom_next": 0,                 # next N prompts run out of GPU memory at their first node
+    "cuda_fatal_next": 0,          # next N prompts hit a fatal CUDA error; the GPU stays broken until restart
 }
 ACTIONS = ("drop_ws_now", "restart")  # one-shot knobs: true runs the action
 STATS_COUNTERS = ("prompts_received", "prompts_rejected", "prompts_executed", "max_queue_length",
-                  "ws_connections_opened", "frames_sent")
+                  "ws_connections_opened", "frames_sent", "free_requests", "previews_sent")
 
 
 class Knobs:
@@ -49,7 +52,7 @@ class Knobs:
         for k, v in knobs.items():
             if k in ("node_delay", "history_lag"):
                 v = float(v)
-            elif k == "fail_next" or (k == "drop_ws_after_frames" and v is not None):
+            elif k in ("fail_next", "oom_next", "cuda_fatal_next") or (k == "drop_ws_after_frames" and v is not None):
                 v = int(v)
             elif k != "drop_ws_after_frames":
                 v = bool(v)
