@@ -17,7 +17,7 @@ import logging
 import random
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -61,6 +61,10 @@ class WebhookSender:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        # Awaited before a job's final webhook: its event webhooks end first (progress_webhooks.py).
+        self.before_final: Callable[[str], Awaitable[None]] | None = None
+        self.network_policy = settings.network_policy
+        self.timeout = settings.webhook_timeout
 
     @property
     def can_sign(self) -> bool:
@@ -104,6 +108,8 @@ class WebhookSender:
         s = self._settings
         state = WebhookState(state="pending")
         msg_id = f"msg_{uuid.uuid4().hex}"
+        if self.before_final is not None:
+            await self.before_final(job_id)
         try:
             await precheck_url(url, s.network_policy, what="webhook.url")
         except UrlRefused as exc:
@@ -113,7 +119,7 @@ class WebhookSender:
             return
         async with self._slots:
             for attempt in range(1, s.webhook_retries + 2):
-                status, error, retry_after = await self._attempt(url, msg_id, body)
+                status, error, retry_after = await self.attempt(url, msg_id, body)
                 state.attempts, state.last_status, state.last_error = attempt, status, error
                 if status is not None and 200 <= status < 300:
                     state.state = "delivered"
@@ -130,7 +136,7 @@ class WebhookSender:
         await self._store.set_webhook(job_id, state)
         log.warning("webhook of job %s failed after %d attempt(s): %s", job_id, state.attempts, state.last_error)
 
-    async def _attempt(self, url: str, msg_id: str, body: bytes) -> tuple[int | None, str | None, str | None]:
+    async def attempt(self, url: str, msg_id: str, body: bytes) -> tuple[int | None, str | None, str | None]:
         """One POST: (status, error, Retry-After). The timestamp is signed afresh each time."""
         assert self._session is not None and self._signer is not None
         now = datetime.now(timezone.utc)

@@ -24,6 +24,7 @@ from ..logs import job_context
 from ..outputs.local import LocalStorage
 from ..outputs.retention import expire_local_outputs
 from ..outputs.s3 import S3Storage
+from ..outputs.progress_webhooks import ProgressWebhooks
 from ..outputs.webhooks import WebhookSender
 from ..settings import Settings
 from ..workflows.registry import ModifierRegistry
@@ -89,6 +90,9 @@ class Runtime:
         self.previews = PreviewHub()
         self.store.add_listener(lambda job, previous: self.previews.forget(job.id) if job.status.terminal else None)
         self.fleet: Fleet | None = None
+        self.event_webhooks = ProgressWebhooks(self.webhooks, self.store)
+        self.store.add_listener(self.event_webhooks.on_created)
+        self.webhooks.before_final = self.event_webhooks.before_final
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +142,7 @@ class Runtime:
         for pools in self.pools.values():
             for p in pools:
                 await p.stop()
+        await self.event_webhooks.stop()
         await self.webhooks.stop()
         await self.inputs.stop()
         if self.fleet is not None:
