@@ -128,6 +128,12 @@ class Executor:
                 fail = kind
         if self.gpu_broken:
             fail = "fatal"
+        # A cached node that nothing uncached pulls in never enters the execution list: its
+        # outputs come straight from the cache (as ComfyUI's caches.outputs.get does).
+        for n in prompt:
+            hit = cached(n)
+            if hit is not None:
+                results[n] = hit[1]
         elist = ExecutionList(prompt, self.nodes, lambda n: cached(n) is not None)
         for o in outputs:
             elist.add_node(o)
