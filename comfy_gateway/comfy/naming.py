@@ -72,4 +72,6 @@ def redact(text: str | None, url: str, label: str) -> str | None:
         forms.add(parts.hostname)
     for form in sorted((f for f in forms if f), key=len, reverse=True):
         text = text.replace(form, label)
+    if parts.port:  # e.g. aiohttp's "Connect call failed ('127.0.0.1', 8188)"
+        text = re.sub(rf"(?<![\w.]){parts.port}(?![\w.])", "<port>", text)
     return text
