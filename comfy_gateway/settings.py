@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(3, ge=1, description="backend-caused failures in a row that take it out")
     breaker_cooldown: float = Field(30.0, gt=0, description="seconds out of rotation before it is probed")
 
+    @field_validator("warmup_workflow", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("log_format")
     @classmethod
     def _known_format(cls, v: str) -> str:
