@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from . import __version__
 from .api import assets, generate, metrics, modifiers, results, system
 from .api import v2 as api_v2
+from .api import ready
 from .api.auth import require_api_key
 from .api.errors import install_error_handlers
 from .api.jsonresp import JSONResponse
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(modifiers.router, dependencies=protected)
     app.include_router(assets.router, dependencies=protected)
     app.include_router(system.open_router)  # /health and the README stay open
+    app.include_router(ready.router)  # open too: load balancers probe it without a key
     app.include_router(system.router, dependencies=protected)
     install_modifier_docs(app, runtime.modifiers)
     app.include_router(metrics.router, dependencies=[] if settings.metrics_open else protected)

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .comfy.naming import BackendSpec, parse_backends
 from .net.guard import NetworkPolicy
 
 MiB = 1024 * 1024
@@ -169,9 +170,17 @@ class Settings(BaseSettings):
     shared_models_dir: Path | None = None
     model_loaders_file: Path | None = None
 
-    @field_validator("shared_models_dir", "model_loaders_file", mode="before")
+    # GPU fleet: warm-up, readiness, circuit breaker (README "Running a GPU fleet").
+    warmup_workflow: Path | None = Field(None, description="API-format workflow each backend runs once when "
+                                         "the gateway connects to it, before it joins the rotation")
+    warmup_timeout: float = Field(600.0, gt=0, description="seconds one warm-up run may take")
+    ready_max_queue: int = Field(100, ge=0, description="GET /ready is 503 while more jobs than this wait")
+    breaker_threshold: int = Field(3, ge=1, description="backend-caused failures in a row that take it out")
+    breaker_cooldown: float = Field(30.0, gt=0, description="seconds out of rotation before it is probed")
+
+    @field_validator("warmup_workflow", "shared_models_dir", "model_loaders_file", mode="before")
     @classmethod
-    def _unset_path(cls, v: object) -> object:
+    def _unset_if_empty(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("log_format")
@@ -235,6 +244,7 @@ class Settings(BaseSettings):
             raise ValueError("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither")
         if self.webhook_url and not self.webhook_secret.get_secret_value():
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: every webhook is signed")
+        parse_backends(self.comfyui_api_base)  # a malformed backend list fails at start, by entry
         return self
 
     @cached_property
@@ -247,10 +257,12 @@ class Settings(BaseSettings):
 
     @cached_property
     def backend_urls(self) -> list[str]:
-        urls = [u.strip().rstrip("/") for u in self.comfyui_api_base.split(",") if u.strip()]
-        if not urls:
-            raise ValueError("COMFYUI_API_BASE names no backend")
-        return urls
+        return [b.url for b in self.backends]
+
+    @cached_property
+    def backends(self) -> list[BackendSpec]:
+        """Each backend's URL, credential-free name and public label (see comfy/naming.py)."""
+        return parse_backends(self.comfyui_api_base)
 
 
 def webhook_key(secret: str) -> bytes:

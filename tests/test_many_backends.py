@@ -95,11 +95,13 @@ async def test_backend_down_mid_load_leaves_and_rejoins(fake_factory, cluster: C
     ids = [await submit(client, (a, b)[i % 2].url, slow(0.25, prefix=f"d{i}")) for i in range(16)]
     await until(lambda: _executed(f2, 2), "f2 ran a few jobs")
     f2.control(down=True)
-    health = await until(lambda: _out_of_rotation(client, a, name(f2)), "/health shows f2 gone")
+    # /health names backends by label (backend-<index>), never by address.
+    health = await until(lambda: _out_of_rotation(client, a, "backend-1"), "/health shows f2 gone")
     assert health["status"] == "degraded"
-    gone = {x["name"]: x for x in health["backends"]}[name(f2)]
-    assert gone["reachable"] is False and gone["error"]
-    await until(lambda: _out_of_rotation(client, b, name(f2)), "the other process sees it too")
+    gone = {x["name"]: x for x in health["backends"]}["backend-1"]
+    assert gone["reachable"] is False and gone["error"] and gone["state"] == "down"
+    assert str(f2.url.rsplit(":", 1)[1]) not in str(health)
+    await until(lambda: _out_of_rotation(client, b, "backend-1"), "the other process sees it too")
     executed_while_down = f2.stats()["prompts_received"]
     await until(lambda: _executed(f1, 8), "f1 carries on alone")
     f2.control(down=False)

@@ -13,6 +13,7 @@ from ..logs import current_job_id
 from ..net.guard import UrlRefused, check_url
 from ..pipeline.runtime import Runtime
 from .deps import runtime_of
+from .disconnect import cancel_if_abandoned, unless_disconnected
 from .jsonresp import JSONResponse
 from .render import render_result
 from .schemas import REQUEST_EXAMPLES, ErrorBody, GenerateRequest, JobResult
@@ -136,7 +137,11 @@ async def generate_sync(
     if timeout is not None and timeout > limit:
         raise HTTPException(422, detail=f"timeout: at most {limit:g} seconds (MAX_SYNC_TIMEOUT)")
     job, _ = await _submit(request, body)
-    done = await runtime.wait_until_done(job.id, timeout or runtime.settings.sync_timeout, known=job)
+    waiting = runtime.wait_until_done(job.id, timeout or runtime.settings.sync_timeout, known=job)
+    if body.input.cancel_on_disconnect:
+        done = await unless_disconnected(request, runtime, job.id, waiting)
+    else:
+        done = await waiting
     job = done or job
     if not job.status.terminal:
         return _result(request, job, 202)
@@ -153,7 +158,10 @@ async def generate_stream(request: Request, body: Payload) -> Response:
     job = await _admitted(request, job)
     if _refused(job):
         return _result(request, job, failure_status(job))
+    events = job_events(runtime, job.id, request.headers.get("last-event-id"), str(request.base_url))
+    if body.input.cancel_on_disconnect:
+        events = cancel_if_abandoned(runtime, job.id, events)
     return EventSourceResponse(
-        job_events(runtime, job.id, request.headers.get("last-event-id"), str(request.base_url)),
+        events,
         ping=runtime.settings.sse_ping_seconds, headers={"Location": f"/result/{job.id}"},
     )

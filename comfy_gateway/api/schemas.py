@@ -59,6 +59,12 @@ class WebhookConfig(BaseModel):
     url: HttpUrl = Field(description="receives a signed POST of the final result when the job ends")
     extra_params: dict[str, Any] = Field(
         default_factory=dict, description="sent back as they are, under the body's 'extra_params' key")
+    events: list[Literal["status", "progress"]] = Field(
+        default_factory=list, max_length=2,
+        description="Job events to deliver besides the final result, signed the same way: 'status' (each "
+        "stage change), 'progress' (node and step). At most one in flight per job, in order; one that "
+        "cannot go out before the next is replaced by it (never queued, never retried). Previews are "
+        "never sent by webhook.")
 
 
 class OutputConversion(BaseModel):
@@ -91,6 +97,12 @@ class GenerateInput(BaseModel):
         None, description="Convert image outputs to webp or jpeg at the given quality.")
     base64_outputs: bool = Field(
         False, description="Also return each output's bytes as base64 in the result (up to INLINE_MAX_BYTES per job).")
+    previews: bool = Field(
+        False, description="Send `preview` events (node, step, and the step's preview image as base64) on the "
+        "job's stream while it runs. Only the latest preview is kept; a slow reader skips stale ones.")
+    cancel_on_disconnect: bool = Field(
+        False, description="For /generate/sync and /generate/stream: cancel the job when the caller disconnects "
+        "before it ends (by default it keeps running and its result stays available).")
 
     def job_payload(self) -> dict[str, Any]:
         """The request as the runtime takes it: JSON types, the S3 secret revealed (the runtime

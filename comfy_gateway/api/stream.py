@@ -15,6 +15,7 @@ import orjson
 from ..jobs.events import JobEvent
 from ..jobs.model import Job
 from ..pipeline.runtime import Runtime
+from .preview_events import Previews
 from .render import render_result
 
 QUEUE_EVENT_MIN_INTERVAL = 0.2  # at most five position updates a second per stream
@@ -33,6 +34,16 @@ def parse_last_event_id(value: str | None) -> tuple[int, int]:
 
 async def job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
                      base_url: str) -> AsyncIterator[dict[str, Any]]:
+    previews = Previews(runtime.previews, job_id)
+    try:
+        async for event in _job_events(runtime, job_id, last_event_id, base_url, previews):
+            yield event
+    finally:
+        previews.close()
+
+
+async def _job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
+                      base_url: str, previews: "Previews") -> AsyncIterator[dict[str, Any]]:
     store = runtime.store
     seq, sub = parse_last_event_id(last_event_id)
     last_position: Any = None
@@ -50,6 +61,10 @@ async def job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
             yield await _render(runtime, job, event, base_url)
             if event.type == "final_result":
                 return
+        preview = previews.take(job)
+        if preview is not None:
+            yield preview
+            continue
         position, sizes = await runtime.queue_position(job)
         waiting = position["position"] is not None
         snapshot = (position, sizes)
@@ -61,10 +76,10 @@ async def job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
             continue
         if waiting and snapshot != last_position:
             # A change came too soon after the last update: wake for job events only, then look again.
-            await store.wait(job_id, seq, queue_change=False,
-                             timeout=QUEUE_EVENT_MIN_INTERVAL - (now - last_queue_emit))
+            await previews.or_wait(store.wait(job_id, seq, queue_change=False,
+                                              timeout=QUEUE_EVENT_MIN_INTERVAL - (now - last_queue_emit)))
         else:
-            await store.wait(job_id, seq, queue_change=waiting, timeout=IDLE_WAIT)
+            await previews.or_wait(store.wait(job_id, seq, queue_change=waiting, timeout=IDLE_WAIT))
 
 
 def _data(job: Job, status: str, message: str, position: dict[str, Any], sizes: dict[str, int],

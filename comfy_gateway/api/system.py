@@ -18,19 +18,24 @@ router = APIRouter(tags=["service"])
 open_router = APIRouter(tags=["service"])
 README = Path(__file__).resolve().parents[2] / "README.md"
 STARTED = time.time()
+UNUSABLE = {"failed_until_restart", "cooling_down", "probing"}
 
 
-@open_router.get("/health", summary="Each backend's reachability and queue; 503 when none answers")
+@open_router.get("/health", summary="Each backend's state, reachability and queue (named by label, no "
+                  "address); 503 when none answers or none is usable")
 async def health(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     backends = await runtime.pool.health()
     reachable = sum(1 for b in backends if b["reachable"])
-    status = "ok" if reachable == len(backends) else "degraded" if reachable else "unavailable"
+    # A backend that answers but is latched out (fatal GPU error) or cooling down is not usable.
+    usable = sum(1 for b in backends if b["reachable"] and b["state"] not in UNUSABLE)
+    healthy = sum(1 for b in backends if b["reachable"] and b["state"] == "ready")
+    status = "ok" if healthy == len(backends) else "degraded" if usable else "unavailable"
     body = {
         "status": status, "version": __version__, "uptime": round(time.time() - STARTED, 1),
         "backends": backends, "queues": await runtime.store.queue_sizes(),
     }
-    return JSONResponse(body, status_code=200 if reachable else 503)
+    return JSONResponse(body, status_code=200 if usable else 503)
 
 
 @router.get("/queue-info", summary="Stage queues, workers, measured durations, backends")

@@ -21,8 +21,11 @@ from .ask import Where, ask, asking, seconds_until
 from .errors import BackendError, PromptCancelled, PromptLost, PromptNotAccepted, PromptOutcomeUnknown
 from .history import raise_for_status
 from .http import ComfyHTTP
+from .naming import display_name
+from .previews import parse_frame
 from .reconciler import Reconciler
-from .tracker import ProgressCallback, PromptTracker
+from .rotation import Rotation
+from .tracker import PreviewCallback, ProgressCallback, PromptTracker
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,10 @@ class _HistoryLag(BackendError):
 
 class Backend:
     def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout: float, lost_after: float,
-                 reconcile_interval: float = 5.0):
-        self.url = url
-        self.name = url.split("://", 1)[-1]
+                 reconcile_interval: float = 5.0, label: str | None = None):
+        self.url = url  # may carry credentials: handed to the HTTP client only, never shown
+        self.name = display_name(url)  # host:port[/path], for results, logs and /queue-info
+        self.label = label or self.name  # no address: for /health and /ready
         self.http = ComfyHTTP(url, session, timeout)
         self.client_id = uuid.uuid4().hex
         self._session = session
@@ -54,6 +58,9 @@ class Backend:
         self._busy_total = 0.0  # seconds with at least one of our prompts on this ComfyUI
         self._busy_since: float | None = None
         self.reconciler = Reconciler(self, reconcile_interval)
+        self._running: str | None = None  # the prompt of ours ComfyUI runs now (previews name none)
+        # In rotation takes more than a connected socket: warm-up, circuit breaker, GPU faults.
+        self.rotation = Rotation(self._changed)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` when the backend joins or leaves the rotation or its load changes."""
@@ -62,6 +69,10 @@ class Backend:
     def _changed(self) -> None:
         for listener in self._listeners:
             listener()
+
+    @property
+    def in_rotation(self) -> bool:
+        return self.connected.is_set() and self.rotation.usable
 
     @property
     def in_flight(self) -> int:
@@ -100,12 +111,13 @@ class Backend:
     async def run(
         self, prompt_id: str, workflow: dict[str, Any], on_progress: ProgressCallback | None = None,
         still_wanted: Callable[[], Awaitable[bool]] | None = None, deadline: float | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> dict[str, Any]:
         """Queue the prompt under our own id, wait for it to end, and return its confirmed
         /history entry. Raises PromptRejected, ExecutionFailed, ExecutionInterrupted,
         PromptLost or BackendError. `deadline` (epoch seconds, the job's): how long an unknown
         outcome may be asked about."""
-        tracker = PromptTracker(prompt_id, workflow, on_progress)
+        tracker = PromptTracker(prompt_id, workflow, on_progress, on_preview)
         # Registered before the POST: ComfyUI may start sending frames before it answers.
         self._track(prompt_id, tracker)
         try:
@@ -189,14 +201,17 @@ class Backend:
                     self.down_since, self.last_error, backoff = None, None, 0.1
                     self._changed()
                     log.info("backend %s: websocket connected", self.name)
+                    # Ask for the preview frames that name their prompt (see previews.py).
+                    await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
                     if had_gap and self._trackers:
                         self.reconciler.poke()  # frames may have been missed meanwhile
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             self._route(msg.data)
+                        elif msg.type == aiohttp.WSMsgType.BINARY:
+                            self._route_binary(msg.data)
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                             break
-                        # BINARY frames are live previews: not needed for results.
                     self.last_error = "websocket closed by the backend"
             except asyncio.CancelledError:
                 raise
@@ -230,12 +245,28 @@ class Backend:
                 return
             tracker = self._trackers.get(data.get("prompt_id"))  # type: ignore[arg-type]
             if tracker is not None:
+                if msg.get("type") in ("execution_start", "executing", "progress"):
+                    self._running = tracker.prompt_id
                 tracker.on_frame(msg.get("type"), data)
         except Exception:  # noqa: BLE001 - a strange frame must not kill the socket
             log.exception("backend %s: could not handle frame %.200s", self.name, raw)
 
     def _posted_in_flight(self) -> int:
         return sum(1 for t in self._trackers.values() if t.posted and not t.ended.done())
+
+    def _route_binary(self, data: bytes) -> None:
+        """A preview goes to the prompt it names, or (the older frame names none) to ours that
+        runs now. Handled in place, never awaited: a slow preview reader must not hold up the
+        socket (the subscribers keep only the latest one, see pipeline/preview_hub.py)."""
+        try:
+            frame = parse_frame(data)
+            if frame is None:
+                return
+            tracker = self._trackers.get(frame.prompt_id or self._running or "")
+            if tracker is not None:
+                tracker.on_preview(frame)
+        except Exception:  # noqa: BLE001 - a strange frame must not kill the socket
+            log.exception("backend %s: could not handle a binary frame of %d bytes", self.name, len(data))
 
     def _fail_all(self, exc: BaseException) -> None:
         for tracker in list(self._trackers.values()):

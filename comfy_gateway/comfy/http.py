@@ -94,6 +94,14 @@ class ComfyHTTP:
     async def delete_queued(self, prompt_ids: list[str]) -> None:
         await self._json("POST", "/queue", json={"delete": prompt_ids})
 
+    async def free(self) -> None:
+        """Ask ComfyUI to unload its models and free the memory it caches (after an OOM);
+        it does so before the next prompt it runs."""
+        await self._json("POST", "/free", json={"unload_models": True, "free_memory": True})
+
+    async def delete_history(self, prompt_ids: list[str]) -> None:
+        await self._json("POST", "/history", json={"delete": prompt_ids})
+
     async def upload_image(
         self, name: str, data: bytes, *, content_type: str = "image/png", subfolder: str = "",
         overwrite: bool = True,

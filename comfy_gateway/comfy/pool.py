@@ -9,12 +9,15 @@ import aiohttp
 
 from .backend import Backend
 from .errors import BackendError
+from .naming import redact
 
 
 class BackendPool:
-    def __init__(self, urls: list[str], *, timeout: float, lost_after: float, reconcile_interval: float = 5.0):
+    def __init__(self, urls: list[str], *, timeout: float, lost_after: float, reconcile_interval: float = 5.0,
+                 labels: list[str] | None = None):
         self._urls = urls
         self._reconcile_interval = reconcile_interval
+        self._labels = labels or [f"backend-{i}" for i in range(len(urls))]
         self._timeout = timeout
         self._lost_after = lost_after
         self._session: aiohttp.ClientSession | None = None
@@ -27,8 +30,8 @@ class BackendPool:
         )
         self.backends = [
             Backend(url, self._session, timeout=self._timeout, lost_after=self._lost_after,
-                    reconcile_interval=self._reconcile_interval)
-            for url in self._urls
+                    reconcile_interval=self._reconcile_interval, label=label)
+            for url, label in zip(self._urls, self._labels)
         ]
         for backend in self.backends:
             await backend.start()
@@ -39,14 +42,17 @@ class BackendPool:
             await self._session.close()
 
     async def health(self, timeout: float = 3.0) -> list[dict[str, Any]]:
-        return list(await asyncio.gather(*(self._one_health(b, timeout) for b in self.backends)))
+        return list(await asyncio.gather(*(self._one_health(i, b, timeout) for i, b in enumerate(self.backends))))
 
     @staticmethod
-    async def _one_health(backend: Backend, timeout: float) -> dict[str, Any]:
+    async def _one_health(index: int, backend: Backend, timeout: float) -> dict[str, Any]:
+        # Open without a key: names by label and index, never an address (see naming.py).
+        connected = backend.connected.is_set()
         info: dict[str, Any] = {
-            "name": backend.name, "url": backend.url, "reachable": False,
-            "websocket_connected": backend.connected.is_set(), "in_rotation": backend.connected.is_set(),
+            "name": backend.label, "index": index, "state": backend.rotation.state(connected),
+            "reachable": False, "websocket_connected": connected, "in_rotation": backend.in_rotation,
             "in_flight": backend.in_flight, "queue_remaining": backend.queue_remaining,
+            **backend.rotation.view(),
         }
         try:
             stats, queue = await asyncio.wait_for(
@@ -56,5 +62,5 @@ class BackendPool:
             info["queue_running"] = len(queue.get("queue_running", []))
             info["queue_pending"] = len(queue.get("queue_pending", []))
         except (BackendError, asyncio.TimeoutError) as exc:
-            info["error"] = str(exc) or "timed out"
+            info["error"] = redact(str(exc), backend.url, backend.label) or "timed out"
         return info

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -80,6 +80,10 @@ class WebhookSender:
         # A claimed entry is ours while one attempt can last; past that, another process retries.
         self.outbox = Sweeper("webhooks", store.schedule("outbox"), self._due,
                               interval=settings.sweep_interval, hold=settings.webhook_timeout + OUTBOX_MARGIN)
+        # Awaited before a job's final webhook: its event webhooks end first (progress_webhooks.py).
+        self.before_final: Callable[[str], Awaitable[None]] | None = None
+        self.network_policy = settings.network_policy
+        self.timeout = settings.webhook_timeout
 
     @property
     def can_sign(self) -> bool:
@@ -152,6 +156,8 @@ class WebhookSender:
         assert target is not None and job.webhook is not None
         url, extra = target
         state = job.webhook.model_copy()
+        if self.before_final is not None:
+            await self.before_final(job.id)  # its event webhooks end first (progress_webhooks.py)
         try:
             await precheck_url(url, s.network_policy, what="webhook.url")
         except UrlRefused as exc:
@@ -164,7 +170,7 @@ class WebhookSender:
         body.pop("webhook", None)  # the delivery's own state is not part of what it delivers
         body["extra_params"] = extra  # under its own key: can never overwrite id or status
         async with self._slots:  # held for the request only
-            status, error, retry_after = await self._attempt(url, message_id(job.id), orjson.dumps(body))
+            status, error, retry_after = await self.attempt(url, message_id(job.id), orjson.dumps(body))
         state.attempts += 1
         state.last_status, state.last_error = status, error
         if status is not None and 200 <= status < 300:
@@ -185,7 +191,7 @@ class WebhookSender:
         metrics.webhook_failed()
         log.warning("webhook of job %s failed after %d attempt(s): %s", job.id, state.attempts, state.last_error)
 
-    async def _attempt(self, url: str, msg_id: str, body: bytes) -> tuple[int | None, str | None, str | None]:
+    async def attempt(self, url: str, msg_id: str, body: bytes) -> tuple[int | None, str | None, str | None]:
         """One POST: (status, error, Retry-After). The timestamp is signed afresh each time."""
         assert self._session is not None and self._signer is not None
         now = datetime.now(timezone.utc)

@@ -22,7 +22,10 @@ from ..inputs.resolver import InputResolver
 from ..jobs.model import Job, JobStatus, Progress
 from ..jobs.store import JobStore
 from .failures import fail_job
+from .gpu_faults import GpuFaults
 from .model_inputs import ModelInputs
+from .preview_hub import PreviewHub
+from .progress import finished_progress
 from .recover import settle_elsewhere
 from .router import BackendRouter
 from .uploads import BackendUploads
@@ -43,9 +46,12 @@ class Generation:
     """Called with a job id taken through router.gated_take (which reserved a slot for it)."""
 
     def __init__(self, store: JobStore, router: BackendRouter, inputs: InputResolver, lost_after: float,
-                 models: ModelInputs | None = None):
+                 models: ModelInputs | None = None, faults: GpuFaults | None = None,
+                 previews: PreviewHub | None = None):
         self._models = models
         self._store = store
+        self._faults = faults
+        self._previews = previews
         self._router = router
         self._inputs = inputs
         self._lost_after = lost_after
@@ -112,7 +118,10 @@ class Generation:
                     marks={"generation_started": time.time()}, attempts=job.attempts + 1)
                 if job.status.terminal:  # cancelled or timed out while it waited for us
                     return None
-                return await self._run(job, backend)
+                if self._faults is None:
+                    return await self._run(job, backend)
+                current = job  # out-of-memory: freed and run once more on the same backend
+                return await self._faults.run(job.id, backend, lambda: self._run(current, backend))
             except PromptNotAccepted as exc:
                 refusals += 1
                 if refusals > 2 * len(self._router.backends):
@@ -144,13 +153,18 @@ class Generation:
             current = await self._store.get(job_id)
             return current is not None and not current.status.terminal
 
+        on_preview = None
+        if self._previews is not None and job.request.get("previews"):
+            on_preview = self._previews.publisher(job_id)
+
+        def run(workflow: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+            return backend.run(job_id, workflow, on_progress, still_wanted, job.deadline, on_preview)
+
         if not job.inputs:
-            return await self._unless_ended(job_id, backend, backend.run(
-                job_id, job.workflow or {}, on_progress, still_wanted, job.deadline))
+            return await self._unless_ended(job_id, backend, run(job.workflow or {}))
         workflow, reused = await self._place_inputs(job, backend)
         try:
-            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted,
-                                                                         job.deadline))
+            return await self._unless_ended(job_id, backend, run(workflow))
         except PromptRejected as exc:
             # A file this backend had before may be gone (a restarted ComfyUI with a fresh input
             # folder): if ComfyUI names one, upload again and try once more. A rejected prompt
@@ -164,8 +178,7 @@ class Generation:
                 if self._models is not None:
                     self._models.delivery.forget(backend.name, sha)
             workflow, _ = await self._place_inputs(job, backend)
-            return await self._unless_ended(job_id, backend, backend.run(job_id, workflow, on_progress, still_wanted,
-                                                                         job.deadline))
+            return await self._unless_ended(job_id, backend, run(workflow))
 
     async def _unless_ended(self, job_id: str, backend: Backend, run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
         """Await the run, but withdraw the prompt if the job ends meanwhile. A cancel or timeout
@@ -239,5 +252,6 @@ class Generation:
             job.id, "postprocess", status=JobStatus.postprocessing, message=f"fetching {len(refs)} output(s)",
             marks={"generation_finished": time.time()},
             comfy_outputs=[dataclasses.asdict(r) for r in refs],
+            progress=finished_progress(job),
         )
 

@@ -7,8 +7,9 @@ per backend; a worker takes a job only while some backend in rotation has a free
 picks, at that moment, the backend with the lowest load (ComfyUI's own queue_remaining, which
 counts every process's prompts, or our own prompts in flight there if that is higher).
 
-In rotation = its websocket is connected. A backend that stops answering drops its socket and
-leaves; it rejoins when the socket is back.
+In rotation = its websocket is connected, its warm-up ran, its circuit breaker is closed and no
+GPU fault is latched (comfy/rotation.py). A backend that stops answering drops its socket and
+leaves; it rejoins when the socket is back and its warm-up ran again.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class BackendRouter:
         return self.slots * len(self.backends)
 
     def in_rotation(self, backend: Backend) -> bool:
-        return backend.connected.is_set()
+        return backend.in_rotation  # connected, warmed up, breaker closed, no GPU fault latched
 
     def load(self, backend: Backend) -> int:
         return max(self.in_use[backend.name], backend.queue_remaining or 0)

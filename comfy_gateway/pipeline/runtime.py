@@ -24,6 +24,7 @@ from ..jobs.store import STAGES, JobStore
 from ..logs import job_context
 from ..outputs.local import LocalStorage
 from ..outputs.retention import expire_local_outputs
+from ..outputs.progress_webhooks import ProgressWebhooks
 from ..outputs.s3_lazy import S3Storage
 from ..outputs.webhooks import WebhookSender
 from ..settings import Settings
@@ -34,12 +35,14 @@ from .deadlines import Deadlines
 from .deliveries import counted
 from .estimates import StageStats, estimate_wait
 from .failures import fail_job, job_error
+from .fleet import Fleet
 from .generation import Generation
 from .model_inputs import ModelInputs
 from .observe import log_transition
 from .output_plan import seal_request
 from .postprocess import Postprocess
 from .preprocess import Preprocess
+from .preview_hub import PreviewHub
 from .router import BackendRouter
 from .workers import WorkerPool
 
@@ -66,7 +69,8 @@ class Runtime:
         self.store: JobStore = store or make_store(settings)
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
                                 lost_after=settings.backend_lost_after,
-                                reconcile_interval=settings.reconcile_interval)
+                                reconcile_interval=settings.reconcile_interval,
+                                labels=[b.label for b in settings.backends])
         self.storage = LocalStorage(settings.output_dir)
         key = settings.secrets_key.get_secret_value()
         self.secrets = SecretBox(base64.b64decode(key) if key else None)
@@ -92,11 +96,19 @@ class Runtime:
         metrics.install(self.metrics)
         self.store.add_listener(self.metrics.job_changed)
         self.store.add_listener(log_transition)
+        self.previews = PreviewHub()
+        self.store.add_listener(lambda job, previous: self.previews.forget(job.id) if job.status.terminal else None)
+        self.fleet: Fleet | None = None
+        self.event_webhooks = ProgressWebhooks(self.webhooks, self.store)
+        self.store.add_listener(self.event_webhooks.on_created)
+        self.webhooks.before_final = self.event_webhooks.before_final
 
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.store.start()
         await self.pool.start()
+        # Before any socket connects (their first change event starts the warm-up).
+        self.fleet = Fleet(self.settings, self.pool.backends, self.store, self.metrics.registry)
         await self.inputs.start()
         s, store = self.settings, self.store
         self.models = ModelInputs(s, self.pool.backends)
@@ -122,7 +134,8 @@ class Runtime:
         # One generation pool, GENERATION_WORKERS slots per backend; the router sends each job
         # to the least-loaded backend in rotation (see router.py).
         router = self.router = BackendRouter(self.pool.backends, s.generation_workers)
-        self.generation = Generation(store, router, self.inputs, s.backend_lost_after, self.models)
+        self.generation = Generation(store, router, self.inputs, s.backend_lost_after, self.models,
+                                     faults=self.fleet.faults, previews=self.previews)
         self.pools["generation"] = [pool(
             "generation", router.total_slots, self.generation,
             take=lambda: router.gated_take(counted(store, "generation", lambda: store.dequeue("generation"),
@@ -143,10 +156,13 @@ class Runtime:
         for pools in self.pools.values():
             for p in pools:
                 await p.stop()
+        await self.event_webhooks.stop()
         await self.webhooks.stop()
         await self.inputs.stop()
         if self.models is not None:
             await self.models.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         await self.pool.stop()
         await self.store.close()
 
@@ -326,7 +342,8 @@ class Runtime:
         """Each backend as this process sees it: in rotation or not, and its load."""
         router, gen = self.router, self.generation
         return [
-            {"name": b.name, "connected": b.connected.is_set(), "in_rotation": b.connected.is_set(),
+            {"name": b.name, "label": b.label, "connected": b.connected.is_set(), "in_rotation": b.in_rotation,
+             "state": b.rotation.state(b.connected.is_set()),
              "in_flight": b.in_flight, "slots": self.settings.generation_workers,
              "slots_in_use": router.in_use[b.name] if router else 0,
              "queue_remaining": b.queue_remaining, "down_since": b.down_since, "last_error": b.last_error,

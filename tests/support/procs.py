@@ -71,10 +71,11 @@ def install_comfyui() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def start_comfyui(base_dir: Path, log: Path) -> tuple[Proc, str]:
+def start_comfyui(base_dir: Path, log: Path, port: int | None = None) -> tuple[Proc, str]:
+    """A real ComfyUI; `port` to bring one back where a stopped one was."""
     comfy_dir = install_comfyui()
     venv_python = Path(os.environ.get("COMFYUI_HOME", Path.home() / ".cache/comfy-gateway/comfyui")) / "venv/bin/python"
-    port = free_port()
+    port = port or free_port()
     base_dir.mkdir(parents=True, exist_ok=True)
     args = [str(venv_python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
             "--disable-all-custom-nodes", "--base-directory", str(base_dir), "--dont-print-server",

@@ -47,6 +47,7 @@ class Receiver:
     deliveries: list[Delivery] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses, then 200
     holds: dict[str, asyncio.Event] = field(default_factory=dict)  # path -> answer once set
+    arrived: dict[str, int] = field(default_factory=dict)  # path -> requests received, held ones included
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def script(self, path: str, *statuses: int) -> str:
@@ -75,6 +76,7 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
         body = await request.read()
+        self.arrived[path] = self.arrived.get(path, 0) + 1
         if path in self.holds:
             await self.holds[path].wait()
         queue = self.scripts.get(path) or []

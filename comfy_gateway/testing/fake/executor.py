@@ -10,6 +10,8 @@ import logging
 import traceback
 from typing import Any
 
+from comfy_gateway.testing.fake.gpu import injected
+from comfy_gateway.testing.fake.previews import preview_image, preview_jpeg, preview_with_metadata
 from comfy_gateway.testing.fake.graph import ExecutionList, get_input_data, node_signatures
 from comfy_gateway.testing.fake.hub import WebSocketHub
 from comfy_gateway.testing.fake.knobs import Knobs
@@ -41,6 +43,7 @@ class Executor:
 
     def reset(self) -> None:
         self._cache: dict[str, tuple] = {}
+        self.gpu_broken = False  # after a fatal CUDA error, until the process restarts
         self._interrupt = False
         self._interrupted = asyncio.Event()  # ends a node's added delay early
         self.client_id: str | None = None     # of the prompt running (or that ran last)
@@ -120,9 +123,21 @@ class Executor:
         ui_outputs: dict[str, dict] = {}
         results: dict[str, tuple] = {}
         executed: list[str] = []
-        fail = self.knobs["fail_next"] > 0
+        fail: bool | str = self.knobs["fail_next"] > 0
         if fail:
             self.knobs["fail_next"] -= 1
+        for knob, kind in (("oom_next", "oom"), ("cuda_fatal_next", "fatal")):
+            if not fail and self.knobs[knob] > 0:
+                self.knobs[knob] -= 1
+                fail = kind
+        if self.gpu_broken:
+            fail = "fatal"
+        # A cached node that nothing uncached pulls in never enters the execution list: its
+        # outputs come straight from the cache (as ComfyUI's caches.outputs.get does).
+        for n in prompt:
+            hit = cached(n)
+            if hit is not None:
+                results[n] = hit[1]
         elist = ExecutionList(prompt, self.nodes, lambda n: cached(n) is not None)
         for o in outputs:
             elist.add_node(o)
@@ -195,9 +210,23 @@ class Executor:
             # Steps show in progress_state only: no recording shows ComfyUI's older `progress` frame.
             self._check_interrupt()
             progress.update(nid, value, total)
+            # As ComfyUI's progress hook does (main.py, hijack_progress): no recording has a node
+            # with steps, so the fake-only step nodes follow its code: the metadata preview with
+            # progress_state to a client that asked for it; otherwise `progress`, then the plain one.
+            with_meta = self.hub.supports(cid, "supports_preview_metadata")
+            image = preview_jpeg(value, total) if self.knobs["previews"] else None
+            if image is not None and with_meta:
+                self.hub.send_bytes(preview_with_metadata(image, prompt_id, nid), cid)
+            self.hub.send("progress", {"value": value, "max": total, "prompt_id": prompt_id, "node": nid}, cid)
+            if image is not None and not with_meta:
+                self.hub.send_bytes(preview_image(image), cid)
 
         try:
             self._check_interrupt()
+            if fail in ("oom", "fatal"):
+                if fail == "fatal":
+                    self.gpu_broken = True
+                raise injected(fail)
             if fail:
                 raise RuntimeError("FakeComfyUI fail_next: injected failure")
             delay = self.knobs["node_delay"] + self.knobs["class_delay"].get(prompt[nid]["class_type"], 0.0)

@@ -19,10 +19,11 @@ from comfy_gateway.testing.fake.protocol import FEATURES, frame
 
 
 class Sock:
-    __slots__ = ("ws", "request", "sid", "remaining", "dropped")
+    __slots__ = ("ws", "request", "sid", "remaining", "dropped", "flags")
 
     def __init__(self, ws, request, sid, remaining):
         self.ws, self.request, self.sid, self.remaining, self.dropped = ws, request, sid, remaining, False
+        self.flags: dict = {}  # the client's feature_flags (server.py: sockets_metadata)
 
 
 class WebSocketHub:
@@ -76,12 +77,26 @@ class WebSocketHub:
             for s in targets:
                 await self.send_now(s, msg)
 
-    async def send_now(self, s: Sock, msg: str) -> None:
+    def send_bytes(self, message: bytes, sid: str | None) -> None:
+        """server.send_bytes: one binary frame (already encoded, see previews.py)."""
+        if self._outq is not None:
+            self._stats["previews_sent"] += 1
+            self._outq.put_nowait((message, sid))
+
+    def supports(self, sid: str | None, flag: str) -> bool:
+        """feature_flags.supports_feature(sockets_metadata, sid, flag)."""
+        s = self._sockets.get(sid) if sid is not None else None
+        return bool(s is not None and s.flags.get(flag))
+
+    async def send_now(self, s: Sock, msg: str | bytes) -> None:
         """One frame to one socket, counted, and the socket dropped once its frame budget is spent."""
         if s.dropped or s.ws.closed:
             return
         try:
-            await s.ws.send_str(msg)
+            if isinstance(msg, bytes):
+                await s.ws.send_bytes(msg)
+            else:
+                await s.ws.send_str(msg)
         except (ConnectionError, RuntimeError):
             return
         self._stats["frames_sent"] += 1
@@ -133,6 +148,7 @@ class WebSocketHub:
                 try:
                     data = json.loads(msg.data)
                     if first and data.get("type") == "feature_flags":
+                        s.flags = data.get("data", {}) or {}
                         await self.send_now(s, frame("feature_flags", FEATURES))
                     first = False
                 except Exception:  # ComfyUI logs and ignores bad client messages

@@ -20,10 +20,14 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "proxy_error_next": 0,         # next N POST /prompt are queued, then answered proxy_error_status
     "proxy_error_status": 502,     # what a proxy answers when its upstream's answer is lost (502/504)
     "history_fail_next": 0,        # next N GET /history/{id} answer 500
+    "previews": False,             # a binary preview frame with every progress step (FakeSlow steps)
+    "oom_next": 0,                 # next N prompts run out of GPU memory at their first node
+    "cuda_fatal_next": 0,          # next N prompts hit a fatal CUDA error; the GPU stays broken until restart
 }
 ACTIONS = ("drop_ws_now", "restart")  # one-shot knobs: true runs the action
 STATS_COUNTERS = ("prompts_received", "prompts_rejected", "prompts_executed", "max_queue_length",
-                  "ws_connections_opened", "ws_connections_refused", "frames_sent")
+                  "ws_connections_opened", "ws_connections_refused", "frames_sent", "free_requests",
+                  "previews_sent")
 
 
 class Knobs:
@@ -61,8 +65,8 @@ class Knobs:
                 continue
             if k in ("node_delay", "history_lag", "prompt_reply_delay"):
                 v = float(v)
-            elif k in ("fail_next", "proxy_error_next", "proxy_error_status", "history_fail_next") or (
-                    k == "drop_ws_after_frames" and v is not None):
+            elif k in ("fail_next", "proxy_error_next", "proxy_error_status", "history_fail_next",
+                       "oom_next", "cuda_fatal_next") or (k == "drop_ws_after_frames" and v is not None):
                 v = int(v)
             elif k != "drop_ws_after_frames":
                 v = bool(v)

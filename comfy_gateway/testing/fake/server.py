@@ -11,6 +11,7 @@ from aiohttp import web
 
 from comfy_gateway.testing.fake.app import make_app
 from comfy_gateway.testing.fake.executor import Executor
+from comfy_gateway.testing.fake.gpu import GpuRoutes
 from comfy_gateway.testing.fake.hub import WebSocketHub
 from comfy_gateway.testing.fake.knobs import Knobs, Stats
 from comfy_gateway.testing.fake.nodes import Dirs, SaveCounters, make_nodes
@@ -47,6 +48,7 @@ class FakeComfyUI:
             PromptRoutes(self.queue, self.executor, self.nodes, self._stats, self._knobs),
             FileRoutes(self.dirs),
             SystemRoutes(self.nodes),
+            GpuRoutes(self._stats),
         ], FakeControlRoutes(self))
         if enable_assets:  # as ComfyUI 0.33 started with --enable-assets (routes_assets.py)
             AssetRoutes(self.dirs, self._stats).install(self.app)
