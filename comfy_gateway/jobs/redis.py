@@ -79,7 +79,7 @@ class RedisJobStore(RedisQueues, RedisHistory):
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
                 self._chan_events, self._chan_queues, uuid.uuid4().hex,
-                owner, -1 if max_owned is None or not owner else max_owned, job.priority]
+                owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at)]
         res = await self._scripts["CREATE"](keys=keys, args=args)
         if res[0] == "exists":
             raise KeyError(job.id)

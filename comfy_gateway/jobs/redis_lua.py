@@ -50,7 +50,7 @@ end
 #       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
 #       events channel, queues channel, born (a token unique to this creation of the job),
-#       owner (key name), max_queued of the owner (-1: none), priority
+#       owner (key name), max_queued of the owner (-1: none), priority, created_at
 CREATE = _ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
@@ -70,12 +70,12 @@ if ARGV[12] ~= '' then
   local owned = tonumber(redis.call('HGET', KEYS[12], ARGV[12]) or '0')
   if tonumber(ARGV[13]) >= 0 and owned >= tonumber(ARGV[13]) then return {'owner_full', owned} end
   redis.call('HINCRBY', KEYS[12], ARGV[12], 1)
-  redis.call('ZADD', KEYS[13], ARGV[8], ARGV[1])
+  redis.call('ZADD', KEYS[13], ARGV[15], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1, 'born', ARGV[11],
            'prio', ARGV[14], 'owner', ARGV[12])
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
-redis.call('ZADD', KEYS[11], ARGV[8], ARGV[1])
+redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
            'message', ARGV[7], 'time', ARGV[8])
 enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10])
