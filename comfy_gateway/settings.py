@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     # Seconds the usage of ended jobs is kept for /usage (longer than RESULT_TTL: billing).
     usage_ttl: float = Field(90 * 86400.0, gt=0)
 
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _no_file(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # API_KEYS_FILE= in a .env
+
     @property
     def api_key_list(self) -> list[bytes]:
         return [k.strip().encode() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
