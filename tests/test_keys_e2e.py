@@ -40,7 +40,8 @@ def auth(name: str) -> dict[str, str]:
 def blur(size: int = 3072, prefix: str = "blur") -> dict:
     """Keeps a CPU ComfyUI busy for seconds: two wide blurs of a large image."""
     return {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1, "color": 0x808080}},
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": size, "height": size, "batch_size": 1, "color": 0x808080}},
         "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 10.0}},
         "3": {"class_type": "ImageBlur", "inputs": {"image": ["2", 0], "blur_radius": 31, "sigma": 10.0}},
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": prefix}},
@@ -64,7 +65,7 @@ def nodes(request, comfyui, gateway_factory, tmp_path):
 async def test_each_key_sees_only_its_own_jobs_on_every_route_from_every_process(nodes, client):
     first = nodes[0].url
     rid = str(uuid.uuid4())
-    body = {"input": {"request_id": rid, "workflow_json": empty_save(16, 8, 0x102030, "own")}}
+    body = {"input": {"request_id": rid, "workflow_json": empty_save(16, 8, 0x102030, "own"), "base64_outputs": True}}
     a = (await client.post(first + "/generate/sync", json=body, headers=auth("alice"))).json()
     b = (await client.post(nodes[-1].url + "/generate/sync", json=body, headers=auth("bob"))).json()
     # One request_id, two keys: two jobs, each id unique, each carrying the request_id as sent.
@@ -90,6 +91,8 @@ async def test_each_key_sees_only_its_own_jobs_on_every_route_from_every_process
                 assert hidden.json()["detail"] == missing.json()["detail"].replace(unknown, theirs["id"])
             listed = (await client.get(f"{url}/jobs", headers=h)).json()
             assert [j["id"] for j in listed["jobs"]] == [mine["id"]]
+            # Listed without the inline base64 that the job's own result carries.
+            assert mine["output"][0]["base64"] and listed["jobs"][0]["output"][0]["base64"] is None
             assert (await client.get(f"{url}/jobs", params={"key": "root"}, headers=h)).status_code == 403
             usage = (await client.get(f"{url}/usage", headers=h)).json()["keys"]
             assert list(usage) == [who] and usage[who]["jobs"]["completed"] == 1
@@ -150,20 +153,32 @@ def generation_start(result: dict) -> float:
     return created + d["queue_wait"] + d["preprocess"] + d["generation_wait"]
 
 
+async def busy_generation_workers(client: httpx.AsyncClient, nodes: list, headers: dict, want: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        infos = [(await client.get(n.url + "/queue-info", headers=headers)).json() for n in nodes]
+        if sum(i["queues"]["generation"]["busy"] for i in infos) == want:
+            return
+        assert loop.time() < deadline, infos
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_a_higher_priority_submitted_last_runs_first(store, comfyui, gateway_factory, tmp_path, client):
     keys = write_keys(tmp_path / "keys.toml")
     cluster = Cluster(tmp_path / "cluster")
     if store == "memory":
-        gw = gateway_factory(comfyui, API_KEYS_FILE=str(keys), GENERATION_WORKERS="1")
-        submit_to = check_on = gw
+        nodes = [gateway_factory(comfyui, API_KEYS_FILE=str(keys), GENERATION_WORKERS="1")]
     else:  # submitted to one process, positions read from the other
-        submit_to, check_on = (cluster.start(comfyui, API_KEYS_FILE=str(keys), GENERATION_WORKERS="1")
-                               for _ in range(2))
+        nodes = [cluster.start(comfyui, API_KEYS_FILE=str(keys), GENERATION_WORKERS="1") for _ in range(2)]
+    submit_to, check_on = nodes[0], nodes[-1]
     try:
         h = auth("bob")
-        blocker = (await client.post(submit_to.url + "/generate", json={"input": {"workflow_json": blur()}},
-                                     headers=h)).json()["id"]
+        # One slow job per generation slot (one per process): every slot busy, ComfyUI busy.
+        blockers = [(await client.post(submit_to.url + "/generate", json={"input": {"workflow_json": blur()}},
+                                       headers=h)).json()["id"] for _ in nodes]
+        await busy_generation_workers(client, nodes, h, len(nodes))
         ids = []
         for name, priority in (("low1", 0), ("low2", 0), ("high", 5)):
             r = await client.post(submit_to.url + "/generate", headers=h, json={"input": {
@@ -171,12 +186,14 @@ async def test_a_higher_priority_submitted_last_runs_first(store, comfyui, gatew
             assert r.status_code == 202, r.text
             ids.append(r.json()["id"])
         low1, low2, high = ids
-        # While the blocker runs, the generation queue is ordered by priority, in every process.
-        positions = [await asyncio.wait_for(first_queue_event(client, check_on.url, j, h), 60) for j in (high, low1, low2)]
+        # While the blockers run, the generation queue is ordered by priority, in every process.
+        positions = [await asyncio.wait_for(first_queue_event(client, check_on.url, j, h), 60)
+                     for j in (high, low1, low2)]
         assert [(p["current_queue"], p["position"]) for p in positions] == [
             ("generation", 0), ("generation", 1), ("generation", 2)], positions
-        assert (await client.get(f"{check_on.url}/result/{blocker}", headers=h)).json()["status"] == "generating"
-        await client.post(f"{submit_to.url}/result/{blocker}/cancel", headers=h)
+        for blocker in blockers:
+            cancelled = await client.post(f"{submit_to.url}/result/{blocker}/cancel", headers=h)
+            assert cancelled.json()["status"] == "cancelled", cancelled.text  # still running: it held a slot
         done = {}
         for job_id in ids:
             stream = await asyncio.wait_for(collect(client, "GET", f"{check_on.url}/result/{job_id}/stream",
@@ -184,13 +201,17 @@ async def test_a_higher_priority_submitted_last_runs_first(store, comfyui, gatew
             result = stream.events[-1].data["result"]
             assert result["status"] == "completed", result
             done[job_id] = result
-        assert generation_start(done[high]) < generation_start(done[low1]) < generation_start(done[low2])
+        start = {job_id: generation_start(done[job_id]) for job_id in ids}
+        if len(nodes) == 1:  # one slot: one after the other, the highest first
+            assert start[high] < start[low1] < start[low2]
+        else:  # a slot per process: high and low1 may start together, low2 waits for a free one
+            assert start[high] < start[low2] and start[low1] < start[low2]
         over = await client.post(submit_to.url + "/generate", headers=h, json={"input": {
             "workflow_json": empty_save(), "priority": 6}})
         assert over.status_code == 422 and "max_priority" in over.json()["detail"]
     finally:
         if store == "memory":
-            gw.proc.stop()
+            nodes[0].proc.stop()
         cluster.stop()
 
 

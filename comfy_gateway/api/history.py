@@ -35,7 +35,8 @@ def epoch(value: datetime | None, name: str) -> float | None:
 async def jobs(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500, description="how many (at most 500)")] = 20,
-    status: Annotated[list[str] | None, Query(description=f"only these statuses (repeat it): {', '.join(STATUSES)}")] = None,
+    status: Annotated[list[str] | None,
+                      Query(description=f"only these statuses (repeat it): {', '.join(STATUSES)}")] = None,
     since: Annotated[datetime | None, Query(description="created at or after this ISO 8601 time")] = None,
     until: Annotated[datetime | None, Query(description="created before this ISO 8601 time")] = None,
     key: Annotated[str | None, Query(max_length=64, description="only this key's jobs (admin keys only)")] = None,
@@ -47,7 +48,8 @@ async def jobs(
     owner = listing_owner(request, key)
     unknown = sorted(set(status or ()) - set(STATUSES))
     if unknown:
-        raise HTTPException(422, detail=f"status: unknown {', '.join(map(repr, unknown))}; one of {', '.join(STATUSES)}")
+        raise HTTPException(422, detail=f"status: unknown {', '.join(map(repr, unknown))}; "
+                                        f"one of {', '.join(STATUSES)}")
     try:
         after = decode_cursor(cursor) if cursor else None
     except ValueError as exc:

@@ -12,16 +12,16 @@ from redis.asyncio import Redis
 
 from .history import HistoryPage, HistoryQuery
 from .model import Job
+from .redis_records import RedisRecords
 from .usage import UsageRecord
 
 BATCH = 200
 
 
-class RedisHistory:
-    redis: Redis
-    prefix: str
+class RedisHistory(RedisRecords):
+    """Needs `redis` from the store; key names come from RedisRecords."""
 
-    def _job(self, job_id: str) -> str: ...  # from RedisRecords
+    redis: Redis
 
     def _created_by(self, owner: str) -> str:
         return f"{self.prefix}created:{owner}"
