@@ -69,3 +69,30 @@ def test_api_keys_are_unscoped_admins_and_request_ids_are_job_ids_there():
     assert ring.match("k2-0123456789abcdef").sees_all() and not ring.scoped
     assert job_id_for("r", None) == "r" and job_id_for(None, "alice") is None
     assert job_id_for("r", "alice") == job_id_for("r", "alice") != job_id_for("r", "bob")
+
+
+async def test_wait_estimates_count_only_jobs_of_its_priority_or_higher_in_later_stages(tmp_path):
+    from comfy_gateway.jobs.memory import MemoryJobStore
+    from comfy_gateway.jobs.model import Job, JobStatus
+    from comfy_gateway.pipeline.runtime import Runtime
+    from comfy_gateway.settings import Settings
+
+    store = MemoryJobStore()
+    runtime = Runtime(Settings(output_dir=tmp_path, postprocess_workers=1), store=store)
+    for stage in ("preprocess", "generation", "postprocess"):
+        runtime.stats.record(stage, 1.0)
+    for i in range(4):  # a backlog of ordinary jobs waiting for postprocessing
+        await store.create(Job(id=f"low{i}", status=JobStatus.queued))
+        await store.dequeue("preprocess")
+        await store.advance(f"low{i}", "postprocess", status=JobStatus.preprocessing)
+    for job_id, priority in (("urgent", 5), ("plain", 0)):
+        await store.create(Job(id=job_id, priority=priority))
+        await store.dequeue("preprocess")
+        await store.advance(job_id, "generation", status=JobStatus.preprocessing)
+        await store.update(job_id, status=JobStatus.generating)
+    urgent, _ = await runtime.queue_position(await store.get("urgent"))
+    plain, _ = await runtime.queue_position(await store.get("plain"))
+    assert (urgent["current_queue"], urgent["position"], plain["position"]) == ("generation", 0, 1)
+    # Its own turn (1 s) and its own postprocess (1 s): the four waiting there will go after it.
+    assert urgent["estimated_wait_time"] == 2.0
+    assert plain["estimated_wait_time"] == 1.0 + 4 * 1.0 + 1.0
