@@ -96,6 +96,12 @@ async def test_each_key_sees_only_its_own_jobs_on_every_route_from_every_process
             assert (await client.get(f"{url}/jobs", params={"key": "root"}, headers=h)).status_code == 403
             usage = (await client.get(f"{url}/usage", headers=h)).json()["keys"]
             assert list(usage) == [who] and usage[who]["jobs"]["completed"] == 1
+            # /usage adds up to the job run: its bytes, its time on the backend and in the queues.
+            assert usage[who]["output_bytes"] == sum(o["size_bytes"] for o in mine["output"]) > 0
+            assert usage[who]["gpu_seconds"] == pytest.approx(mine["durations"]["generation"], abs=0.002)
+            d = mine["durations"]
+            waits = d["queue_wait"] + d["generation_wait"] + d["postprocess_wait"]
+            assert usage[who]["queue_seconds"] == pytest.approx(waits, abs=0.002)
         theirs_file = f"{url}/outputs/{b['output'][0]['url'].split('/outputs/', 1)[1]}"
         assert (await client.get(f"{url}/outputs/{file}", headers=auth("alice"))).status_code == 200
         assert (await client.get(f"{url}/outputs/{file}", headers=auth("bob"))).status_code == 404
@@ -135,6 +141,13 @@ async def test_a_key_over_max_queued_gets_429_while_another_is_served(comfyui, g
         usage = (await client.get(gw.url + "/usage", headers=auth("root"))).json()["keys"]
         assert usage["alice"]["jobs"] == {"completed": 1, "failed": 0, "cancelled": 1, "timed_out": 0, "total": 2}
         assert usage["bob"]["jobs"]["total"] == 1
+        # The same account as Prometheus counters labelled by key name.
+        metrics = (await client.get(gw.url + "/metrics", headers=auth("root"))).text
+        assert 'comfy_gateway_key_jobs_finished_total{key="alice",status="cancelled"} 1.0' in metrics
+        assert 'comfy_gateway_key_jobs_finished_total{key="alice",status="completed"} 1.0' in metrics
+        assert 'comfy_gateway_key_jobs_submitted_total{key="bob"} 1.0' in metrics
+        gpu = [line for line in metrics.splitlines() if line.startswith('comfy_gateway_key_gpu_seconds_total{key="alice"}')]
+        assert float(gpu[0].split()[-1]) == pytest.approx(usage["alice"]["gpu_seconds"], abs=0.01)
     finally:
         gw.proc.stop()
 

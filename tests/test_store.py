@@ -345,6 +345,14 @@ async def test_higher_priority_is_taken_first_and_fifo_within_one(store):
     assert [await store.dequeue("postprocess") for _ in range(5)] == ["high1", "high0", "mid1", "low1", "low0"]
 
 
+async def test_fifo_holds_at_the_highest_priority_too(store):
+    # Redis scores reach -1000 * 2^40: they must keep every digit of the arrival number.
+    for i in range(3):
+        await store.create(Job(id=f"top{i}", priority=1000))
+    await store.create(Job(id="next", priority=999))
+    assert [await store.dequeue("preprocess") for _ in range(4)] == ["top0", "top1", "top2", "next"]
+
+
 async def test_a_late_high_priority_job_overtakes_in_every_process(two_processes):
     a, b = two_processes
     for i in range(3):
