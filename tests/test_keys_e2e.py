@@ -115,6 +115,20 @@ async def test_each_key_sees_only_its_own_jobs_on_every_route_from_every_process
         only_bob = (await client.get(f"{url}/jobs", params={"key": "bob", "status": "completed"}, headers=admin)).json()
         assert [j["id"] for j in only_bob["jobs"]] == [b["id"]]
         assert set((await client.get(f"{url}/usage", headers=admin)).json()["keys"]) == {"alice", "bob"}
+        # Paging with the cursor: every job once, newest first, then the end.
+        page1 = (await client.get(f"{url}/jobs", params={"limit": 1}, headers=admin)).json()
+        page2 = (await client.get(f"{url}/jobs", params={"limit": 1, "cursor": page1["next_cursor"]},
+                                  headers=admin)).json()
+        assert [j["id"] for j in page1["jobs"] + page2["jobs"]] == [b["id"], a["id"]]
+        page3 = (await client.get(f"{url}/jobs", params={"limit": 1, "cursor": page2["next_cursor"]},
+                                  headers=admin)).json()
+        assert page3 == {"jobs": [], "next_cursor": None}
+        later = {"since": "2100-01-01T00:00:00Z"}
+        assert (await client.get(f"{url}/jobs", params=later, headers=admin)).json()["jobs"] == []
+        assert (await client.get(f"{url}/usage", params=later, headers=admin)).json()["keys"] == {}
+        for bad in ({"status": "done"}, {"cursor": "nonsense"}, {"since": "2026-01-01T00:00:00"}):
+            r = await client.get(f"{url}/jobs", params=bad, headers=admin)
+            assert r.status_code == 422 and list(bad)[0] in r.json()["detail"], r.text
         assert (await client.get(f"{url}/jobs")).status_code == 401
 
 
