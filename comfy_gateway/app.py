@@ -9,7 +9,8 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import assets, generate, metrics, modifiers, results, system
+from .access.signals import reload_on_sighup
+from .api import assets, generate, history, metrics, modifiers, results, system, usage
 from .api import v2 as api_v2
 from .api import ready
 from .api.auth import require_api_key
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        reload_on_sighup(runtime.keys)
         try:
             yield
         finally:
@@ -57,10 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="comfy-gateway", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, default_response_class=JSONResponse)
     app.state.runtime = runtime
+    app.state.keys = runtime.keys
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(generate.router, dependencies=protected)
     app.include_router(results.router, dependencies=protected)
+    app.include_router(history.router, dependencies=protected)
+    app.include_router(usage.router, dependencies=protected)
     app.include_router(modifiers.router, dependencies=protected)
     app.include_router(assets.router, dependencies=protected)
     app.include_router(system.open_router)  # /health and the README stay open

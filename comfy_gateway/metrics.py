@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .jobs.model import Job, JobStatus
+from .jobs.usage import usage_of
 
 # The *_created series (a timestamp per label set) double the output and no dashboard reads them.
 disable_created_metrics()
@@ -100,6 +101,17 @@ class Metrics:
                                         registry=r)
         self.upload_failures = Counter("comfy_gateway_upload_failures", "Outputs that could not be stored "
                                        "(S3 or other storage)", registry=r)
+        # Per API key name (never the key): what /usage sums, as counters of this process.
+        self.key_submitted = Counter("comfy_gateway_key_jobs_submitted", "Jobs accepted, by key name", ["key"],
+                                     registry=r)
+        self.key_finished = Counter("comfy_gateway_key_jobs_finished", "Jobs that ended, by key name and outcome",
+                                    ["key", "status"], registry=r)
+        self.key_queue_seconds = Counter("comfy_gateway_key_queue_seconds", "Seconds jobs waited in the "
+                                         "gateway's queues, by key name", ["key"], registry=r)
+        self.key_gpu_seconds = Counter("comfy_gateway_key_gpu_seconds", "Seconds jobs spent on a backend, "
+                                       "by key name", ["key"], registry=r)
+        self.key_output_bytes = Counter("comfy_gateway_key_output_bytes", "Bytes of outputs stored, by key name",
+                                        ["key"], registry=r)
         for status in TERMINAL:  # present at 0 from the start, so rates and alerts work at once
             self.finished.labels(status)
             self.job_seconds.labels(status)
@@ -116,11 +128,17 @@ class Metrics:
         """A store transition listener: counts submissions and outcomes, times the waits."""
         if previous is None:
             self.submitted.inc()
+            self.key_submitted.labels(job.owner or "anonymous").inc()
             return
         if not job.status.terminal:
             return
         status = job.status.value
         self.finished.labels(status).inc()
+        used = usage_of(job)
+        self.key_finished.labels(used.key, status).inc()
+        self.key_queue_seconds.labels(used.key).inc(used.queue_seconds)
+        self.key_gpu_seconds.labels(used.key).inc(used.gpu_seconds)
+        self.key_output_bytes.labels(used.key).inc(used.output_bytes)
         if job.status is JobStatus.failed:
             self.failures.labels(job.error.kind if job.error else "internal").inc()
         durations = job.durations()

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     # cannot send one (keep it on a private network then: it shows load, not job data).
     metrics_open: bool = False
 
+    # Named keys with limits of their own (TOML, see the README's "Keys, quotas, priorities");
+    # replaces API_KEYS when set. Read again on SIGHUP.
+    api_keys_file: Path | None = None
+    # Seconds the usage of ended jobs is kept for /usage (longer than RESULT_TTL: billing).
+    usage_ttl: float = Field(90 * 86400.0, gt=0)
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _no_file(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # API_KEYS_FILE= in a .env
+
     @property
     def api_key_list(self) -> list[bytes]:
         return [k.strip().encode() for k in self.api_keys.get_secret_value().split(",") if k.strip()]

@@ -149,4 +149,4 @@ def test_jobs_limit_is_checked(gw: Gateway):
     for bad in ("0", "501", "many"):
         r = httpx.get(gw.url + "/jobs", params={"limit": bad})
         assert r.status_code == 422 and r.json()["detail"].startswith("invalid request: query.limit:"), r.text
-    assert httpx.get(gw.url + "/jobs").json() == {"jobs": []}
+    assert httpx.get(gw.url + "/jobs").json() == {"jobs": [], "next_cursor": None}

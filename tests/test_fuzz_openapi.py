@@ -20,15 +20,26 @@ from .support.procs import start_fake_comfyui
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 
 
-@pytest.fixture(scope="module")
-def fuzz_gateway(tmp_path_factory, module_gateway_factory):
+# With API_KEYS_FILE: the fuzz calls as a key that is not an admin (its own jobs, priorities up
+# to 5), so ownership checks, /jobs and /usage filters are fuzzed too.
+FUZZ_KEY = "fuzz-key-0123456789abcdef"
+KEYS_TOML = f'[keys.fuzzer]\nkey = "{FUZZ_KEY}"\nmax_priority = 5\n\n[keys.other]\nkey = "other-key-0123456789abcdef"\n'
+
+
+@pytest.fixture(scope="module", params=["open", "keys_file"])
+def fuzz_gateway(request, tmp_path_factory, module_gateway_factory):
     base = tmp_path_factory.mktemp("fuzz")
     proc, url = start_fake_comfyui(base / "fake", base / "fake.log")
-    gw = module_gateway_factory(url, MAX_QUEUE_SIZE="100000")
+    env = {"MAX_QUEUE_SIZE": "100000"}
+    if request.param == "keys_file":
+        (base / "keys.toml").write_text(KEYS_TOML)
+        env["API_KEYS_FILE"] = str(base / "keys.toml")
+    gw = module_gateway_factory(url, **env)
+    gw.headers = {"X-API-Key": FUZZ_KEY} if request.param == "keys_file" else {}
     yield gw
     # Every job the fuzz started has ended: nothing waits, nothing is in flight.
     for _ in range(100):
-        info = httpx.get(gw.url + "/queue-info").json()
+        info = httpx.get(gw.url + "/queue-info", headers=gw.headers).json()
         if info["waiting"] == 0 and all(b["in_flight"] == 0 for b in info["backends"]):
             break
         time.sleep(0.1)
@@ -57,7 +68,7 @@ def keep_local(value):
 def test_no_server_error_and_no_hang(case, fuzz_gateway):
     if isinstance(case.body, (dict, list)):
         case.body = keep_local(case.body)
-    response = case.call(base_url=fuzz_gateway.url, timeout=30)
+    response = case.call(base_url=fuzz_gateway.url, timeout=30, headers=fuzz_gateway.headers)
     # 501 is the one deliberate 5xx: what this gateway's configuration does not serve (a
     # webhook when no WEBHOOK_SECRET is set to sign it).
     not_yet = response.status_code == 501 and "WEBHOOK_SECRET" in response.text

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from ..jobs.store import QueueFull
+from ..jobs.store import KeyQueueFull, QueueFull
 from ..pipeline.runtime import DuplicateRequest
 from .jsonresp import JSONResponse
 
@@ -65,6 +65,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=429, headers={"Retry-After": str(runtime.retry_after())},
             content={"detail": f"the queue is full: {exc}; retry later (MAX_QUEUE_SIZE)"},
+        )
+
+    @app.exception_handler(KeyQueueFull)
+    async def key_queue_full(request: Request, exc: KeyQueueFull) -> JSONResponse:
+        runtime = request.app.state.runtime
+        return JSONResponse(
+            status_code=429, headers={"Retry-After": str(runtime.retry_after())},
+            content={"detail": f"{exc}; retry when one of them has ended"},
         )
 
     @app.exception_handler(DuplicateRequest)

@@ -12,6 +12,7 @@ from ..jobs.model import Job
 from ..logs import current_job_id
 from ..net.guard import UrlRefused, check_url
 from ..pipeline.runtime import Runtime
+from .auth import current_key
 from .deps import runtime_of
 from .disconnect import cancel_if_abandoned, unless_disconnected
 from .jsonresp import JSONResponse
@@ -31,7 +32,8 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorBody, "description": "Body not JSON, or an input declared as an image that is not one"},
     422: {"model": ErrorBody, "description": "The payload does not match the schema, or the modifications do not "
                                              "fit the modifier (says where); an input that could not be fetched"},
-    429: {"model": ErrorBody, "description": "Queue full (MAX_QUEUE_SIZE); see Retry-After"},
+    429: {"model": ErrorBody, "description": "Queue full (MAX_QUEUE_SIZE), or the key's max_queued reached; "
+                                             "see Retry-After"},
     503: {"model": ErrorBody, "description": "Shutting down: no new jobs; see Retry-After"},
     501: {"model": ErrorBody, "description": "A field this version, or this gateway's configuration, does not serve"},
 }
@@ -55,12 +57,16 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
     limit = runtime.settings.max_job_timeout
     if body.input.timeout is not None and body.input.timeout > limit:
         raise HTTPException(422, detail=f"input.timeout: at most {limit:g} seconds (MAX_JOB_TIMEOUT)")
+    key = current_key(request)
+    if body.input.priority > key.max_priority:
+        raise HTTPException(422, detail=f"input.priority: at most {key.max_priority} for key {key.name!r} "
+                                        "(its max_priority)")
     if body.input.modifier is not None:
         # Cheap and pure: an unknown name (400) or modifications that do not fit (422) are
         # answered before anything is queued. UnknownModifier / InvalidModifications -> errors.py.
         runtime.modifiers.check(body.input.modifier, body.input.modifications)
     _check_destinations(body, runtime)
-    job, created = await runtime.submit(body.input.job_payload())
+    job, created = await runtime.submit(body.input.job_payload(), key)
     # Not reset on purpose: the rest of this request is about this job, down to uvicorn's
     # access log line, which is written from this request's task (and so sees its context).
     current_job_id.set(job.id)

@@ -22,6 +22,9 @@ def render_result(job: Job, base_url: str) -> dict[str, Any]:
         output.append(item)
     return {
         "id": job.id,
+        "request_id": job.request_id,
+        "key": job.owner,
+        "priority": job.priority,
         "status": job.status.value,
         "message": job.message,
         "output": output,

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
+from ..access.keys import MAX_PRIORITY
 from ..jobs.model import JobError, OutputFile, Progress, WebhookState
 
 MAX_NODES = 5000
@@ -79,7 +80,12 @@ class GenerateInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: UUID | None = Field(
         None, description="Your own id for the job (a UUID). Re-sending the same request with the "
-        "same id returns the existing job; another request under a used id is a 409.")
+        "same id returns the existing job; another request under a used id is a 409. Under "
+        "API_KEYS_FILE each key has ids of its own: the job id is then derived from the key's name "
+        "and this id.")
+    priority: int = Field(
+        0, ge=0, le=MAX_PRIORITY, description="Higher is taken first in every stage's queue (first "
+        "come first served within one); at most your key's max_priority (422 above it).")
     workflow_json: dict[str, WorkflowNode] | None = Field(
         None, description="An API-format ComfyUI workflow (ComfyUI's 'Export (API)').")
     modifier: str | None = Field(None, min_length=1, max_length=200,
@@ -153,6 +159,9 @@ class JobResult(BaseModel):
     """The one result object: returned by every endpoint and carried by the last stream event."""
 
     id: str
+    request_id: str | None = Field(None, description="your request_id, as sent")
+    key: str | None = Field(None, description="the name of the API key that submitted the job")
+    priority: int = 0
     status: Literal["queued", "preprocessing", "generating", "postprocessing", "completed", "failed",
                     "cancelled", "timed_out"]
     message: str
@@ -169,7 +178,8 @@ class JobResult(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[JobResult] = Field(description="newest first")
+    jobs: list[JobResult] = Field(description="newest first, outputs without inline base64")
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null at the end")
 
 
 class ErrorBody(BaseModel):

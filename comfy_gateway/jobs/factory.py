@@ -13,5 +13,6 @@ def make_store(settings: Settings) -> JobStore:
 
         password = settings.redis_password.get_secret_value() if settings.redis_password else None
         return RedisJobStore(connect(settings.redis_location, password), prefix=settings.redis_prefix,
-                             result_ttl=settings.result_ttl, lease_seconds=settings.lease_seconds)
-    return MemoryJobStore()
+                             result_ttl=settings.result_ttl, lease_seconds=settings.lease_seconds,
+                             usage_ttl=settings.usage_ttl)
+    return MemoryJobStore(usage_ttl=settings.usage_ttl)

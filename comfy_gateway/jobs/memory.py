@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from .events import JobEvent
 from .facts import MemoryFacts
+from .history import HistoryPage, HistoryQuery
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
-from .store import STAGES, EventFollower, QueueFull, TransitionListener, WaitingFollower, notify_listeners
+from .store import (STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, WaitingFollower,
+                    notify_listeners)
+from .usage import UsageRecord, usage_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 class MemoryJobStore(MemoryFacts):
     shared = False  # one process: nothing else can take over its jobs
 
-    def __init__(self) -> None:
+    def __init__(self, usage_ttl: float = 30 * 86400) -> None:
         self._jobs: dict[str, Job] = {}
         self._events: dict[str, list[JobEvent]] = {}
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -37,6 +40,9 @@ class MemoryJobStore(MemoryFacts):
         self._listeners: list[TransitionListener] = []
         self._taken: dict[str, set[str]] = {stage: set() for stage in STAGES}  # dequeued, not acked
         self._init_facts()
+        self._active: Counter[str] = Counter()  # key name -> its jobs that have not ended
+        self._usage: deque[UsageRecord] = deque()  # in the order jobs ended
+        self._usage_ttl = usage_ttl
 
     async def start(self) -> None:
         return None
@@ -45,9 +51,11 @@ class MemoryJobStore(MemoryFacts):
         return None
 
     # -- jobs -------------------------------------------------------------------------------
-    async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
+    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
         if job.id in self._jobs:
             raise KeyError(job.id)
+        if job.owner and max_owned is not None and self._active[job.owner] >= max_owned:
+            raise KeyQueueFull(job.owner, self._active[job.owner], max_owned)
         if max_waiting is not None:
             # As in the Redis store: a job a preprocess worker holds is about to wait again.
             gen = self._queues["generation"], self._taken["generation"]
@@ -56,6 +64,8 @@ class MemoryJobStore(MemoryFacts):
             if waiting >= max_waiting:
                 raise QueueFull(waiting, max_waiting)
         job.marks.setdefault("created", job.created_at)
+        if job.owner:
+            self._active[job.owner] += 1
         self._jobs[job.id] = job
         self._events[job.id] = []
         self._record(job, "status")
@@ -79,11 +89,23 @@ class MemoryJobStore(MemoryFacts):
         if job.status is not previous:
             self._counts[previous.value] -= 1
             self._counts[job.status.value] += 1
+            if job.status.terminal:
+                self._ended(job)
         if event is not None:
             self._record(job, event)
         if job.status is not previous:
             self._notify(job, previous)
         return job
+
+    def _ended(self, job: Job) -> None:
+        if job.owner:
+            self._active[job.owner] -= 1
+            if self._active[job.owner] <= 0:
+                del self._active[job.owner]
+        record = usage_of(job)
+        self._usage.append(record)
+        while self._usage and self._usage[0].finished_at < record.finished_at - self._usage_ttl:
+            self._usage.popleft()
 
     def add_listener(self, listener: TransitionListener) -> None:
         self._listeners.append(listener)
@@ -146,7 +168,8 @@ class MemoryJobStore(MemoryFacts):
     async def enqueue(self, stage: str, job_id: str) -> None:
         if job_id in self._queues[stage] or job_id in self._taken[stage]:
             return
-        self._queues[stage].put(job_id)
+        job = self._jobs.get(job_id)
+        self._queues[stage].put(job_id, job.priority if job is not None else 0)
         self._queue_changed()
 
     async def dequeue(self, stage: str) -> str:
@@ -172,7 +195,9 @@ class MemoryJobStore(MemoryFacts):
     async def position(self, stage: str, job_id: str) -> int | None:
         return self._queues[stage].position(job_id)
 
-    async def queue_sizes(self) -> dict[str, int]:
+    async def queue_sizes(self, priority: int = 0) -> dict[str, int]:
+        if priority > 0:
+            return {stage: q.ahead_of(priority) for stage, q in self._queues.items()}
         return {stage: len(q) for stage, q in self._queues.items()}
 
     def _queue_changed(self) -> None:
@@ -191,6 +216,32 @@ class MemoryJobStore(MemoryFacts):
                 break
             out.append(self._jobs[job_id])
         return out
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        # Kept in creation order (created_at is read from the clock right before create(), with
+        # nothing awaited in between): newest first is the reverse.
+        page, seen = HistoryPage(), 0
+        for job_id in reversed(self._jobs):
+            job = self._jobs[job_id]
+            if not query.in_range(job.created_at, job.id):
+                if query.since is not None and job.created_at < query.since:
+                    page.next_after = None
+                    return page  # older ones only from here on
+                continue
+            seen += 1
+            page.next_after = (job.created_at, job.id)
+            if query.admits(job):
+                page.jobs.append(job)
+                if len(page.jobs) >= query.limit:
+                    return page
+            if seen >= query.scan:
+                return page
+        page.next_after = None
+        return page
+
+    async def usage(self, since: float | None, until: float | None) -> list[UsageRecord]:
+        return [r for r in self._usage
+                if (since is None or r.finished_at >= since) and (until is None or r.finished_at < until)]
 
     async def status_counts(self) -> dict[str, int]:
         return {s.value: max(self._counts[s.value], 0) for s in JobStatus}

@@ -108,6 +108,13 @@ class Job(BaseModel):
     # the backend it runs on: {path, source, sha256, filename, mime} each (not shown).
     inputs: list[dict[str, Any]] = Field(default_factory=list)
     request_hash: str | None = None
+    # The name of the API key that submitted the job (never the key itself); with
+    # API_KEYS_FILE only that key (or an admin) sees the job.
+    owner: str | None = None
+    # The client's own request_id, as sent (the job id is derived from it per key, see runtime).
+    request_id: str | None = None
+    # Higher is taken first from every stage's queue; first come first served within one.
+    priority: int = 0
     deadline: float | None = None  # epoch seconds; past it the job is stopped and ends timed_out
     attempts: int = 0  # generation attempts (a prompt lost by a restarted ComfyUI is retried once)
     # When each step began and ended (epoch seconds), e.g. preprocess_started.

@@ -27,17 +27,19 @@ from . import redis_lua as lua
 from .events import JobEvent
 from .model import Job, JobStatus, Progress, WebhookState
 from .redis_facts import RedisFacts
+from .redis_history import RedisHistory
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
 from .redis_records import _Known
-from .store import STAGES, EventFollower, QueueFull, TransitionListener, notify_listeners
+from .store import STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
+from .usage import usage_of
 
 
-class RedisJobStore(RedisQueues, RedisFacts):
+class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     shared = True  # other processes use the same store and take over what a dead one held
 
     def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
-                 lease_seconds: float = 30.0, consumer: str | None = None):
+                 lease_seconds: float = 30.0, consumer: str | None = None, usage_ttl: float = 30 * 86400):
         self.redis = redis
         self.prefix = prefix
         self.result_ttl = max(1, int(result_ttl))
@@ -45,6 +47,7 @@ class RedisJobStore(RedisQueues, RedisFacts):
         # safety net if no process sweeps (the sweep keeps counts and indexes right).
         self.key_ttl = self.result_ttl + 3600
         self.lease_seconds = lease_seconds
+        self.usage_ttl_ms = max(1, int(usage_ttl * 1000))
         # One consumer per store instance (i.e. per process): its leases die with it.
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
@@ -67,20 +70,25 @@ class RedisJobStore(RedisQueues, RedisFacts):
         await self.redis.aclose()
 
     # -- jobs ---------------------------------------------------------------------------------
-    async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
+    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
         job.marks.setdefault("created", job.created_at)
+        owner = job.owner or ""
         keys = [self._job(job.id), self._ev(job.id), *self._q("preprocess"),
                 self._q("generation")[2], self._q("postprocess")[2], self.prefix + "qseq",
-                self._q("generation")[1], self.prefix + "counts", self.prefix + "created"]
+                self._q("generation")[1], self.prefix + "counts", self.prefix + "created",
+                self.prefix + "active", self._created_by(owner)]
         args = [job.id, self._core(job), orjson.dumps(job.request),
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
-                self._chan_events, self._chan_queues, uuid.uuid4().hex]
+                self._chan_events, self._chan_queues, uuid.uuid4().hex,
+                owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at)]
         res = await self._scripts["CREATE"](keys=keys, args=args)
         if res[0] == "exists":
             raise KeyError(job.id)
         if res[0] == "full":
             raise QueueFull(int(res[1]), max_waiting or 0)
+        if res[0] == "owner_full":
+            raise KeyQueueFull(owner, int(res[1]), max_owned or 0)
         self._notify_listeners(job, None)
         return job
 
@@ -125,7 +133,7 @@ class RedisJobStore(RedisQueues, RedisFacts):
 
     async def _change_locked(self, job_id: str, apply, ended_too: bool, light: bool,
                              then_enqueue: str | None) -> tuple[Job, JobStatus | None] | None:
-        queue_keys = [*self._q(then_enqueue), self.prefix + "qseq"] if then_enqueue else []
+        queue_keys = [*self._q(then_enqueue)[1:], self.prefix + "qseq"] if then_enqueue else []
         queue_args = [then_enqueue, self._chan_queues] if then_enqueue else []
         for attempt in range(100):
             known = self._known.get(job_id) if attempt == 0 else None
@@ -152,14 +160,16 @@ class RedisJobStore(RedisQueues, RedisFacts):
             terminal = job.status.terminal and not was_terminal
             new_core = self._core(job)
             new_workflow_json = orjson.dumps(job.workflow).decode() if new_workflow else ""
+            usage = orjson.dumps(usage_of(job).to_json()) if terminal else ""
             args = [v, new_core, new_workflow_json,
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
-                    job_id, self._chan_events, previous.value, born or "", *queue_args]
+                    job_id, self._chan_events, previous.value, born or "",
+                    job.owner or "", usage, self.usage_ttl_ms, *queue_args]
             res = await self._scripts["UPDATE"](
                 keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
-                      *queue_keys], args=args)
+                      self.prefix + "active", self.prefix + "usage", *queue_keys], args=args)
             if res == -1:
                 self._known.pop(job_id, None)
                 return None
@@ -277,7 +287,7 @@ class RedisJobStore(RedisQueues, RedisFacts):
         for i in range(0, len(old), 500):
             gone += int(await self._scripts["EXPIRE_ENDED"](
                 keys=[ended, self.prefix + "created", self.prefix + "counts"],
-                args=[self._job(""), self._ev(""), self.prefix + "dlv:", *old[i:i + 500]]))
+                args=[self._job(""), self._ev(""), self.prefix + "dlv:", self._created_by(""), *old[i:i + 500]]))
         await self._forget_idle_consumers()
         return gone
 

@@ -5,18 +5,27 @@ never be seen half done by another process.
 Keys (all under the store's prefix P):
   P job:<id>      hash  core (JSON of the Job minus its big parts), request, workflow (JSON),
                         v (version, for compare-and-set), seq (last event number),
-                        born (a token unique to this creation of the id, for compare-and-set)
+                        born (a token unique to this creation of the id, for compare-and-set),
+                        prio (its priority), owner (the name of the key that sent it)
   P ev:<id>       stream of the job's events; entry id "<seq>-0", fields seq, type, status,
                         message, time, progress
-  P q:<stage>     stream, one consumer group "workers": the stage's queue. Waiting entries are
-                  undelivered; taken ones sit in the group's pending list (the lease) until acked.
-  P qid:<stage>   hash  job id -> its entry id in P q:<stage>, while the job is waiting or taken
-  P wait:<stage>  sorted set of the WAITING job ids, scored by P qseq: positions and sizes, the
-                  same in every process (ZRANK, ZCARD)
+  P wait:<stage>  sorted set of the WAITING job ids: the stage's queue and the one source of its
+                  order. Score -priority * 2^40 + P qseq: higher priorities first, first come
+                  first served within one; positions and sizes are ZRANK and ZCARD, the same in
+                  every process.
+  P q:<stage>     stream, one consumer group "workers": the leases. A take moves the first job
+                  of P wait:<stage> into the stream and reads it in the same script, so the
+                  entry sits in the group's pending list (the lease) until acked, and a dead
+                  taker's lease is claimed by another process (XPENDING IDLE + XCLAIM).
+  P qid:<stage>   hash  job id -> its entry id in P q:<stage>, while the job is taken
   P qseq          counter giving queue order
   P ended         sorted set  "<status>|<job id>" -> finished_at, for expire()
   P created       sorted set  job id -> created_at (recent jobs, newest first)
   P counts        hash  status -> jobs kept in it (the metrics gauge)
+  P active        hash  key name -> its jobs that have not ended (max_queued)
+  P created:<key> sorted set  job id -> created_at, the jobs of one key name (/jobs)
+  P usage         stream  one entry per ended job: key, status, seconds, bytes (/usage);
+                  trimmed to USAGE_TTL
 Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "<stage> +" when
 a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
 showing positions, and, on "+" only, idle takers of that stage.
@@ -24,24 +33,24 @@ showing positions, and, on "+" only, idle takers of that stage.
 
 from __future__ import annotations
 
-# Shared body: put a job at the end of a stage's queue unless it is there already (waiting or
-# taken), which makes a stage's hand-over to the next one safe to repeat after a crash.
-# KEYS q, qid, wait, qseq; values jobid, stage, queues channel.
+# Shared body: put a job in a stage's queue, behind every job of its priority or higher,
+# unless it is there already (waiting or taken), which makes a stage's hand-over to the next one
+# safe to repeat after a crash. KEYS qid, wait, qseq, job; values jobid, stage, queues channel.
 _ENQUEUE_FN = """
-local function enqueue(q, qid, wait, qseq, jobid, stage, chan)
-  if redis.call('HEXISTS', qid, jobid) == 1 then return 0 end
-  local entry = redis.call('XADD', q, '*', 'job', jobid)
-  redis.call('HSET', qid, jobid, entry)
-  redis.call('ZADD', wait, redis.call('INCR', qseq), jobid)
+local function enqueue(qid, wait, qseq, job, jobid, stage, chan)
+  if redis.call('HEXISTS', qid, jobid) == 1 or redis.call('ZSCORE', wait, jobid) then return 0 end
+  local prio = tonumber(redis.call('HGET', job, 'prio') or '0') or 0
+  redis.call('ZADD', wait, redis.call('INCR', qseq) - prio * 1099511627776, jobid)
   redis.call('PUBLISH', chan, stage .. ' +')
   return 1
 end
 """
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
-#       wait:postprocess, qseq, qid:generation, counts, created
+#       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
-#       events channel, queues channel, born (a token unique to this creation of the job)
+#       events channel, queues channel, born (a token unique to this creation of the job),
+#       owner (key name), max_queued of the owner (-1: none), priority, created_at
 CREATE = _ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
@@ -52,30 +61,39 @@ if limit >= 0 then
   local waiting = redis.call('ZCARD', KEYS[5]) + redis.call('ZCARD', KEYS[6]) + redis.call('ZCARD', KEYS[7])
   for _, p in ipairs(redis.call('XPENDING', KEYS[3], 'workers', '-', '+', 10000)) do
     local e = redis.call('XRANGE', KEYS[3], p[1], p[1])
-    if #e > 0 and redis.call('HEXISTS', KEYS[9], e[1][2][2]) == 0 then waiting = waiting + 1 end
+    if #e > 0 and redis.call('HEXISTS', KEYS[9], e[1][2][2]) == 0
+       and not redis.call('ZSCORE', KEYS[6], e[1][2][2]) then waiting = waiting + 1 end
   end
   if waiting >= limit then return {'full', waiting} end
 end
-redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1, 'born', ARGV[11])
+if ARGV[12] ~= '' then
+  local owned = tonumber(redis.call('HGET', KEYS[12], ARGV[12]) or '0')
+  if tonumber(ARGV[13]) >= 0 and owned >= tonumber(ARGV[13]) then return {'owner_full', owned} end
+  redis.call('HINCRBY', KEYS[12], ARGV[12], 1)
+  redis.call('ZADD', KEYS[13], ARGV[15], ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1, 'born', ARGV[11],
+           'prio', ARGV[14], 'owner', ARGV[12])
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
-redis.call('ZADD', KEYS[11], ARGV[8], ARGV[1])
+redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
            'message', ARGV[7], 'time', ARGV[8])
-enqueue(KEYS[3], KEYS[4], KEYS[5], KEYS[8], ARGV[1], 'preprocess', ARGV[10])
+enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10])
 redis.call('PUBLISH', ARGV[9], ARGV[1])
 return {'ok'}
 """
 
 # Compare-and-set of the job record plus its event. The new record was computed in Python from
 # version v; if another process wrote in between, nothing is written and Python retries.
-# KEYS: job, ev, ended, counts
+# KEYS: job, ev, ended, counts, active, usage
 # ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
 #       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel,
-#       previous status, born ('' = not checked)
+#       previous status, born ('' = not checked), owner, usage record (JSON, '' unless
+#       terminal), usage kept (ms)
 # The writer may have computed the change from a copy it kept of version v rather than from a
 # fresh read: v and born (unique per creation of a job id) then both match only if nothing was
 # written since, not even by an expiry and a new job under the same id.
-# Optionally (more KEYS: q, qid, wait, qseq of a stage; more ARGV: stage, queues channel) the
+# Optionally (more KEYS: qid, wait, qseq of a stage; more ARGV: stage, queues channel) the
 # job is then put in that stage's queue unless this change ended it: a stage's last change and
 # its hand-over to the next one in one step.
 # Returns the event's seq (0 without event), -1 if the job is gone, -2 on a conflict.
@@ -104,22 +122,32 @@ if ARGV[10] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[11])
   redis.call('EXPIRE', KEYS[2], ARGV[11])
   redis.call('ZADD', KEYS[3], ARGV[12], ARGV[6] .. '|' .. ARGV[13])
+  if ARGV[17] ~= '' and tonumber(redis.call('HINCRBY', KEYS[5], ARGV[17], -1)) <= 0 then
+    redis.call('HDEL', KEYS[5], ARGV[17])
+  end
+  if ARGV[18] ~= '' then
+    local t = redis.call('TIME')
+    local oldest = tonumber(t[1]) * 1000 - tonumber(ARGV[19])
+    redis.call('XADD', KEYS[6], 'MINID', '~', string.format('%d', oldest), '*', 'r', ARGV[18])
+  end
 end
 if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[13]) end
-if #KEYS > 4 and ARGV[10] ~= '1' then
-  enqueue(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[13], ARGV[17], ARGV[18])
+if #KEYS > 6 and ARGV[10] ~= '1' then
+  enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[20], ARGV[21])
 end
 return seq
 """
 
-# KEYS: q, qid, wait, qseq   ARGV: jobid, stage, queues channel
+# KEYS: qid, wait, qseq, job   ARGV: jobid, stage, queues channel
 ENQUEUE = _ENQUEUE_FN + """
 return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
 """
 
 # Take one job for a consumer: first a job whose lease ran out (its taker died or stalled past
-# LEASE_SECONDS without renewing), else the oldest waiting one, which leaves the position index
-# in the same step. Returns {job id, entry id, 'reclaimed'|'new', previous owner} or false.
+# LEASE_SECONDS without renewing), else the first waiting one (highest priority, then oldest):
+# it leaves the waiting set and enters the stream, read at once by this consumer so that its
+# lease starts in the same step. Returns {job id, entry id, 'reclaimed'|'new', previous owner}
+# or false.
 # KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage
 TAKE = """
 local stale = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
@@ -132,15 +160,21 @@ if #stale > 0 then
   -- the entry vanished under the pending list: drop the dangling lease
   redis.call('XACK', KEYS[1], ARGV[1], entry)
 end
+-- Entries nobody read: only from a store written before priorities (every job then entered
+-- the stream as it arrived); served first, as they would have been.
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
-if got then
-  local entry = got[1][2][1]
-  local jobid = entry[2][2]
-  redis.call('ZREM', KEYS[3], jobid)
-  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' -')
-  return {jobid, entry[1], 'new', ''}
+if not got then
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0)
+  if #first == 0 then return false end
+  redis.call('XADD', KEYS[1], '*', 'job', first[1])
+  got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
 end
-return false
+local entry = got[1][2][1]
+local jobid = entry[2][2]
+redis.call('HSET', KEYS[2], jobid, entry[1])
+redis.call('ZREM', KEYS[3], jobid)
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' -')
+return {jobid, entry[1], 'new', ''}
 """
 
 # Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
@@ -197,14 +231,17 @@ return 1
 # Forget ended jobs, each once however many processes sweep at the same moment: a member
 # another sweep already removed is skipped, so the status counts are decremented once.
 # KEYS: ended, created, counts   ARGV: job key prefix ("P job:"), events key prefix ("P ev:"),
-# facts key prefix ("P dlv:"), then the members ("<status>|<job id>") to forget.
+# facts key prefix ("P dlv:"), per-owner created index prefix ("P created:"), then the members
+# ("<status>|<job id>") to forget.
 EXPIRE_ENDED = """
 local gone = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local member = ARGV[i]
   if redis.call('ZREM', KEYS[1], member) == 1 then
     local sep = string.find(member, '|', 1, true)
     local status, id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+    local owner = redis.call('HGET', ARGV[1] .. id, 'owner')
+    if owner and owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, id) end
     redis.call('DEL', ARGV[1] .. id, ARGV[2] .. id, ARGV[3] .. id)
     redis.call('ZREM', KEYS[2], id)
     redis.call('HINCRBY', KEYS[3], status, -1)

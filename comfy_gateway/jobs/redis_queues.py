@@ -1,8 +1,9 @@
 """The Redis job store's stage queues: taking a job (its lease), acking, renewing and handing
 it back, and a job's place in line and the queue sizes. Mixed into RedisJobStore (redis.py).
 
-A stage queue is a Stream with one consumer group (GROUP) plus a sorted set of waiting jobs for
-positions; the atomic steps are the scripts in redis_lua.py.
+A stage queue is a sorted set of waiting jobs (the order: priority, then arrival) plus a Stream
+with one consumer group (GROUP) holding the leases of taken jobs; the atomic steps are the
+scripts in redis_lua.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .store import STAGES
 log = logging.getLogger("comfy_gateway.jobs.redis")
 
 GROUP = "workers"
+PRIORITY_STEP = 2**40  # as in redis_lua.py: a waiting job's score is -priority * 2^40 + sequence
 
 
 class RedisQueues(RedisRecords):
@@ -44,7 +46,7 @@ class RedisQueues(RedisRecords):
 
     # -- queues -------------------------------------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:
-        await self._scripts["ENQUEUE"](keys=[*self._q(stage)[:3], self.prefix + "qseq"],
+        await self._scripts["ENQUEUE"](keys=[*self._q(stage)[1:3], self.prefix + "qseq", self._job(job_id)],
                                        args=[job_id, stage, self._chan_queues])
 
     async def dequeue(self, stage: str) -> str:
@@ -124,10 +126,13 @@ class RedisQueues(RedisRecords):
     async def position(self, stage: str, job_id: str) -> int | None:
         return await self.redis.zrank(self._q(stage)[2], job_id)
 
-    async def queue_sizes(self) -> dict[str, int]:
+    async def queue_sizes(self, priority: int = 0) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for stage in STAGES:
-                pipe.zcard(self._q(stage)[2])
+                if priority > 0:  # scores of priority p and above are below -(p - 1) * 2^40
+                    pipe.zcount(self._q(stage)[2], "-inf", f"({-(priority - 1) * PRIORITY_STEP}")
+                else:
+                    pipe.zcard(self._q(stage)[2])
             sizes = await pipe.execute()
         return dict(zip(STAGES, (int(s) for s in sizes)))
 

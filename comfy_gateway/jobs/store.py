@@ -7,7 +7,9 @@ from typing import Any, Callable, Protocol
 
 from .events import JobEvent
 from .facts import Schedule
+from .history import HistoryPage, HistoryQuery
 from .model import Job, JobStatus, Progress, WebhookState
+from .usage import UsageRecord
 
 STAGES = ("preprocess", "generation", "postprocess")
 
@@ -31,6 +33,14 @@ class QueueFull(Exception):
     def __init__(self, waiting: int, limit: int):
         super().__init__(f"{waiting} jobs are waiting, the limit is {limit}")
         self.waiting, self.limit = waiting, limit
+
+
+class KeyQueueFull(QueueFull):
+    """One API key has max_queued jobs waiting or running; other keys are still served."""
+
+    def __init__(self, key: str, active: int, limit: int):
+        Exception.__init__(self, f"key {key!r} has {active} jobs waiting or running, its max_queued is {limit}")
+        self.key, self.waiting, self.limit = key, active, limit
 
 
 class EventFollower(Protocol):
@@ -67,9 +77,10 @@ class JobStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def create(self, job: Job, *, max_waiting: int | None = None) -> Job:
+    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
         """Store a new job and put it in the preprocess queue, in one step.
-        Raises KeyError if the id exists, QueueFull past max_waiting."""
+        Raises KeyError if the id exists, QueueFull past max_waiting, KeyQueueFull when the
+        job's owner already has max_owned jobs that have not ended."""
 
     async def get(self, job_id: str) -> Job | None: ...
 
@@ -105,7 +116,8 @@ class JobStore(Protocol):
         change and its hand-over to the next stage (the Redis store does both in one step)."""
 
     async def enqueue(self, stage: str, job_id: str) -> None:
-        """Put the job at the end of the stage's queue; a no-op while it is already there
+        """Put the job in the stage's queue behind every waiting job of its priority or higher
+        (Job.priority; first come first served within one); a no-op while it is already there
         (waiting or taken), so a stage handing a job on can safely repeat itself."""
 
     async def dequeue(self, stage: str) -> str:
@@ -126,7 +138,9 @@ class JobStore(Protocol):
     async def position(self, stage: str, job_id: str) -> int | None:
         """0-based place in the stage queue, None when not waiting there."""
 
-    async def queue_sizes(self) -> dict[str, int]: ...
+    async def queue_sizes(self, priority: int = 0) -> dict[str, int]:
+        """Jobs waiting in each stage that a job of `priority` arriving now would wait behind
+        (those of that priority or higher; every waiting job for 0)."""
 
     async def hand_back_all(self) -> int:
         """A shared store: give every job this process holds to the other processes now (it is
@@ -134,6 +148,14 @@ class JobStore(Protocol):
 
     async def recent(self, limit: int) -> list[Job]:
         """The `limit` most recently created jobs still kept, newest first."""
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        """Jobs still kept matching the query, newest first (created_at, then id), from the
+        query's cursor on; at most query.scan jobs are looked at per call."""
+
+    async def usage(self, since: float | None, until: float | None) -> list[UsageRecord]:
+        """The usage records of jobs that ended between since and until (epoch seconds),
+        kept USAGE_TTL seconds whatever RESULT_TTL is."""
 
     async def status_counts(self) -> dict[str, int]:
         """How many jobs the store keeps now in each status (every status present, 0 or more)."""

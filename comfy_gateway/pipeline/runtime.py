@@ -15,6 +15,7 @@ import orjson
 
 from .. import metrics
 from ..comfy.object_info import ObjectInfoCache
+from ..access.keys import ANONYMOUS, ApiKey, KeyRing
 from ..comfy.pool import BackendPool
 from ..inputs.resolver import InputResolver
 from ..jobs.factory import make_store
@@ -66,6 +67,7 @@ class Runtime:
         """`render` turns a job into the result object webhooks carry (the API's renderer,
         with output links based at PUBLIC_URL)."""
         self.settings = settings
+        self.keys = KeyRing(settings.api_keys_file, settings.api_key_list)
         self.store: JobStore = store or make_store(settings)
         self.pool = BackendPool(settings.backend_urls, timeout=settings.backend_timeout,
                                 lost_after=settings.backend_lost_after,
@@ -220,11 +222,13 @@ class Runtime:
                 log.exception("expiring old local outputs failed")
 
     # -- what the API asks ------------------------------------------------------------------
-    async def submit(self, payload: dict[str, Any]) -> tuple[Job, bool]:
-        """Create and queue a job; (job, created). The same request_id with the same payload
-        gives back the existing job; with another payload it is a DuplicateRequest."""
+    async def submit(self, payload: dict[str, Any], key: ApiKey = ANONYMOUS) -> tuple[Job, bool]:
+        """Create and queue a job for `key`; (job, created). The same request_id with the same
+        payload gives back the existing job; with another payload it is a DuplicateRequest.
+        Raises KeyQueueFull when the key has max_queued jobs that have not ended."""
         digest = request_hash(payload)
-        job_id = payload.get("request_id")
+        request_id = payload.get("request_id")
+        job_id = job_id_for(request_id, key.name if self.keys.scoped else None)
         if job_id:
             existing = await self.store.get(job_id)
             if existing is not None:
@@ -238,16 +242,18 @@ class Runtime:
         # request with other keys is another request.
         stored = seal_request(payload, job_id, self.secrets)
         hook = WebhookState() if self.webhooks.target(payload) else None
-        job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout)
+        job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout,
+                  owner=key.name, request_id=request_id, priority=int(payload.get("priority") or 0))
         # The time limit is in the store before the job is: no job can exist without one.
         await self.deadlines.add(job.id, job.deadline, only_new=True)  # an existing job keeps its own
         if hook is not None:
             await self.webhooks.owe(job.id, job.deadline)
         try:
             with job_context(job_id):
-                job = await self.store.create(job, max_waiting=self.settings.max_queue_size)
+                job = await self.store.create(job, max_waiting=self.settings.max_queue_size,
+                                              max_owned=key.max_queued)
         except KeyError:  # lost a race with the same id
-            return await self.submit(payload)
+            return await self.submit(payload, key)
         except BaseException:
             await self.deadlines.schedule.drop(job.id)
             raise
@@ -357,12 +363,14 @@ class Runtime:
         sizes = await self.store.queue_sizes()
         stage = _stage_of(job)
         position = await self.store.position(stage, job.id) if stage else None
+        # In the stages after this one, only jobs of its priority or higher will be ahead of it.
+        ahead = await self.store.queue_sizes(job.priority) if stage and job.priority > 0 else sizes
         return {
             "current_queue": stage,
             "position": position,
             "queue_size": sizes.get(stage, 0) if stage else 0,
             "estimated_wait_time": (
-                estimate_wait(stage, position, sizes, self.workers(), self.stats) if stage else 0.0
+                estimate_wait(stage, position, ahead, self.workers(), self.stats) if stage else 0.0
             ),
         }, sizes
 
@@ -372,6 +380,20 @@ class Runtime:
         workers = self.workers()
         per_slot = max(m / max(workers[s], 1) for m, s in zip(means, STAGES))
         return max(1, math.ceil(per_slot))
+
+
+# Job ids derived from a key's request_id: uuid5 under this namespace of (key name, request_id).
+REQUEST_ID_NAMESPACE = uuid.UUID("5b0d7a34-2f7e-4c4b-9a57-6f1b1c0e9d15")
+
+
+def job_id_for(request_id: str | None, key_name: str | None) -> str | None:
+    """The id of the job a request_id stands for: the request_id itself when jobs are not
+    owned by keys (API_KEYS or none), else a UUID derived from the key's name and the
+    request_id, so that two keys using one request_id get two jobs, each id still unique and
+    the same in every process."""
+    if not request_id or key_name is None:
+        return request_id
+    return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{key_name}\n{request_id}"))
 
 
 def _stage_of(job: Job) -> str | None:

@@ -1,0 +1,86 @@
+"""The Redis store's history (/jobs) and usage ledger (/usage). Mixed into RedisJobStore.
+
+History reads the index of created jobs (every key's, or one key's `created:<name>`) newest
+first, in batches, and filters the records; usage reads the `usage` stream, whose entries the
+script ending a job writes (redis_lua.py UPDATE).
+"""
+
+from __future__ import annotations
+
+import orjson
+from redis.asyncio import Redis
+
+from .history import HistoryPage, HistoryQuery
+from .model import Job
+from .redis_records import RedisRecords
+from .usage import UsageRecord
+
+BATCH = 200
+
+
+class RedisHistory(RedisRecords):
+    """Needs `redis` from the store; key names come from RedisRecords."""
+
+    redis: Redis
+
+    def _created_by(self, owner: str) -> str:
+        return f"{self.prefix}created:{owner}"
+
+    async def _owners(self, job_ids: list[str]) -> list[str | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self._job(job_id), "owner")
+            return await pipe.execute()
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        index = self.prefix + "created" if query.owner is None else self._created_by(query.owner)
+        top = "+inf" if query.after is None else repr(query.after[0])
+        if query.until is not None and (query.after is None or query.until <= query.after[0]):
+            top = f"({query.until!r}"
+        bottom = "-inf" if query.since is None else repr(query.since)
+        page, offset, seen = HistoryPage(), 0, 0
+        while seen < query.scan:
+            batch = await self.redis.zrevrangebyscore(index, top, bottom, start=offset, num=BATCH, withscores=True)
+            if not batch:
+                return page  # the index is exhausted: no next page
+            offset += len(batch)
+            cores = await self._cores([job_id for job_id, _ in batch])
+            gone = []
+            for (job_id, created), core in zip(batch, cores):
+                if not query.in_range(created, job_id):
+                    continue  # at the cursor's own score, at or before its place
+                if page.next_after is not None and (created, job_id) >= page.next_after:
+                    continue  # seen already: jobs created meanwhile shifted the batches
+                seen += 1
+                page.next_after = (created, job_id)
+                if core is None:
+                    gone.append(job_id)  # expired under us; the sweep forgets it too
+                    continue
+                job = Job.model_validate_json(core)
+                if query.admits(job):
+                    page.jobs.append(job)
+                    if len(page.jobs) >= query.limit:
+                        return page
+                if seen >= query.scan:
+                    break
+            if gone:
+                await self.redis.zrem(index, *gone)
+        return page
+
+    async def _cores(self, job_ids: list[str]) -> list[str | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self._job(job_id), "core")
+            return await pipe.execute()
+
+    async def usage(self, since: float | None, until: float | None) -> list[UsageRecord]:
+        low = "-" if since is None else str(max(int(since * 1000), 0))
+        high = "+" if until is None else str(max(int(until * 1000) - 1, 0))
+        records: list[UsageRecord] = []
+        while True:
+            entries = await self.redis.xrange(self.prefix + "usage", low, high, count=1000)
+            for _, fields in entries:
+                records.append(UsageRecord.from_json(orjson.loads(fields["r"])))
+            if len(entries) < 1000:
+                return records
+            low = "(" + entries[-1][0]
