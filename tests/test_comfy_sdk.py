@@ -24,8 +24,8 @@ KEY = "sdk-test-key"
 
 
 @pytest.fixture(scope="module")
-def v2_gateway(comfyui: str, gateway_factory: Callable[..., Gateway]) -> Gateway:
-    return gateway_factory(comfyui, API_KEYS=f"other-key,{KEY}")
+def v2_gateway(comfyui: str, module_gateway_factory: Callable[..., Gateway]) -> Gateway:
+    return module_gateway_factory(comfyui, API_KEYS=f"other-key,{KEY}")
 
 
 def sdk(gw: Gateway, monkeypatch: pytest.MonkeyPatch, key: str | None = KEY) -> Comfy:

@@ -36,26 +36,26 @@ def srvgg(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def shared_gateway(model_comfyui, gateway_factory: Callable[..., Gateway], tmp_path_factory) -> Gateway:
+def shared_gateway(model_comfyui, session_gateway_factory: Callable[..., Gateway], tmp_path_factory) -> Gateway:
     """In front of model_comfyui, writing models into its models folder; loopback downloads
     allowed (the file server lives there); small limits so refusals stay quick."""
     url, models_dir = model_comfyui
-    return gateway_factory(url, shared_models_dir=str(models_dir), asset_allowed_networks="127.0.0.1/32",
-                           model_cache_dir=str(tmp_path_factory.mktemp("model-cache")),
-                           max_model_bytes="2000000", model_timeout="3")
+    return session_gateway_factory(url, shared_models_dir=str(models_dir), asset_allowed_networks="127.0.0.1/32",
+                                   model_cache_dir=str(tmp_path_factory.mktemp("model-cache")),
+                                   max_model_bytes="2000000", model_timeout="3")
 
 
 @pytest.fixture(scope="session")
-def guarded_model_gateway(model_comfyui, gateway_factory: Callable[..., Gateway], tmp_path_factory) -> Gateway:
+def guarded_model_gateway(model_comfyui, session_gateway_factory: Callable[..., Gateway], tmp_path_factory) -> Gateway:
     """The default address policy (public addresses only), a shared folder of its own."""
-    return gateway_factory(model_comfyui[0], shared_models_dir=str(tmp_path_factory.mktemp("shared")),
-                           model_cache_dir=str(tmp_path_factory.mktemp("model-cache")))
+    return session_gateway_factory(model_comfyui[0], shared_models_dir=str(tmp_path_factory.mktemp("shared")),
+                                   model_cache_dir=str(tmp_path_factory.mktemp("model-cache")))
 
 
 @pytest.fixture(scope="session")
-def no_way_gateway(model_comfyui, gateway_factory: Callable[..., Gateway], tmp_path_factory) -> Gateway:
+def no_way_gateway(model_comfyui, session_gateway_factory: Callable[..., Gateway], tmp_path_factory) -> Gateway:
     """No SHARED_MODELS_DIR, and ComfyUI 0.3.75 has no assets API: models cannot reach it."""
-    return gateway_factory(model_comfyui[0], model_cache_dir=str(tmp_path_factory.mktemp("model-cache")))
+    return session_gateway_factory(model_comfyui[0], model_cache_dir=str(tmp_path_factory.mktemp("model-cache")))
 
 
 def upscale_workflow(model: str, width: int = 16, height: int = 12, color: int = 0x336699,
