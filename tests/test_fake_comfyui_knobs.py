@@ -109,8 +109,14 @@ async def test_fake_slow_progress_interrupt_fail_and_big_output(fake, http):
     p["5"] = {"class_type": "FakeSlow", "inputs": {"images": ["1", 0], "seconds": 0.15, "steps": 3}}
     p["99"]["inputs"]["images"] = ["5", 0]
     pid, frames = await run(http, fake, ws, p)
-    # Steps show in progress_state alone: no recording has a `progress` frame.
-    assert [f for f in frames if f["type"] == "progress"] == []
+    # No recording has a node with steps; ComfyUI 0.3.75's progress hook (main.py,
+    # hijack_progress) sends progress_state, then `progress` with value, max, prompt_id, node.
+    steps = [(f["type"], f["data"].get("value")) for f in frames if f["type"] == "progress"
+             or (f["type"] == "progress_state" and f["data"]["nodes"].get("5", {}).get("value", 0) >= 1
+                 and f["data"]["nodes"]["5"]["state"] == "running")]
+    assert steps == [("progress_state", None), ("progress", 1), ("progress_state", None), ("progress", 2),
+                     ("progress_state", None), ("progress", 3)]
+    assert {f["data"]["node"] for f in frames if f["type"] == "progress"} == {"5"}
     states = [f["data"]["nodes"]["5"] for f in frames if f["type"] == "progress_state" and "5" in f["data"]["nodes"]]
     assert [(s["state"], s["value"], s["max"]) for s in states] == [
         ("running", 0.0, 1.0), ("running", 1, 3), ("running", 2, 3), ("running", 3, 3)] + [("finished", 3, 3)] * 3

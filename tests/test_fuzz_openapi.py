@@ -36,6 +36,7 @@ def fuzz_gateway(request, tmp_path_factory, module_gateway_factory):
         env["API_KEYS_FILE"] = str(base / "keys.toml")
     gw = module_gateway_factory(url, **env)
     gw.headers = {"X-API-Key": FUZZ_KEY} if request.param == "keys_file" else {}
+    gw.comfyui_url = url
     yield gw
     # Every job the fuzz started has ended: nothing waits, nothing is in flight.
     for _ in range(100):
@@ -86,8 +87,7 @@ V2_CODES = {"invalid_workflow", "invalid_request", "missing_asset", "workflow_fo
 
 @pytest.fixture(scope="module")
 def node_classes(fuzz_gateway):
-    url = httpx.get(fuzz_gateway.url + "/health").json()["backends"][0]["url"]
-    return httpx.get(url + "/object_info").json()
+    return httpx.get(fuzz_gateway.comfyui_url + "/object_info").json()
 
 
 def _workflows(classes: dict):
@@ -120,10 +120,11 @@ def _workflows(classes: dict):
 def test_nearly_right_workflows_get_a_clear_answer(data, fuzz_gateway, node_classes):
     wf = data.draw(_workflows(node_classes))
     key = data.draw(st.one_of(st.none(), st.sampled_from(["k1", "k2", "x" * 300, ""])))
-    headers = {} if key is None else {"Idempotency-Key": key}
+    headers = dict(fuzz_gateway.headers) if key is None else {**fuzz_gateway.headers, "Idempotency-Key": key}
     r = httpx.post(fuzz_gateway.url + "/api/v2/jobs", json={"workflow": wf}, headers=headers, timeout=30)
     assert r.status_code in (201, 400, 422, 429), (r.status_code, r.text[:500])
     if r.status_code != 201:
         assert r.json()["error"]["code"] in V2_CODES, r.text[:500]
-    g = httpx.post(fuzz_gateway.url + "/generate", json={"input": {"workflow_json": wf}}, timeout=30)
+    g = httpx.post(fuzz_gateway.url + "/generate", json={"input": {"workflow_json": wf}}, headers=fuzz_gateway.headers,
+                   timeout=30)
     assert g.status_code < 500, (g.status_code, g.text[:500])
