@@ -78,14 +78,14 @@ def test_run_shows_the_queue_position_while_waiting(fake: Fake, gw: Gateway, tmp
 
 
 def test_async_then_result_wait_downloads(gw: Gateway, tmp_path: Path):
-    r = run_cli("run", str(write(tmp_path, "wf.json", slow(0.2, 2))), "--async", url=gw.url)
+    r = run_cli("run", str(write(tmp_path, "wf.json", slow(0.2, 2))), "--async", "--priority", "3", url=gw.url)
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip()
     assert f"comfy-gateway result {job_id} --wait" in r.stderr
     r = run_cli("result", job_id, "--wait", "--json", cwd=tmp_path, url=gw.url)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
-    assert result["id"] == job_id and result["status"] == "completed"
+    assert result["id"] == job_id and result["status"] == "completed" and result["priority"] == 3
     # Without --out the files go to ./comfy-outputs/<id>/ of the working directory.
     assert (tmp_path / "comfy-outputs" / job_id / "slow_00001_.png").is_file()
     again = run_cli("result", job_id, "--out", str(tmp_path / "again"), url=gw.url)

@@ -162,6 +162,7 @@ async def test_a_key_over_max_queued_gets_429_while_another_is_served(comfyui, g
         assert 'comfy_gateway_key_jobs_submitted_total{key="bob"} 1.0' in metrics
         gpu = [line for line in metrics.splitlines() if line.startswith('comfy_gateway_key_gpu_seconds_total{key="alice"}')]
         assert float(gpu[0].split()[-1]) == pytest.approx(usage["alice"]["gpu_seconds"], abs=0.01)
+        assert (await client.get(gw.url + "/metrics", headers=auth("bob"))).status_code == 403  # not an admin
     finally:
         gw.proc.stop()
 

@@ -81,6 +81,8 @@ def run(ctx: Context) -> int:
         fields["include_previews"] = True
     if args.timeout is not None:
         fields["timeout"] = args.timeout
+    if args.priority is not None:
+        fields["priority"] = args.priority
     workflow = fields.pop("workflow_json", None)
     if args.async_:
         job = ctx.client.submit(workflow, **fields)
@@ -170,6 +172,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--async", dest="async_", action="store_true", help="only queue it and print the job id")
     p.add_argument("--timeout", type=float, metavar="S", help="the job's time limit in seconds, queue included")
     p.add_argument("--include-previews", action="store_true", help="also fetch PreviewImage outputs")
+    p.add_argument("--priority", type=int, metavar="N",
+                   help="taken before lower priorities in every queue (up to the key's max_priority)")
     outputs(p)
     common(p)
 

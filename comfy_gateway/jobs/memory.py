@@ -30,7 +30,7 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 class MemoryJobStore(MemoryFacts):
     shared = False  # one process: nothing else can take over its jobs
 
-    def __init__(self, usage_ttl: float = 30 * 86400) -> None:
+    def __init__(self, usage_ttl: float = 90 * 86400) -> None:
         self._jobs: dict[str, Job] = {}
         self._events: dict[str, list[JobEvent]] = {}
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}

@@ -39,7 +39,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     shared = True  # other processes use the same store and take over what a dead one held
 
     def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
-                 lease_seconds: float = 30.0, consumer: str | None = None, usage_ttl: float = 30 * 86400):
+                 lease_seconds: float = 30.0, consumer: str | None = None, usage_ttl: float = 90 * 86400):
         self.redis = redis
         self.prefix = prefix
         self.result_ttl = max(1, int(result_ttl))

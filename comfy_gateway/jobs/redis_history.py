@@ -16,6 +16,7 @@ from .redis_records import RedisRecords
 from .usage import UsageRecord
 
 BATCH = 200
+SLACK = 60.0  # seconds of clock difference allowed between Redis and a gateway process
 
 
 class RedisHistory(RedisRecords):
@@ -74,13 +75,17 @@ class RedisHistory(RedisRecords):
             return await pipe.execute()
 
     async def usage(self, since: float | None, until: float | None) -> list[UsageRecord]:
-        low = "-" if since is None else str(max(int(since * 1000), 0))
-        high = "+" if until is None else str(max(int(until * 1000) - 1, 0))
+        # Entry ids are Redis's clock when the job ended, the records carry the gateway's: read
+        # a minute either side by id, then keep exactly the records that ended in the span.
+        low = "-" if since is None else str(max(int((since - SLACK) * 1000), 0))
+        high = "+" if until is None else str(max(int((until + SLACK) * 1000), 0))
         records: list[UsageRecord] = []
         while True:
             entries = await self.redis.xrange(self.prefix + "usage", low, high, count=1000)
             for _, fields in entries:
-                records.append(UsageRecord.from_json(orjson.loads(fields["r"])))
+                r = UsageRecord.from_json(orjson.loads(fields["r"]))
+                if (since is None or r.finished_at >= since) and (until is None or r.finished_at < until):
+                    records.append(r)
             if len(entries) < 1000:
                 return records
             low = "(" + entries[-1][0]
