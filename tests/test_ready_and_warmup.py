@@ -128,3 +128,20 @@ async def _completed(client: httpx.AsyncClient, url: str, job_id: str) -> bool:
 
 async def _waiting(client: httpx.AsyncClient, url: str, n: int) -> bool:
     return (await client.get(url + "/ready")).json()["waiting"] == n
+
+
+async def test_ready_is_503_while_draining(fake_factory, gateway_factory, client: httpx.AsyncClient):
+    import os
+    import signal
+
+    from .test_faults_fake_comfyui import slow
+
+    fake: Fake = fake_factory()
+    gw = gateway_factory(fake.url, SHUTDOWN_GRACE="30")
+    assert await until(lambda: _is_ready(client, gw.url), "/ready at start")
+    job = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(30, steps=30)}})).json()["id"]
+    os.kill(gw.proc.proc.pid, signal.SIGTERM)
+    assert await until(lambda: _not_ready(client, gw.url), "/ready turns 503 on SIGTERM")
+    assert "draining: the gateway is shutting down" in (await client.get(gw.url + "/ready")).json()["reasons"]
+    await client.post(f"{gw.url}/result/{job}/cancel")  # lets the drain end now
+    assert await asyncio.to_thread(gw.proc.proc.wait, 30) is not None
