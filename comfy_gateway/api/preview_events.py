@@ -1,10 +1,11 @@
 """`preview` events on a job's SSE stream, for a job whose request asked for `"previews": true`.
 
 The image travels inside the event as base64, not as a URL to fetch: a preview is a small
-JPEG (ComfyUI sizes it for display), out of date within a second, and kept only in the memory
-of the process running the job. A URL would need a store every gateway process can serve
-from, an expiry, and a second request per step that often arrives after the next preview has
-replaced it; base64 costs a third more bytes on a connection the client already has open.
+JPEG (ComfyUI sizes it for display), out of date within a second, and kept only in memory
+(and briefly in Redis, pipeline/preview_relay.py). A URL would need a store every gateway
+process can serve from, an expiry, and a second request per step that often arrives after the
+next preview has replaced it; base64 costs a third more bytes on a connection the client
+already has open.
 
 These events carry no SSE `id`: they are not part of the job's stored history, so a client
 resuming with Last-Event-ID gets the stored events it missed, then the latest preview.
