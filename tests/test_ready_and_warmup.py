@@ -145,3 +145,21 @@ async def test_ready_is_503_while_draining(fake_factory, gateway_factory, client
     assert "draining: the gateway is shutting down" in (await client.get(gw.url + "/ready")).json()["reasons"]
     await client.post(f"{gw.url}/result/{job}/cancel")  # lets the drain end now
     assert await asyncio.to_thread(gw.proc.proc.wait, 30) is not None
+
+
+async def test_a_failing_warm_up_keeps_the_backend_out_and_says_why(tmp_path, fake_factory, gateway_factory,
+                                                                     client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps({"1": {"class_type": "NoSuchNode", "inputs": {}}}))
+    gw = gateway_factory(fake.url, WARMUP_WORKFLOW=str(warmup))
+    health = await until(lambda: _warmup_error(client, gw.url), "/health shows the warm-up failing")
+    assert health["state"] == "warming" and "NoSuchNode" in health["warmup_error"]
+    assert fake.url.rsplit(":", 1)[1] not in json.dumps(health)
+    ready = await client.get(gw.url + "/ready")
+    assert ready.status_code == 503 and "backend-0: warming" in ready.json()["reasons"][0]
+
+
+async def _warmup_error(client: httpx.AsyncClient, url: str):
+    backend = (await client.get(url + "/health")).json()["backends"][0]
+    return backend if backend["warmup_error"] else None
