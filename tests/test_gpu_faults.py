@@ -66,7 +66,7 @@ async def test_out_of_memory_twice_fails_saying_so(fake: Fake, gateway_factory, 
 
 
 async def test_circuit_breaker_cools_down_then_probes_back(fake: Fake, gateway_factory, client: httpx.AsyncClient):
-    gw = gateway_factory(fake.url, BREAKER_THRESHOLD="2", BREAKER_COOLDOWN="6")
+    gw = gateway_factory(fake.url, BREAKER_THRESHOLD="2", BREAKER_COOLDOWN="10")
     assert await until(lambda: _ready(client, gw), "/ready at start")
     fake.control(oom_next=2)  # one job: out of memory, freed, out of memory again = 2 in a row
     r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save(prefix="cb1")}})
