@@ -99,6 +99,13 @@ async def test_previews_on_the_stream_never_in_the_history(fake: Fake, gw: Gatew
     again = await collect(client, "GET", f"{gw.url}/result/{job_id}/stream")
     assert not [e for e in again.events if e.event == "preview"]
     assert [e.id for e in again.events] == [str(i) for i in range(1, len(again.events) + 1)]
+    # The Python client reads them too.
+    from comfy_gateway.client import Client
+
+    with Client(gw.url) as c:
+        events = await asyncio.to_thread(lambda: list(c.stream(two_slow(3, 0.1), previews=True)))
+    seen = [e for e in events if e.event == "preview"]
+    assert seen and seen[0].status == "generating" and seen[0].image["content_type"] == "image/jpeg"
     # A job that did not ask for previews gets none.
     plain = await collect(client, "POST", gw.url + "/generate/stream",
                           json_body={"input": {"workflow_json": two_slow(3, 0.1)}})

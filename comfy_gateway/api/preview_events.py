@@ -40,7 +40,8 @@ class Previews:
         if event is None:
             return None
         p = event.preview
-        data = {"request_id": job.id, "node": p.node, "node_type": p.node_type, "step": p.value,
+        data = {"request_id": job.id, "status": job.status.value, "message": job.message,
+                "node": p.node, "node_type": p.node_type, "step": p.value,
                 "steps": p.max, "n": event.n, "time": event.time,
                 "image": {"content_type": p.mime, "base64": base64.b64encode(p.image).decode()}}
         return {"event": "preview", "data": orjson.dumps(data).decode()}

@@ -92,7 +92,9 @@ class QueuePosition(_Model):
 
 class StreamEvent(_Model):
     """One server-sent event of /generate/stream or /result/{id}/stream. `event` is the SSE
-    event name (status, queue, progress, final_result); `id` is what Last-Event-ID takes."""
+    event name (status, queue, progress, preview, final_result); `id` is what Last-Event-ID
+    takes (a preview has none). A preview also has node, node_type, step, steps and image
+    ({content_type, base64})."""
 
     event: str
     id: str | None = None
