@@ -88,6 +88,11 @@ async def test_ready_is_503_past_ready_max_queue(fake_factory, gateway_factory, 
     assert await until(lambda: _waiting(client, gw.url, 2), "two jobs waiting")
     r = await client.get(gw.url + "/ready")
     assert r.status_code == 503 and "2 jobs waiting, more than READY_MAX_QUEUE=1" in r.json()["reasons"]
+    from comfy_gateway.client import AsyncClient
+
+    async with AsyncClient(gw.url) as c:  # the Python client reads it as well
+        readiness = await c.ready()
+    assert readiness.ready is False and readiness.waiting == 2 and readiness.backends_in_rotation == ["backend-0"]
     fake.control(hang=False)
     for job_id in ids:
         assert await until(lambda: _completed(client, gw.url, job_id), "the jobs ran")

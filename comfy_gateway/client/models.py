@@ -131,8 +131,9 @@ class QueueInfo(_Model):
 
 
 class BackendHealth(_Model):
-    name: str
-    url: str | None = None
+    name: str  # the backend's label (configured name or backend-<index>), never its address
+    url: str | None = None  # only from gateways older than the labels
+    state: str | None = None  # ready, down, warming, cooling_down, probing, failed_until_restart
     reachable: bool
     websocket_connected: bool = False
     in_flight: int = 0
@@ -148,3 +149,12 @@ class Health(_Model):
     uptime: float | None = None
     backends: list[BackendHealth] = []
     queues: dict[str, int] = {}
+
+
+class Readiness(_Model):
+    """GET /ready: whether a load balancer should send this gateway work now, and why not."""
+
+    ready: bool
+    reasons: list[str] = []
+    backends_in_rotation: list[str] = []
+    waiting: int = 0
