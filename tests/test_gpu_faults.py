@@ -66,7 +66,7 @@ async def test_out_of_memory_twice_fails_saying_so(fake: Fake, gateway_factory, 
 
 
 async def test_circuit_breaker_cools_down_then_probes_back(fake: Fake, gateway_factory, client: httpx.AsyncClient):
-    gw = gateway_factory(fake.url, BREAKER_THRESHOLD="2", BREAKER_COOLDOWN="6")
+    gw = gateway_factory(fake.url, BREAKER_THRESHOLD="2", BREAKER_COOLDOWN="10")
     assert await until(lambda: _ready(client, gw), "/ready at start")
     fake.control(oom_next=2)  # one job: out of memory, freed, out of memory again = 2 in a row
     r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save(prefix="cb1")}})
@@ -131,3 +131,20 @@ async def _status(client: httpx.AsyncClient, gw: Gateway, job_id: str, status: s
 
 async def _stat_above(fake: Fake, key: str, value: int) -> bool:
     return fake.stats()[key] > value
+
+
+def test_which_failures_are_the_gpus():
+    from comfy_gateway.comfy.errors import BackendError, ExecutionFailed, PromptRejected
+    from comfy_gateway.comfy.faults import backend_caused, is_gpu_fatal, is_out_of_memory
+    from comfy_gateway.testing.fake.gpu import ILLEGAL_ACCESS, OOM_MESSAGE
+
+    oom = ExecutionFailed({"exception_type": "torch.OutOfMemoryError", "exception_message": OOM_MESSAGE + "\n"})
+    old_oom = ExecutionFailed({"exception_type": "RuntimeError", "exception_message": "CUDA out of memory. Tried"})
+    fatal = ExecutionFailed({"exception_type": "torch.AcceleratorError", "exception_message": ILLEGAL_ACCESS})
+    assert_ = ExecutionFailed({"exception_type": "RuntimeError",
+                               "exception_message": "CUDA error: device-side assert triggered\n"})
+    mine = ExecutionFailed({"exception_type": "ValueError", "exception_message": "bad width"})
+    assert [is_out_of_memory(e) for e in (oom, old_oom, fatal, assert_, mine)] == [True, True, False, False, False]
+    assert [is_gpu_fatal(e) for e in (oom, old_oom, fatal, assert_, mine)] == [False, False, True, True, False]
+    assert backend_caused(BackendError("down")) and not backend_caused(mine)
+    assert not backend_caused(PromptRejected({"error": {"message": "x"}}))

@@ -99,6 +99,13 @@ async def test_previews_on_the_stream_never_in_the_history(fake: Fake, gw: Gatew
     again = await collect(client, "GET", f"{gw.url}/result/{job_id}/stream")
     assert not [e for e in again.events if e.event == "preview"]
     assert [e.id for e in again.events] == [str(i) for i in range(1, len(again.events) + 1)]
+    # The Python client reads them too.
+    from comfy_gateway.client import Client
+
+    with Client(gw.url) as c:
+        events = await asyncio.to_thread(lambda: list(c.stream(two_slow(3, 0.1), previews=True)))
+    seen = [e for e in events if e.event == "preview"]
+    assert seen and seen[0].status == "generating" and seen[0].image["content_type"] == "image/jpeg"
     # A job that did not ask for previews gets none.
     plain = await collect(client, "POST", gw.url + "/generate/stream",
                           json_body={"input": {"workflow_json": two_slow(3, 0.1)}})
@@ -231,3 +238,23 @@ async def test_webhook_events_must_be_known(gw: Gateway, client: httpx.AsyncClie
     r = await client.post(gw.url + "/generate", json={"input": {"workflow_json": empty_save(), "webhook": {
         "url": "https://example.com/h", "events": ["preview"]}}})
     assert r.status_code == 422 and "events" in r.text
+
+
+async def test_previews_reach_readers_in_every_gateway_process(fake: Fake, tmp_path, client: httpx.AsyncClient):
+    # Two processes on one Redis: the job runs in one of them; readers of both get its previews.
+    from .support.cluster import Cluster
+
+    cluster = Cluster(tmp_path)
+    try:
+        a = cluster.start(fake.url)
+        b = cluster.start(fake.url)
+        job = (await client.post(a.url + "/generate", json={"input": {"workflow_json": two_slow(8, 0.5),
+                                                                      "previews": True}})).json()
+        streams = await asyncio.gather(*(collect(client, "GET", f"{n.url}/result/{job['id']}/stream") for n in (a, b)))
+        for stream in streams:
+            assert stream.events[-1].data["result"]["status"] == "completed"
+            previews = [e.data for e in stream.events if e.event == "preview"]
+            assert previews and all(p["request_id"] == job["id"] for p in previews)
+            assert [p["n"] for p in previews] == sorted({p["n"] for p in previews})
+    finally:
+        cluster.stop()

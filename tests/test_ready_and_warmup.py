@@ -88,6 +88,11 @@ async def test_ready_is_503_past_ready_max_queue(fake_factory, gateway_factory, 
     assert await until(lambda: _waiting(client, gw.url, 2), "two jobs waiting")
     r = await client.get(gw.url + "/ready")
     assert r.status_code == 503 and "2 jobs waiting, more than READY_MAX_QUEUE=1" in r.json()["reasons"]
+    from comfy_gateway.client import AsyncClient
+
+    async with AsyncClient(gw.url) as c:  # the Python client reads it as well
+        readiness = await c.ready()
+    assert readiness.ready is False and readiness.waiting == 2 and readiness.backends_in_rotation == ["backend-0"]
     fake.control(hang=False)
     for job_id in ids:
         assert await until(lambda: _completed(client, gw.url, job_id), "the jobs ran")
@@ -128,3 +133,38 @@ async def _completed(client: httpx.AsyncClient, url: str, job_id: str) -> bool:
 
 async def _waiting(client: httpx.AsyncClient, url: str, n: int) -> bool:
     return (await client.get(url + "/ready")).json()["waiting"] == n
+
+
+async def test_ready_is_503_while_draining(fake_factory, gateway_factory, client: httpx.AsyncClient):
+    import os
+    import signal
+
+    from .test_faults_fake_comfyui import slow
+
+    fake: Fake = fake_factory()
+    gw = gateway_factory(fake.url, SHUTDOWN_GRACE="30")
+    assert await until(lambda: _is_ready(client, gw.url), "/ready at start")
+    job = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(30, steps=30)}})).json()["id"]
+    os.kill(gw.proc.proc.pid, signal.SIGTERM)
+    assert await until(lambda: _not_ready(client, gw.url), "/ready turns 503 on SIGTERM")
+    assert "draining: the gateway is shutting down" in (await client.get(gw.url + "/ready")).json()["reasons"]
+    await client.post(f"{gw.url}/result/{job}/cancel")  # lets the drain end now
+    assert await asyncio.to_thread(gw.proc.proc.wait, 30) is not None
+
+
+async def test_a_failing_warm_up_keeps_the_backend_out_and_says_why(tmp_path, fake_factory, gateway_factory,
+                                                                     client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps({"1": {"class_type": "NoSuchNode", "inputs": {}}}))
+    gw = gateway_factory(fake.url, WARMUP_WORKFLOW=str(warmup))
+    health = await until(lambda: _warmup_error(client, gw.url), "/health shows the warm-up failing")
+    assert health["state"] == "warming" and "NoSuchNode" in health["warmup_error"]
+    assert fake.url.rsplit(":", 1)[1] not in json.dumps(health)
+    ready = await client.get(gw.url + "/ready")
+    assert ready.status_code == 503 and "backend-0: warming" in ready.json()["reasons"][0]
+
+
+async def _warmup_error(client: httpx.AsyncClient, url: str):
+    backend = (await client.get(url + "/health")).json()["backends"][0]
+    return backend if backend["warmup_error"] else None

@@ -1,10 +1,11 @@
 """`preview` events on a job's SSE stream, for a job whose request asked for `"previews": true`.
 
 The image travels inside the event as base64, not as a URL to fetch: a preview is a small
-JPEG (ComfyUI sizes it for display), out of date within a second, and kept only in the memory
-of the process running the job. A URL would need a store every gateway process can serve
-from, an expiry, and a second request per step that often arrives after the next preview has
-replaced it; base64 costs a third more bytes on a connection the client already has open.
+JPEG (ComfyUI sizes it for display), out of date within a second, and kept only in memory
+(and briefly in Redis, pipeline/preview_relay.py). A URL would need a store every gateway
+process can serve from, an expiry, and a second request per step that often arrives after the
+next preview has replaced it; base64 costs a third more bytes on a connection the client
+already has open.
 
 These events carry no SSE `id`: they are not part of the job's stored history, so a client
 resuming with Last-Event-ID gets the stored events it missed, then the latest preview.
@@ -39,7 +40,8 @@ class Previews:
         if event is None:
             return None
         p = event.preview
-        data = {"request_id": job.id, "node": p.node, "node_type": p.node_type, "step": p.value,
+        data = {"request_id": job.id, "status": job.status.value, "message": job.message,
+                "node": p.node, "node_type": p.node_type, "step": p.value,
                 "steps": p.max, "n": event.n, "time": event.time,
                 "image": {"content_type": p.mime, "base64": base64.b64encode(p.image).decode()}}
         return {"event": "preview", "data": orjson.dumps(data).decode()}

@@ -26,7 +26,6 @@ UNUSABLE = {"failed_until_restart", "cooling_down", "probing"}
 async def health(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     backends = await runtime.pool.health()
-    reachable = sum(1 for b in backends if b["reachable"])
     # A backend that answers but is latched out (fatal GPU error) or cooling down is not usable.
     usable = sum(1 for b in backends if b["reachable"] and b["state"] not in UNUSABLE)
     healthy = sum(1 for b in backends if b["reachable"] and b["state"] == "ready")

@@ -34,6 +34,7 @@ from .models import (
                      Progress,
                      QueueInfo,
                      QueuePosition,
+                     Readiness,
                      StageInfo,
                      StreamEvent,
 )
@@ -42,6 +43,6 @@ from .sync import Client
 __all__ = [
     "AsyncClient", "Client", "Conflict", "GatewayError", "GatewayUnreachable", "InvalidRequest", "NotFound",
     "NotSupported", "QueueFull", "ServerError", "Unauthorized", "Unavailable", "TERMINAL", "BackendHealth",
-    "Durations", "Health", "JobError", "JobResult", "OutputFile", "Progress", "QueueInfo", "QueuePosition",
+    "Durations", "Health", "JobError", "JobResult", "OutputFile", "Progress", "QueueInfo", "QueuePosition", "Readiness",
     "StageInfo", "StreamEvent",
 ]

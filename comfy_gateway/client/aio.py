@@ -9,7 +9,7 @@ import httpx
 
 from . import _common as c
 from .errors import GatewayError, error_for, unreachable
-from .models import Health, JobResult, OutputFile, QueueInfo, StreamEvent
+from .models import Health, JobResult, OutputFile, QueueInfo, Readiness, StreamEvent
 
 
 class AsyncClient:
@@ -100,6 +100,13 @@ class AsyncClient:
         if not r.is_success:
             raise error_for(r)
         return QueueInfo.model_validate(r.json())
+
+    async def ready(self) -> Readiness:
+        """GET /ready; a 503 (not ready) is a Readiness with ready False and its reasons."""
+        r = await self._request("GET", "/ready")
+        if r.status_code not in (200, 503):
+            raise error_for(r)
+        return Readiness.model_validate(r.json())
 
     async def health(self) -> Health:
         r = await self._request("GET", "/health")

@@ -92,7 +92,9 @@ class QueuePosition(_Model):
 
 class StreamEvent(_Model):
     """One server-sent event of /generate/stream or /result/{id}/stream. `event` is the SSE
-    event name (status, queue, progress, final_result); `id` is what Last-Event-ID takes."""
+    event name (status, queue, progress, preview, final_result); `id` is what Last-Event-ID
+    takes (a preview has none). A preview also has node, node_type, step, steps and image
+    ({content_type, base64})."""
 
     event: str
     id: str | None = None
@@ -129,8 +131,9 @@ class QueueInfo(_Model):
 
 
 class BackendHealth(_Model):
-    name: str
-    url: str | None = None
+    name: str  # the backend's label (configured name or backend-<index>), never its address
+    url: str | None = None  # only from gateways older than the labels
+    state: str | None = None  # ready, down, warming, cooling_down, probing, failed_until_restart
     reachable: bool
     websocket_connected: bool = False
     in_flight: int = 0
@@ -146,3 +149,12 @@ class Health(_Model):
     uptime: float | None = None
     backends: list[BackendHealth] = []
     queues: dict[str, int] = {}
+
+
+class Readiness(_Model):
+    """GET /ready: whether a load balancer should send this gateway work now, and why not."""
+
+    ready: bool
+    reasons: list[str] = []
+    backends_in_rotation: list[str] = []
+    waiting: int = 0

@@ -197,12 +197,13 @@ class Backend:
         while True:
             try:
                 async with self._session.ws_connect(ws_url, heartbeat=20, max_msg_size=0) as ws:
+                    # First message: ask for the preview frames that name their prompt (only a
+                    # client's first message counts, see comfy/previews.py).
+                    await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
                     self.connected.set()
                     self.down_since, self.last_error, backoff = None, None, 0.1
                     self._changed()
                     log.info("backend %s: websocket connected", self.name)
-                    # Ask for the preview frames that name their prompt (see previews.py).
-                    await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
                     if had_gap and self._trackers:
                         self.reconciler.poke()  # frames may have been missed meanwhile
                     async for msg in ws:

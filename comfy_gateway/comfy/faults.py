@@ -31,7 +31,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if not isinstance(exc, ExecutionFailed):
         return False
     kind, message = _details(exc)
-    return kind in OOM_TYPES or any(p in message for p in OOM_PHRASES) and not is_gpu_fatal(exc)
+    if kind in OOM_TYPES:
+        return True
+    # Older torch: RuntimeError("CUDA out of memory..."); a fatal CUDA error may mention memory too.
+    return any(p in message for p in OOM_PHRASES) and not is_gpu_fatal(exc)
 
 
 def is_gpu_fatal(exc: BaseException) -> bool:

@@ -54,6 +54,8 @@ class BackendPool:
             "in_flight": backend.in_flight, "queue_remaining": backend.queue_remaining,
             **backend.rotation.view(),
         }
+        for key in ("warmup_error", "fatal_error"):  # texts that may name the address
+            info[key] = redact(info[key], backend.url, backend.label)
         try:
             stats, queue = await asyncio.wait_for(
                 asyncio.gather(backend.http.system_stats(timeout), backend.http.queue()), timeout)

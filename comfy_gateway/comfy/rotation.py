@@ -47,4 +47,5 @@ class Rotation:
 
     def view(self) -> dict[str, Any]:
         return {"breaker": self.breaker.view(), "warmed_up": self.warmed, "warmups": self.warmups,
-                "warmup_seconds": self.warmup_seconds, "fatal_error": self.fatal}
+                "warmup_seconds": self.warmup_seconds, "warmup_error": self.warmup_error,
+                "fatal_error": self.fatal}

@@ -97,7 +97,6 @@ class Supervisor:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: try again later
                 failures += 1
-                rotation.warmup_error = str(exc)
                 if is_gpu_fatal(exc):
                     self.latch(str(exc), exc.data.get("prompt_id") if isinstance(exc, ExecutionFailed) else None)
                 elif rotation.breaker.state == "probing":
@@ -106,6 +105,7 @@ class Supervisor:
                                 rotation.breaker.cooldown)
                     rotation.changed()
                 else:
+                    rotation.warmup_error = f"{type(exc).__name__}: {exc}"
                     log.warning("backend %s: warm-up failed (%s); trying again", backend.name, exc)
                     await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)) * (0.5 + random.random()))
 

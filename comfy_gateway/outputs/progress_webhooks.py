@@ -75,16 +75,20 @@ class ProgressWebhooks:
         follower = self._store.follow(job_id)
         pending: JobEvent | None = None
         sending: asyncio.Task[None] | None = None
+        # One read at a time, never cancelled halfway (a read cut short may have consumed its
+        # wake-up without returning the events).
+        reading: asyncio.Future[list[JobEvent]] | None = None
         ended = False
         try:
             while not ended:
-                reading = asyncio.ensure_future(follower.next(IDLE_WAIT))
+                if reading is None:
+                    reading = asyncio.ensure_future(follower.next(IDLE_WAIT))
                 waits = {reading} | ({sending} if sending is not None else set())
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if sending is not None and sending.done():
                     sending = None
                 if reading.done():
-                    events = reading.result()
+                    events, reading = reading.result(), None
                     if not events and (await self._store.get(job_id)) is None:
                         return  # expired, or gone from a shared store
                     for event in events:
@@ -94,18 +98,19 @@ class ProgressWebhooks:
                             if pending is not None:
                                 self.dropped += 1
                             pending = event
-                else:
-                    reading.cancel()
-                    await asyncio.gather(reading, return_exceptions=True)
-                if ended and pending is not None:
-                    self.dropped += 1  # the final webhook follows; an older event would say less
-                    pending = None
                 if sending is None and pending is not None:
                     sending = asyncio.ensure_future(self._send(job_id, url, extra, pending))
                     pending = None
+            # The job ended: the delivery in flight finishes (the final webhook waits for it);
+            # an event still waiting behind it is dropped, the final webhook says more.
             if sending is not None:
                 await sending
+            if pending is not None:
+                self.dropped += 1
         finally:
+            if reading is not None:
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
             follower.close()
 
     async def _send(self, job_id: str, url: str, extra: dict[str, Any], event: JobEvent) -> None:

@@ -44,6 +44,7 @@ from .output_plan import seal_request
 from .postprocess import Postprocess
 from .preprocess import Preprocess
 from .preview_hub import PreviewHub
+from .preview_relay import RedisPreviewRelay
 from .router import BackendRouter
 from .workers import WorkerPool
 
@@ -99,7 +100,9 @@ class Runtime:
         self.store.add_listener(self.metrics.job_changed)
         self.store.add_listener(log_transition)
         self.previews = PreviewHub()
-        self.store.add_listener(lambda job, previous: self.previews.forget(job.id) if job.status.terminal else None)
+        self.store.add_listener(
+            lambda job, previous: self.previews.forget(job.id) if previous is JobStatus.generating else None)
+        self.preview_relay: RedisPreviewRelay | None = None
         self.fleet: Fleet | None = None
         self.event_webhooks = ProgressWebhooks(self.webhooks, self.store)
         self.store.add_listener(self.event_webhooks.on_created)
@@ -108,6 +111,9 @@ class Runtime:
     async def start(self) -> None:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.store.start()
+        if self.store.shared:
+            self.preview_relay = RedisPreviewRelay(self.store.redis, self.store.prefix, self.previews)  # type: ignore[attr-defined]
+            await self.preview_relay.start()
         await self.pool.start()
         # Before any socket connects (their first change event starts the warm-up).
         self.fleet = Fleet(self.settings, self.pool.backends, self.store, self.metrics.registry)
@@ -166,6 +172,8 @@ class Runtime:
         if self.fleet is not None:
             await self.fleet.stop()
         await self.pool.stop()
+        if self.preview_relay is not None:
+            await self.preview_relay.stop()
         await self.store.close()
 
     async def drain(self, grace: float) -> None:
