@@ -234,3 +234,21 @@ def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, monkeypatch: p
         assert "X-Amz-Signature=" in link.url and not link.url.startswith(s3_gateway.url)
         img = image_of(out.to_bytes())  # the SDK follows the redirect to the presigned link
         assert img.size == (20, 10) and img.getpixel((0, 0)) == (0, 255, 0)
+
+
+def test_a_waiting_job_says_where_it_waits(comfyui: str, gateway_factory, monkeypatch: pytest.MonkeyPatch):
+    gw = gateway_factory(comfyui, GENERATION_WORKERS="1", API_KEYS=KEY)  # one prompt at a time
+    with sdk(gw, monkeypatch) as client:
+        slow = client.submit(client.workflows.from_json(slow_blur()))
+        for event in slow.events():
+            if isinstance(event, StatusChange) and event.status == "running":
+                break
+        waiting = client.submit(client.workflows.from_json(empty_save(prefix="behind")))
+        first = next(e for e in waiting.events() if isinstance(e, StatusChange))
+        assert (first.status, first.queue_position) == ("queued", 1)
+        with ComfyLow(gw.url, KEY) as low:
+            extra = low.raw_request("GET", f"/jobs/{waiting.id}").json()["gateway"]
+        assert extra["status"] == "generating" and extra["queue"]["current_queue"] == "generation"
+        assert extra["queue"]["position"] == 0
+        slow.cancel()
+        assert waiting.result().status == "succeeded" and slow.wait(timeout=120).status == "canceled"
