@@ -252,3 +252,30 @@ def test_a_waiting_job_says_where_it_waits(comfyui: str, gateway_factory, monkey
         assert extra["queue"]["position"] == 0
         slow.cancel()
         assert waiting.result().status == "succeeded" and slow.wait(timeout=120).status == "canceled"
+
+
+def test_bad_submissions_get_a_clear_4xx_in_the_v2_envelope(v2_gateway: Gateway):
+    deep: Any = {"x": 1}
+    for _ in range(100):
+        deep = {"a": deep}
+    auth = {"Authorization": f"Bearer {KEY}"}
+    cases = [
+        ({"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"width": deep}}}}, {}, 422, "invalid_workflow", "deeper"),
+        ({"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"width": 2**80}}}}, {}, 422, "invalid_workflow", "64 bits"),
+        ({"workflow": {"1": "not a node"}}, {}, 422, "invalid_workflow", "node 1"),
+        ({"workflw": {}}, {}, 422, "invalid_request", "workflow"),
+        ({"workflow": empty_save(), "extra_data": {"api_key_comfy_org": "x"}}, {}, 422, "invalid_request", "extra_data"),
+        ({"workflow": empty_save()}, {"Idempotency-Key": "k" * 256}, 400, "invalid_request", "Idempotency-Key"),
+    ]
+    for body, headers, status, code, says in cases:
+        r = httpx.post(v2_gateway.url + "/api/v2/jobs", json=body, headers={**auth, **headers})
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+        assert says in r.json()["error"]["message"], r.text
+    r = httpx.post(v2_gateway.url + "/api/v2/jobs", content=b"{not json", headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    r = httpx.post(v2_gateway.url + "/api/v2/assets", files={"file": ("a.png", b"not a png", "image/png")},
+                   data={"file_path": "a.png"}, headers=auth)
+    assert r.status_code == 422 and "image" in r.json()["error"]["message"], r.text
+    r = httpx.post(v2_gateway.url + "/api/v2/assets", files={"file": ("a.txt", b"hello", "text/plain")},
+                   data={"file_path": "a.txt", "expected_hash": "blake3:" + "0" * 64}, headers=auth)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "hash_mismatch"
