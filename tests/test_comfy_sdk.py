@@ -14,7 +14,7 @@ import pytest
 from blake3 import blake3
 from comfy_low.errors import WorkflowFormatUi as LowWorkflowFormatUi
 from comfy_low.transport import ComfyLow
-from comfy_sdk import (Comfy, IdempotencyKeyReuse, InvalidWorkflow, JobFailed, MissingAsset, NotFound,
+from comfy_sdk import (Comfy, ComfyError, IdempotencyKeyReuse, InvalidWorkflow, JobFailed, MissingAsset, NotFound,
                        OutputReady, Progress, StatusChange, Unauthorized)
 from PIL import Image
 
@@ -279,3 +279,20 @@ def test_bad_submissions_get_a_clear_4xx_in_the_v2_envelope(v2_gateway: Gateway)
     r = httpx.post(v2_gateway.url + "/api/v2/assets", files={"file": ("a.txt", b"hello", "text/plain")},
                    data={"file_path": "a.txt", "expected_hash": "blake3:" + "0" * 64}, headers=auth)
     assert r.status_code == 409 and r.json()["error"]["code"] == "hash_mismatch"
+
+
+def test_an_output_used_as_an_input_and_deleting_assets(comfy: Comfy):
+    first = comfy.run(comfy.workflows.from_json(empty_save(6, 6, 0x0A141E, prefix="src")))
+    produced = comfy.assets.get(first.outputs[0].id)  # outputs are assets
+    assert produced.job_id == first.id and produced.file_path == first.outputs[0].name
+    second = comfy.run(comfy.workflows.from_json(invert(produced, prefix="fromout")))
+    pixel = image_of(second.get_outputs("3")[0].to_bytes()).getpixel((0, 0))
+    assert all(abs(got - want) <= 1 for got, want in zip(pixel, (245, 235, 225))), pixel
+    with pytest.raises(ComfyError) as kept:
+        comfy.assets.delete(produced.id)  # an output goes with its job
+    assert kept.value.http_status == 409
+    upload = comfy.assets.from_bytes(png_bytes(2, 2, (9, 9, 9)), filename="gone.png", content_type="image/png")
+    upload.commit()
+    comfy.assets.delete(upload.id)
+    with pytest.raises(NotFound):
+        comfy.assets.get(upload.id)
