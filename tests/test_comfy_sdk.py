@@ -226,7 +226,7 @@ def test_gateway_extras_reach_a_v2_client(comfy: Comfy, v2_gateway: Gateway):
         assert hook.status_code == 501 and "WEBHOOK_SECRET" in hook.json()["error"]["message"]
 
 
-def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, monkeypatch: pytest.MonkeyPatch):
+def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, s3_auth, monkeypatch: pytest.MonkeyPatch):
     with sdk(s3_gateway, monkeypatch, key=None) as client:
         job = client.run(client.workflows.from_json(empty_save(20, 10, 0x00FF00, prefix="s3sdk")))
         (out,) = job.outputs
@@ -234,6 +234,17 @@ def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, monkeypatch: p
         assert "X-Amz-Signature=" in link.url and not link.url.startswith(s3_gateway.url)
         img = image_of(out.to_bytes())  # the SDK follows the redirect to the presigned link
         assert img.size == (20, 10) and img.getpixel((0, 0)) == (0, 255, 0)
+        # A bucket of the request's own, through the `gateway` options: its secret shows nowhere.
+        own = s3_auth.request_config("auth-bucket")
+        with ComfyLow(s3_gateway.url) as low:
+            r = low.raw_request("POST", "/jobs", json={"workflow": empty_save(8, 8, prefix="own"), "gateway": {"s3": own}})
+            assert r.status_code == 201, r.text
+            done = client.jobs.get(r.json()["id"]).result()
+            shown = low.raw_request("GET", f"/jobs/{done.id}").text + low.raw_request("GET", f"/jobs/{done.id}/workflow").text
+        assert own["secret_access_key"] not in r.text + shown
+        assert s3_auth.keys("auth-bucket", f"gw/{done.id}/") != []
+        moved = httpx.get(s3_gateway.url + f"/api/v2/assets/{done.outputs[0].id}/content")
+        assert moved.status_code == 307 and f"/auth-bucket/gw/{done.id}/" in moved.headers["location"]
 
 
 def test_a_waiting_job_says_where_it_waits(comfyui: str, gateway_factory, monkeypatch: pytest.MonkeyPatch):
