@@ -14,7 +14,7 @@ import pytest
 from blake3 import blake3
 from comfy_low.errors import WorkflowFormatUi as LowWorkflowFormatUi
 from comfy_low.transport import ComfyLow
-from comfy_sdk import (Comfy, IdempotencyKeyReuse, InvalidWorkflow, JobFailed, MissingAsset, NotFound,
+from comfy_sdk import (Comfy, ComfyError, IdempotencyKeyReuse, InvalidWorkflow, JobFailed, MissingAsset, NotFound,
                        OutputReady, Progress, StatusChange, Unauthorized)
 from PIL import Image
 
@@ -226,7 +226,7 @@ def test_gateway_extras_reach_a_v2_client(comfy: Comfy, v2_gateway: Gateway):
         assert hook.status_code == 501 and "WEBHOOK_SECRET" in hook.json()["error"]["message"]
 
 
-def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, monkeypatch: pytest.MonkeyPatch):
+def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, s3_auth, monkeypatch: pytest.MonkeyPatch):
     with sdk(s3_gateway, monkeypatch, key=None) as client:
         job = client.run(client.workflows.from_json(empty_save(20, 10, 0x00FF00, prefix="s3sdk")))
         (out,) = job.outputs
@@ -234,3 +234,76 @@ def test_outputs_on_s3_are_short_lived_links(s3_gateway: Gateway, monkeypatch: p
         assert "X-Amz-Signature=" in link.url and not link.url.startswith(s3_gateway.url)
         img = image_of(out.to_bytes())  # the SDK follows the redirect to the presigned link
         assert img.size == (20, 10) and img.getpixel((0, 0)) == (0, 255, 0)
+        # A bucket of the request's own, through the `gateway` options: its secret shows nowhere.
+        own = s3_auth.request_config("auth-bucket")
+        with ComfyLow(s3_gateway.url) as low:
+            r = low.raw_request("POST", "/jobs", json={"workflow": empty_save(8, 8, prefix="own"), "gateway": {"s3": own}})
+            assert r.status_code == 201, r.text
+            done = client.jobs.get(r.json()["id"]).result()
+            shown = low.raw_request("GET", f"/jobs/{done.id}").text + low.raw_request("GET", f"/jobs/{done.id}/workflow").text
+        assert own["secret_access_key"] not in r.text + shown
+        assert s3_auth.keys("auth-bucket", f"gw/{done.id}/") != []
+        moved = httpx.get(s3_gateway.url + f"/api/v2/assets/{done.outputs[0].id}/content")
+        assert moved.status_code == 307 and f"/auth-bucket/gw/{done.id}/" in moved.headers["location"]
+
+
+def test_a_waiting_job_says_where_it_waits(comfyui: str, gateway_factory, monkeypatch: pytest.MonkeyPatch):
+    gw = gateway_factory(comfyui, GENERATION_WORKERS="1", API_KEYS=KEY)  # one prompt at a time
+    with sdk(gw, monkeypatch) as client:
+        slow = client.submit(client.workflows.from_json(slow_blur()))
+        for event in slow.events():
+            if isinstance(event, StatusChange) and event.status == "running":
+                break
+        waiting = client.submit(client.workflows.from_json(empty_save(prefix="behind")))
+        first = next(e for e in waiting.events() if isinstance(e, StatusChange))
+        assert (first.status, first.queue_position) == ("queued", 1)
+        with ComfyLow(gw.url, KEY) as low:
+            extra = low.raw_request("GET", f"/jobs/{waiting.id}").json()["gateway"]
+        assert extra["status"] == "generating" and extra["queue"]["current_queue"] == "generation"
+        assert extra["queue"]["position"] == 0
+        slow.cancel()
+        assert waiting.result().status == "succeeded" and slow.wait(timeout=120).status == "canceled"
+
+
+def test_bad_submissions_get_a_clear_4xx_in_the_v2_envelope(v2_gateway: Gateway):
+    deep: Any = {"x": 1}
+    for _ in range(100):
+        deep = {"a": deep}
+    auth = {"Authorization": f"Bearer {KEY}"}
+    cases = [
+        ({"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"width": deep}}}}, {}, 422, "invalid_workflow", "deeper"),
+        ({"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"width": 2**80}}}}, {}, 422, "invalid_workflow", "64 bits"),
+        ({"workflow": {"1": "not a node"}}, {}, 422, "invalid_workflow", "node 1"),
+        ({"workflw": {}}, {}, 422, "invalid_request", "workflow"),
+        ({"workflow": empty_save(), "extra_data": {"api_key_comfy_org": "x"}}, {}, 422, "invalid_request", "extra_data"),
+        ({"workflow": empty_save()}, {"Idempotency-Key": "k" * 256}, 400, "invalid_request", "Idempotency-Key"),
+    ]
+    for body, headers, status, code, says in cases:
+        r = httpx.post(v2_gateway.url + "/api/v2/jobs", json=body, headers={**auth, **headers})
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+        assert says in r.json()["error"]["message"], r.text
+    r = httpx.post(v2_gateway.url + "/api/v2/jobs", content=b"{not json", headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    r = httpx.post(v2_gateway.url + "/api/v2/assets", files={"file": ("a.png", b"not a png", "image/png")},
+                   data={"file_path": "a.png"}, headers=auth)
+    assert r.status_code == 422 and "image" in r.json()["error"]["message"], r.text
+    r = httpx.post(v2_gateway.url + "/api/v2/assets", files={"file": ("a.txt", b"hello", "text/plain")},
+                   data={"file_path": "a.txt", "expected_hash": "blake3:" + "0" * 64}, headers=auth)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "hash_mismatch"
+
+
+def test_an_output_used_as_an_input_and_deleting_assets(comfy: Comfy):
+    first = comfy.run(comfy.workflows.from_json(empty_save(6, 6, 0x0A141E, prefix="src")))
+    produced = comfy.assets.get(first.outputs[0].id)  # outputs are assets
+    assert produced.job_id == first.id and produced.file_path == first.outputs[0].name
+    second = comfy.run(comfy.workflows.from_json(invert(produced, prefix="fromout")))
+    pixel = image_of(second.get_outputs("3")[0].to_bytes()).getpixel((0, 0))
+    assert all(abs(got - want) <= 1 for got, want in zip(pixel, (245, 235, 225))), pixel
+    with pytest.raises(ComfyError) as kept:
+        comfy.assets.delete(produced.id)  # an output goes with its job
+    assert kept.value.http_status == 409
+    upload = comfy.assets.from_bytes(png_bytes(2, 2, (9, 9, 9)), filename="gone.png", content_type="image/png")
+    upload.commit()
+    comfy.assets.delete(upload.id)
+    with pytest.raises(NotFound):
+        comfy.assets.get(upload.id)

@@ -152,7 +152,7 @@ async def _backend_state(client, gw_url: str, *, connected: bool, timeout: float
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         backends = (await client.get(gw_url + "/health")).json()["backends"]
-        if backends[0]["websocket_connected"] is connected:
+        if all(b["websocket_connected"] is connected for b in backends):
             return
         assert asyncio.get_running_loop().time() < deadline, backends
         await asyncio.sleep(0.1)
@@ -186,3 +186,19 @@ async def test_files_uploaded_one_after_another_are_each_accepted(gateway, comfy
               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "seq"}}}
         done = await client.post(gateway.url + "/generate/sync", json={"input": {"workflow_json": wf}})
         assert done.status_code == 200, done.text
+
+
+async def test_with_several_backends_one_that_accepts_is_enough(comfyui, fake_factory, gateway_factory, client):
+    """The router may send a job to any backend in rotation: a workflow is refused up front only
+    when none of them would take it (here FakeFail exists on the fake only)."""
+    fake = fake_factory()
+    gw = gateway_factory(f"{comfyui},{fake.url}")
+    await _backend_state(client, gw.url, connected=True)
+    only_on_fake = {"1": E, "2": {"class_type": "FakeFail", "inputs": {"images": ["1", 0], "message": "x"}},
+                    "3": {**S, "inputs": {"images": ["2", 0], "filename_prefix": "x"}}}
+    r = await client.post(gw.url + "/generate", json={"input": {"workflow_json": only_on_fake}})
+    assert r.status_code == 202, r.text
+    await client.post(f"{gw.url}/result/{r.json()['id']}/cancel")  # wherever it went, it need not run
+    nowhere = {"1": {"class_type": "NoSuchNode", "inputs": {}}, "2": S}
+    r = await client.post(gw.url + "/generate", json={"input": {"workflow_json": nowhere}})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_prompt", r.text

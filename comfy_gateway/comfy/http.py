@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from urllib.parse import quote
 from typing import Any, AsyncIterator
+from urllib.parse import quote
 
 import aiohttp
 import orjson

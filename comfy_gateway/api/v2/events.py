@@ -35,6 +35,7 @@ async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIte
     seq = seen[-1].seq if seen else 0
     last: tuple[str, int | None] | None = None
     last_sent = 0.0
+    progress: list[dict[str, Any]] = []
     while True:
         job = await store.get(job_id)
         if job is None:
@@ -47,18 +48,22 @@ async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIte
             return
         now = (view["status"], view["queue_position"])
         if now != last:
+            first = last is None
             last, last_sent = now, time.monotonic()
             yield _event("status", {"status": now[0], "queue_position": now[1]})
-            if now[0] == "running" and view["progress"]:
+            if first and now[0] == "running" and view["progress"]:
                 yield _event("progress", view["progress"])
+        for frame in progress:  # after the status they may have changed
+            yield frame
         # While it waits, every queue's change wakes the stream, but at most so often.
         calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
         await store.wait(job_id, seq, queue_change=now[0] == "queued" and calm,
                          timeout=IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL)
+        progress = []
         for event in await store.events_after(job_id, seq):
             seq = event.seq
             if event.type == "progress" and event.progress:
-                yield _event("progress", progress_of(Progress.model_validate(event.progress)))
+                progress.append(_event("progress", progress_of(Progress.model_validate(event.progress))))
 
 
 @router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}},

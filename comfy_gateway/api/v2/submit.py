@@ -14,7 +14,7 @@ from ...inputs.assets import asset_ref
 from ...jobs.model import Job
 from ...pipeline.runtime import DuplicateRequest, Runtime
 from ..generate import _check_destinations
-from ..schemas import GenerateInput, GenerateRequest
+from ..schemas import MAX_NODES, GenerateInput, GenerateRequest, check_json_values
 from .asset_index import AssetIndex
 from .errors import V2Error
 from .ids import is_upload_id, parse_output_id
@@ -106,6 +106,12 @@ async def submit_v2(runtime: Runtime, body: JobRequest, key: str | None) -> Job:
     job_id = job_id_for(key)
     if body.extra_data:
         raise V2Error(422, "invalid_request", "extra_data (a partner-node API key) is not supported by this gateway")
+    if len(body.workflow) > MAX_NODES:
+        raise V2Error(422, "invalid_workflow", f"the workflow has more than {MAX_NODES} nodes")
+    try:  # before anything walks it: no nesting deeper than MAX_DEPTH, no integer past 64 bits
+        check_json_values(body.workflow, "workflow")
+    except ValueError as exc:
+        raise V2Error(422, "invalid_workflow", str(exc)) from None
     if _is_ui_format(body.workflow):
         raise V2Error(422, "workflow_format_ui", "this is a UI-export graph; export the workflow in API format")
     for node_id, node in body.workflow.items():

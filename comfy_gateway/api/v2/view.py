@@ -23,8 +23,9 @@ def v2_status(job: Job) -> str:
     if s in (JobStatus.queued, JobStatus.preprocessing):
         return "queued"
     if s is JobStatus.generating:
-        # Waiting for a backend slot is still waiting; running starts when ComfyUI has it.
-        return "running" if "generation_started" in job.marks else "queued"
+        # Waiting for a backend slot, or in ComfyUI's own queue, is still waiting: running
+        # starts with ComfyUI's first `executing` frame for it (the first progress).
+        return "running" if "generation_started" in job.marks and job.progress is not None else "queued"
     if s is JobStatus.postprocessing:
         return "running"
     return {JobStatus.completed: "succeeded", JobStatus.cancelled: "canceled"}.get(s, "failed")
