@@ -16,8 +16,10 @@ from starlette.datastructures import UploadFile
 from ...inputs.errors import InputError, InputTooLarge
 from ...pipeline.runtime import Runtime
 from ..assets import _same_origin_only
+from ..auth import current_key
 from ..deps import runtime_of
 from ..jsonresp import JSONResponse
+from ..ownership import may_see
 from .asset_index import AssetIndex, AssetMeta, blake3_async, parse_hash
 from .errors import V2Error, V2Route, not_found
 from .ids import is_upload_id, parse_output_id
@@ -114,12 +116,14 @@ async def by_hash(request: Request, hash: str) -> Response:
     return Response(status_code=200 if index_of(runtime_of(request)).find(hash) else 404)
 
 
-async def _output(runtime: Runtime, asset_id: str, base: str) -> tuple[dict[str, Any], Any] | None:
+async def _output(request: Request, asset_id: str) -> tuple[dict[str, Any], Any] | None:
+    """An output of a job the caller may see, as a v2 asset (and the output), else None."""
+    runtime, base = runtime_of(request), str(request.base_url)
     parsed = parse_output_id(asset_id)
     if parsed is None:
         return None
     job = await runtime.store.get(parsed[0])
-    if job is None or parsed[1] >= len(job.output):
+    if job is None or not may_see(current_key(request), job) or parsed[1] >= len(job.output):
         return None
     out = job.output[parsed[1]]
     s = runtime.settings
@@ -134,7 +138,7 @@ async def get_asset(request: Request, asset_id: str) -> Response:
         meta = index_of(runtime).get(asset_id)
         if meta is not None:
             return _json(asset_json(meta, base))
-    found = await _output(runtime, asset_id, base)
+    found = await _output(request, asset_id)
     if found is None:
         raise not_found("asset", asset_id)
     out, _ = found
@@ -155,7 +159,7 @@ async def content(request: Request, asset_id: str) -> Response:
         path, meta = index.blob_path(asset_id), index.get(asset_id)
         if path is not None:
             return FileResponse(path, media_type=meta.content_type if meta else None)
-    found = await _output(runtime, asset_id, str(request.base_url))
+    found = await _output(request, asset_id)
     if found is None:
         raise not_found("asset", asset_id)
     view, out = found
@@ -171,7 +175,7 @@ async def content(request: Request, asset_id: str) -> Response:
                summary="Delete an uploaded asset (outputs go with their job)")
 async def delete_asset(request: Request, asset_id: str) -> Response:
     runtime = runtime_of(request)
-    if parse_output_id(asset_id) is not None and await _output(runtime, asset_id, str(request.base_url)):
+    if parse_output_id(asset_id) is not None and await _output(request, asset_id):
         raise V2Error(409, "asset_in_use", "an output is kept with its job and expires with it (RESULT_TTL)")
     if not (is_upload_id(asset_id) and index_of(runtime).forget(asset_id)):
         raise not_found("asset", asset_id)

@@ -70,5 +70,5 @@ async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIte
             summary="The job's live events (status, progress, output), to its terminal status")
 async def events(request: Request, job_id: str) -> EventSourceResponse:
     runtime = runtime_of(request)
-    job: Job = await job_or_404(runtime, job_id)
+    job: Job = await job_or_404(request, job_id)
     return EventSourceResponse(v2_events(runtime, request, job.id), ping=runtime.settings.sse_ping_seconds)

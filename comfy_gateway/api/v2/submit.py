@@ -9,11 +9,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...access.keys import ApiKey
 from ...comfy.errors import PromptRejected
 from ...inputs.assets import asset_ref
 from ...jobs.model import Job
 from ...pipeline.runtime import DuplicateRequest, Runtime
 from ..generate import _check_destinations
+from ..ownership import may_see
 from ..schemas import MAX_NODES, GenerateInput, GenerateRequest, check_json_values
 from .asset_index import AssetIndex
 from .errors import V2Error
@@ -61,24 +63,24 @@ def _is_ui_format(workflow: dict[str, Any]) -> bool:
     return isinstance(workflow.get("nodes"), list) and "links" in workflow
 
 
-async def _resolve_assets(value: Any, runtime: Runtime, missing: list[str]) -> Any:
+async def _resolve_assets(value: Any, runtime: Runtime, missing: list[str], caller: ApiKey) -> Any:
     """core/ASSET references -> the gateway's own input references (asset://<sha256>), which
     preprocessing fetches and uploads to the backend like any other input."""
     if isinstance(value, dict) and value.get("__type") == "core/ASSET":
         info = value.get("info")
-        ref = await _asset_source(info, runtime) if isinstance(info, dict) else None
+        ref = await _asset_source(info, runtime, caller) if isinstance(info, dict) else None
         if ref is None:
             missing.append(str(info.get("id")) if isinstance(info, dict) else "<core/ASSET without info>")
             return value
         return ref
     if isinstance(value, dict):
-        return {k: await _resolve_assets(v, runtime, missing) for k, v in value.items()}
+        return {k: await _resolve_assets(v, runtime, missing, caller) for k, v in value.items()}
     if isinstance(value, list):
-        return [await _resolve_assets(v, runtime, missing) for v in value]
+        return [await _resolve_assets(v, runtime, missing, caller) for v in value]
     return value
 
 
-async def _asset_source(info: dict[str, Any], runtime: Runtime) -> str | None:
+async def _asset_source(info: dict[str, Any], runtime: Runtime, caller: ApiKey) -> str | None:
     index = AssetIndex(runtime.settings.assets_dir, runtime.settings.asset_ttl)
     asset_id, hashed = info.get("id"), info.get("hash")
     if isinstance(asset_id, str) and is_upload_id(asset_id) and index.get(asset_id):
@@ -86,7 +88,8 @@ async def _asset_source(info: dict[str, Any], runtime: Runtime) -> str | None:
     if isinstance(asset_id, str) and (parsed := parse_output_id(asset_id)):
         # An output of an earlier job as an input: its file becomes an asset like an upload.
         job = await runtime.store.get(parsed[0])
-        if job is not None and parsed[1] < len(job.output) and job.output[parsed[1]].local_path:
+        if (job is not None and may_see(caller, job) and parsed[1] < len(job.output)
+                and job.output[parsed[1]].local_path):
             try:
                 with open(job.output[parsed[1]].local_path, "rb") as fh:
                     data = fh.read(runtime.settings.max_input_bytes + 1)
@@ -99,8 +102,9 @@ async def _asset_source(info: dict[str, Any], runtime: Runtime) -> str | None:
     return None
 
 
-async def submit_v2(runtime: Runtime, body: JobRequest, key: str | None) -> Job:
-    """Create the job, or raise V2Error with the code the SDK maps to its exception."""
+async def submit_v2(runtime: Runtime, body: JobRequest, key: str | None, caller: ApiKey) -> Job:
+    """Create the job for `caller`, or raise V2Error with the code the SDK maps to its
+    exception. `key` is the Idempotency-Key; with API_KEYS_FILE it is scoped to the caller."""
     if runtime.draining:
         raise V2Error(503, "unavailable", "the gateway is shutting down and takes no new jobs", headers={"Retry-After": "5"})
     job_id = job_id_for(key)
@@ -118,7 +122,7 @@ async def submit_v2(runtime: Runtime, body: JobRequest, key: str | None) -> Job:
         if not isinstance(node, dict):
             raise V2Error(422, "invalid_workflow", f"node {node_id}: expected an object with class_type and inputs")
     missing: list[str] = []
-    workflow = await _resolve_assets(body.workflow, runtime, missing)
+    workflow = await _resolve_assets(body.workflow, runtime, missing, caller)
     if missing:
         raise V2Error(422, "missing_asset", f"unknown or expired core/ASSET reference(s): {', '.join(missing)}",
                       {"missing_ids": missing})
@@ -149,7 +153,7 @@ async def submit_v2(runtime: Runtime, body: JobRequest, key: str | None) -> Job:
     if job_id is not None:
         payload["request_id"] = job_id
     try:
-        job, created = await runtime.submit(payload)
+        job, created = await runtime.submit(payload, caller)
     except DuplicateRequest:  # the same key with another body
         created, job = False, None
     if not created:
