@@ -14,7 +14,7 @@ from ..inputs.describe import describe
 from ..inputs.errors import InputError, InputUnavailable
 from ..inputs.fetch import FetchLimits, input_session
 from ..inputs.find import InputRef
-from ..inputs.model_cache import ModelCache
+from ..inputs.model_cache import CachedModel, ModelCache
 from ..inputs.models import LoaderTable, ModelRef, split_model_refs
 from ..jobs.store import JobStore
 from ..net.guard import NetworkPolicy
@@ -65,9 +65,18 @@ class ModelInputs:
             raise exc.at(first.ref.where, describe(first.ref.source)) from None
         distinct = {m.ref.source: m for m in refs}
         heads = {source: asyncio.Event() for source in distinct}
-        downloads = asyncio.ensure_future(asyncio.gather(
-            *(self._one(store, job_id, m, names, heads[m.ref.source]) for m in distinct.values())))
-        checked = asyncio.ensure_future(asyncio.gather(*(h.wait() for h in heads.values())))
+
+        async def download_all() -> list[CachedModel]:
+            return await asyncio.gather(*(self._one(store, job_id, m, names, heads[m.ref.source])
+                                          for m in distinct.values()))
+
+        async def all_checked() -> None:
+            for head in heads.values():
+                await head.wait()
+
+        # Tasks, not bare gathers: cancelled at the end, they leave no unretrieved error behind.
+        downloads = asyncio.create_task(download_all())
+        checked = asyncio.create_task(all_checked())
         try:
             await asyncio.wait({downloads, checked}, return_when=asyncio.FIRST_COMPLETED)
             if not downloads.done():

@@ -43,14 +43,14 @@ async def stall_server(srvgg: bytes):
         await resp.prepare(request)
         await resp.write(srvgg[:4096])
         try:
-            await asyncio.sleep(60)
+            await asyncio.sleep(10)  # well past MODEL_TIMEOUT
         except asyncio.CancelledError:
             pass
         return resp
 
     app = web.Application()
     app.router.add_get("/{name}", stall)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
