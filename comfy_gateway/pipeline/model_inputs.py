@@ -14,13 +14,16 @@ from ..inputs.describe import describe
 from ..inputs.errors import InputError, InputUnavailable
 from ..inputs.fetch import FetchLimits, input_session
 from ..inputs.find import InputRef
-from ..inputs.model_cache import ModelCache
+from ..inputs.model_cache import CachedModel, ModelCache
 from ..inputs.models import LoaderTable, ModelRef, split_model_refs
 from ..jobs.store import JobStore
 from ..net.guard import NetworkPolicy
 from ..settings import Settings
 
 PROGRESS_EVERY = 1.0  # seconds between download progress messages of one job
+# The job's mark once every input has been checked (models: their address, declared size and
+# first bytes) while model downloads go on: POST /generate answers then, not at their end.
+INPUTS_CHECKED = "inputs_checked"
 
 
 class ModelInputs:
@@ -61,16 +64,38 @@ class ModelInputs:
         except InputError as exc:
             raise exc.at(first.ref.where, describe(first.ref.source)) from None
         distinct = {m.ref.source: m for m in refs}
-        got = dict(zip(distinct, await asyncio.gather(*(self._one(store, job_id, m, names) for m in distinct.values()))))
+        heads = {source: asyncio.Event() for source in distinct}
+
+        async def download_all() -> list[CachedModel]:
+            return await asyncio.gather(*(self._one(store, job_id, m, names, heads[m.ref.source])
+                                          for m in distinct.values()))
+
+        async def all_checked() -> None:
+            for head in heads.values():
+                await head.wait()
+
+        # Tasks, not bare gathers: cancelled at the end, they leave no unretrieved error behind.
+        downloads = asyncio.create_task(download_all())
+        checked = asyncio.create_task(all_checked())
+        try:
+            await asyncio.wait({downloads, checked}, return_when=asyncio.FIRST_COMPLETED)
+            if not downloads.done():
+                await store.update(job_id, marks={INPUTS_CHECKED: time.time()},
+                                   message=f"inputs checked; downloading {len(distinct)} model(s)")
+            got = dict(zip(distinct, await downloads))
+        finally:
+            checked.cancel()
+            downloads.cancel()
         return [{"path": list(m.ref.path), "source": m.ref.source, "sha256": got[m.ref.source].sha256,
                  "filename": got[m.ref.source].filename, "mime": f"model/{got[m.ref.source].format}",
                  "model_folder": m.folder} for m in refs]
 
-    async def _one(self, store: JobStore, job_id: str, m: ModelRef, names: dict[str, str]):
+    async def _one(self, store: JobStore, job_id: str, m: ModelRef, names: dict[str, str], head: asyncio.Event):
         where = m.ref.where + (f" from modifications.{names[m.ref.source]}" if m.ref.source in names else "")
         shown, last = describe(m.ref.source), [0.0]
 
         def progress(done: int, total: int | None) -> None:
+            head.set()  # reported only once its first bytes were sniffed a model, within the cap
             now = time.monotonic()
             if now - last[0] < PROGRESS_EVERY and done != total:
                 return

@@ -45,14 +45,10 @@ class Preprocess:
                 await self._checker.check(workflow)
             refs = find_inputs(workflow)
             inputs = []
+            model_refs = []
             if refs and self._models is not None:
                 # Loader inputs (lora_name, ckpt_name...) holding a URL: model files, not images.
                 model_refs, refs = self._models.split(workflow, refs)
-                if model_refs:
-                    await self._store.update(job_id, message=f"fetching {len(model_refs)} model(s)")
-                    inputs += await self._models.resolve(self._store, job_id, model_refs, names)
-                    for item in inputs:
-                        set_at(workflow, item["path"], item["filename"])
             if refs:
                 await self._store.update(job_id, message=f"fetching {len(refs)} input(s)")
                 blobs = await self._inputs.resolve_all(refs, names)
@@ -63,6 +59,12 @@ class Preprocess:
                     set_at(workflow, ref.path, blob.filename)
                     inputs.append({"path": list(ref.path), "source": ref.source, "sha256": blob.sha256,
                                    "filename": blob.filename, "mime": blob.mime})
+            if model_refs:  # last: every other input is checked by the time they are
+                await self._store.update(job_id, message=f"fetching {len(model_refs)} model(s)")
+                models = await self._models.resolve(self._store, job_id, model_refs, names)
+                for item in models:
+                    set_at(workflow, item["path"], item["filename"])
+                inputs += models
             workflow = prepare_workflow(workflow, job.id)
             # The change and the hand-over to generation in one step (none if the job ended).
             await self._store.advance(

@@ -38,7 +38,7 @@ from .estimates import StageStats, estimate_wait
 from .failures import fail_job, job_error
 from .fleet import Fleet
 from .generation import Generation
-from .model_inputs import ModelInputs
+from .model_inputs import INPUTS_CHECKED, ModelInputs
 from .observe import log_transition
 from .output_plan import seal_request
 from .postprocess import Postprocess
@@ -294,12 +294,14 @@ class Runtime:
 
     async def wait_until_admitted(self, job_id: str, timeout: float) -> Job | None:
         """Wait until the job is past preprocessing (its workflow built and every input fetched
-        and checked) or has ended, so that the API can answer a refused input with a 4xx."""
+        and checked) or has ended, so that the API can answer a refused input with a 4xx; or
+        until preprocessing marks its inputs checked while a long model download goes on."""
         return await self.wait_until(
-            job_id, lambda status: status not in (JobStatus.queued, JobStatus.preprocessing), timeout)
+            job_id, lambda status: status not in (JobStatus.queued, JobStatus.preprocessing), timeout,
+            checked=lambda job: INPUTS_CHECKED in job.marks)
 
     async def wait_until(self, job_id: str, done: Callable[[JobStatus], bool], timeout: float,
-                         known: Job | None = None) -> Job | None:
+                         known: Job | None = None, checked: Callable[[Job], bool] | None = None) -> Job | None:
         """Wait until `done` holds for the job's status (statuses only move forward, so once
         it holds it keeps holding), or the timeout passes; the job as then stored."""
         deadline = time.monotonic() + timeout
@@ -309,7 +311,7 @@ class Runtime:
         try:
             job = known if known is not None else await self.store.get(job_id)
             while True:
-                if job is None or done(job.status):
+                if job is None or done(job.status) or (checked is not None and checked(job)):
                     return job
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -318,7 +320,8 @@ class Runtime:
                 # Read the record again only when an event says `done` now holds, or when
                 # nothing came (timeout, or it expired); the events carry each new status.
                 # Events are read before the record, so the record is at least as new.
-                if not events or any(e.type != "progress" and done(JobStatus(e.status)) for e in events):
+                if not events or any(e.type != "progress" and done(JobStatus(e.status)) for e in events) \
+                        or (checked is not None and any(e.type == "status" for e in events)):
                     job = await self.store.get(job_id)
         finally:
             follower.close()

@@ -3,10 +3,12 @@ gateway's SHARED_MODELS_DIR, a file server that counts every request, a tiny rea
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Callable
 
 import pytest
+from aiohttp import web
 
 from ..conftest import Gateway
 from ..support.files_server import start_server
@@ -28,6 +30,32 @@ async def model_files():
     server = await start_server("127.0.0.1")
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def stall_server(srvgg: bytes):
+    """GET /<name>: declares a body larger than the upscaler, sends the upscaler's first 4 KiB
+    (a valid safetensors head) at once, then nothing more: a download that fails late."""
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
+                                           "Content-Length": str(len(srvgg) + 10**6)})
+        await resp.prepare(request)
+        await resp.write(srvgg[:4096])
+        try:
+            await asyncio.sleep(10)  # well past MODEL_TIMEOUT
+        except asyncio.CancelledError:
+            pass
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/{name}", stall)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    await runner.cleanup()
 
 
 @pytest.fixture(scope="session")

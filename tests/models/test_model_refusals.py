@@ -80,26 +80,26 @@ async def test_no_way_to_deliver_says_how_to_enable_one(no_way_gateway: Gateway,
 
 
 async def test_a_late_download_failure_fails_only_its_job(shared_gateway: Gateway, client: httpx.AsyncClient,
-                                                          model_files: FilesServer):
-    # /slow answers at once, then sends a byte a second: past MODEL_TIMEOUT (3 s) the download
-    # fails after it started; a job submitted beside it runs to its end.
-    slow = asyncio.ensure_future(client.post(
-        shared_gateway.url + "/generate/sync",
-        json={"input": {"workflow_json": upscale_workflow(model_files.url + "/slow")}}))
+                                                          stall_server: str):
+    # The server sends a model's first bytes at once, then stalls: POST /generate answers once
+    # the input is checked (address, declared size, first bytes), without waiting for the
+    # download; past MODEL_TIMEOUT (3 s) the download fails, and with it this job only.
+    url = stall_server + "/big-x2.safetensors"
+    r = await client.post(shared_gateway.url + "/generate", json={"input": {"workflow_json": upscale_workflow(url)}})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] == "preprocessing" and "downloading" in job["message"], job
     # While it runs, /queue-info shows the download and how far it is.
-    shown = model_files.url + "/slow"
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        downloading = (await client.get(shared_gateway.url + "/queue-info")).json()["models"]["downloading"]
-        if shown in downloading:
-            assert downloading[shown]["total"] == 100000 and downloading[shown]["bytes"] < 100000
-            break
-        assert asyncio.get_running_loop().time() < deadline and not slow.done(), downloading
-        await asyncio.sleep(0.05)
-    other = client.post(shared_gateway.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
-    slow_r, other_r = await asyncio.gather(slow, other)
-    assert other_r.status_code == 200 and other_r.json()["status"] == "completed", other_r.text
-    assert slow_r.status_code == 422, slow_r.text
-    error = slow_r.json()["error"]
-    assert error["kind"] == "input" and error["type"] == "input_unavailable"
+    downloading = (await client.get(shared_gateway.url + "/queue-info")).json()["models"]["downloading"]
+    assert downloading[url]["total"] > downloading[url]["bytes"] >= 4096, downloading
+    other = await client.post(shared_gateway.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
+    assert other.status_code == 200 and other.json()["status"] == "completed", other.text
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while (job := (await client.get(f"{shared_gateway.url}/result/{job['id']}")).json())["status"] == "preprocessing":
+        assert asyncio.get_running_loop().time() < deadline, job
+        await asyncio.sleep(0.1)
+    assert job["status"] == "failed", job
+    error = job["error"]
+    assert error["kind"] == "input" and error["type"] == "input_unavailable", error
     assert error["message"].startswith("node 2 input 'model_name'") and "MODEL_TIMEOUT" in error["message"]

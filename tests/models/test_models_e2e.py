@@ -10,6 +10,7 @@ import httpx
 from PIL import Image
 
 from ..conftest import Gateway
+from ..support.models import make_srvgg
 from .conftest import upscale_workflow
 
 
@@ -55,3 +56,15 @@ async def test_upscaler_by_url_runs_on_comfyui_and_is_fetched_once(
     info = (await client.get(shared_gateway.url + "/queue-info")).json()
     assert info["models"]["transfers"] == transfers
     assert info["models"]["downloads"] >= 1 and info["models"]["files"] >= 1
+
+
+async def test_an_uploaded_model_by_asset_reference(shared_gateway: Gateway, client: httpx.AsyncClient,
+                                                    model_comfyui, tmp_path):
+    model = make_srvgg(tmp_path / "x4.safetensors", scale=4)  # its own weights: a new file
+    r = await client.post(shared_gateway.url + "/assets", files={"file": ("x4.safetensors", model)})
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    result = await _sync(client, shared_gateway, upscale_workflow(ref, 6, 5, prefix="asset"))
+    assert await _image_size(client, result) == (24, 20)
+    _, models_dir = model_comfyui
+    assert [p.read_bytes() for p in (models_dir / "upscale_models").glob(f"{ref[8:20]}-*")] == [model]
