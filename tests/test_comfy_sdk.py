@@ -307,3 +307,36 @@ def test_an_output_used_as_an_input_and_deleting_assets(comfy: Comfy):
     comfy.assets.delete(upload.id)
     with pytest.raises(NotFound):
         comfy.assets.get(upload.id)
+
+
+def test_named_keys_see_only_their_own_v2_jobs(comfyui: str, gateway_factory, tmp_path, monkeypatch):
+    """With API_KEYS_FILE, a v2 job belongs to the key that submitted it: another key that is
+    not an admin gets NotFound for it, its events and its outputs, and does not list it; one
+    Idempotency-Key used by two keys makes two jobs; an admin sees them all."""
+    keys = {"alice": "alice-v2-key-0123456789", "bob": "bob-v2-key-0123456789", "root": "root-v2-key-0123456789"}
+    (tmp_path / "keys.toml").write_text(
+        f'[keys.alice]\nkey = "{keys["alice"]}"\n\n[keys.bob]\nkey = "{keys["bob"]}"\n\n'
+        f'[keys.root]\nkey = "{keys["root"]}"\nadmin = true\n')
+    gw = gateway_factory(comfyui, API_KEYS_FILE=str(tmp_path / "keys.toml"))
+    with sdk(gw, monkeypatch, keys["alice"]) as alice:
+        job = alice.submit(alice.workflows.from_json(empty_save(prefix="own")), idempotency_key="shared-key").result()
+        (out,) = job.get_outputs("2")
+        assert image_of(out.to_bytes()).size == (64, 32)
+    with sdk(gw, monkeypatch, keys["bob"]) as bob:
+        with pytest.raises(NotFound):
+            bob.jobs.get(job.id)
+        with pytest.raises(NotFound):
+            bob.assets.get(out.id)
+        assert job.id not in [s.id for s in bob.list_jobs()]
+        # The same Idempotency-Key from another key is another job, not a reuse.
+        mine = bob.submit(bob.workflows.from_json(empty_save(prefix="own")), idempotency_key="shared-key").result()
+        assert mine.id != job.id and mine.status == "succeeded"
+        assert [s.id for s in bob.list_jobs()] == [mine.id]
+    headers = {"Authorization": f"Bearer {keys['bob']}"}
+    for path in (f"/api/v2/jobs/{job.id}", f"/api/v2/jobs/{job.id}/events", f"/api/v2/jobs/{job.id}/workflow",
+                 f"/api/v2/assets/{out.id}/content", f"/result/{job.id}"):
+        assert httpx.get(gw.url + path, headers=headers).status_code == 404, path
+    assert httpx.post(f"{gw.url}/api/v2/jobs/{job.id}/cancel", headers=headers).status_code == 404
+    with sdk(gw, monkeypatch, keys["root"]) as root:
+        assert {job.id, mine.id} <= {s.id for s in root.list_jobs()}
+        assert root.jobs.get(job.id).status == "succeeded"
