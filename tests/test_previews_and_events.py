@@ -258,3 +258,31 @@ async def test_previews_reach_readers_in_every_gateway_process(fake: Fake, tmp_p
             assert [p["n"] for p in previews] == sorted({p["n"] for p in previews})
     finally:
         cluster.stop()
+
+
+def test_previews_reach_a_v2_client(fake: Fake, gw: Gateway, monkeypatch: pytest.MonkeyPatch):
+    """A v2 job asking for previews (gateway option) shows them to the official SDK as its
+    Preview events, before the job's outputs and terminal status."""
+    from comfy_low.transport import ComfyLow
+    from comfy_sdk import Comfy, OutputReady, StatusChange
+    from comfy_sdk import Preview as SdkPreview
+
+    with ComfyLow(gw.url) as low:
+        r = low.raw_request("POST", "/jobs", json={"workflow": two_slow(5, 0.3), "gateway": {"previews": True}})
+        assert r.status_code == 201, r.text
+        plain = low.raw_request("POST", "/jobs", json={"workflow": two_slow(3, 0.1)})
+    monkeypatch.setenv("COMFY_BASE_URL", gw.url)
+    monkeypatch.delenv("COMFY_API_KEY", raising=False)
+    with Comfy() as comfy:
+        events = list(comfy.jobs.get(r.json()["id"]).events())
+        unasked = list(comfy.jobs.get(plain.json()["id"]).events())
+    shown = [e for e in events if isinstance(e, SdkPreview)]
+    assert shown, events
+    for p in shown:
+        assert p.node_id in ("2", "3") and p.content_type == "image/jpeg"
+        assert p.to_pil().format == "JPEG"  # the image ComfyUI sent, decoded by the SDK
+    last_preview = max(i for i, e in enumerate(events) if isinstance(e, SdkPreview))
+    assert last_preview < min(i for i, e in enumerate(events) if isinstance(e, OutputReady))
+    assert [e.status for e in events if isinstance(e, StatusChange)][-1] == "succeeded"
+    assert not [e for e in unasked if isinstance(e, SdkPreview)]
+    assert [e.status for e in unasked if isinstance(e, StatusChange)][-1] == "succeeded"

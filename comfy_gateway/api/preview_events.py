@@ -20,7 +20,7 @@ from typing import Any, Awaitable
 import orjson
 
 from ..jobs.model import Job
-from ..pipeline.preview_hub import PreviewHub, Subscription
+from ..pipeline.preview_hub import PreviewEvent, PreviewHub, Subscription
 
 
 class Previews:
@@ -30,13 +30,17 @@ class Previews:
         self._hub, self._job_id = hub, job_id
         self._sub: Subscription | None = None
 
-    def take(self, job: Job) -> dict[str, Any] | None:
-        """The preview not yet sent (the latest one), as an SSE event; None if there is none."""
+    def latest(self, job: Job) -> PreviewEvent | None:
+        """The preview not yet taken (the latest one), if the job asked for previews."""
         if self._hub is None or not job.request.get("previews") or job.status.terminal:
             return None
         if self._sub is None:
             self._sub = self._hub.subscribe(self._job_id)
-        event = self._sub.take()
+        return self._sub.take()
+
+    def take(self, job: Job) -> dict[str, Any] | None:
+        """The preview not yet sent (the latest one), as an SSE event; None if there is none."""
+        event = self.latest(job)
         if event is None:
             return None
         p = event.preview

@@ -6,6 +6,7 @@ the v2 stream has no cursor, a reconnecting client starts from a fresh snapshot.
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any, AsyncIterator
 
@@ -15,7 +16,9 @@ from sse_starlette import EventSourceResponse
 
 from ...jobs.model import Job, Progress
 from ...pipeline.runtime import Runtime
+from ...pipeline.preview_hub import PreviewEvent
 from ..deps import runtime_of
+from ..preview_events import Previews
 from .errors import V2Route
 from .jobs import job_or_404, render
 from .view import TERMINAL, progress_of
@@ -30,6 +33,24 @@ def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIterator[dict[str, Any]]:
+    previews = Previews(runtime.previews, job_id)
+    try:
+        async for event in _v2_events(runtime, request, job_id, previews):
+            yield event
+    finally:
+        previews.close()
+
+
+def _preview_event(event: PreviewEvent) -> dict[str, Any]:
+    p = event.preview
+    return _event("preview", {"node_id": p.node or "", "content_type": p.mime,
+                              "data_base64": base64.b64encode(p.image).decode()})
+
+
+async def _v2_events(runtime: Runtime, request: Request, job_id: str,
+                     previews: Previews) -> AsyncIterator[dict[str, Any]]:
+    """A job asking for previews (`gateway: {"previews": true}`) also gets `preview` events:
+    the latest step's image only, never stored (see api/preview_events.py)."""
     store = runtime.store
     seen = await store.events_after(job_id, 0)
     seq = seen[-1].seq if seen else 0
@@ -55,10 +76,12 @@ async def v2_events(runtime: Runtime, request: Request, job_id: str) -> AsyncIte
                 yield _event("progress", view["progress"])
         for frame in progress:  # after the status they may have changed
             yield frame
+        if (shown := previews.latest(job)) is not None:
+            yield _preview_event(shown)
         # While it waits, every queue's change wakes the stream, but at most so often.
         calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
-        await store.wait(job_id, seq, queue_change=now[0] == "queued" and calm,
-                         timeout=IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL)
+        await previews.or_wait(store.wait(job_id, seq, queue_change=now[0] == "queued" and calm,
+                                          timeout=IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL))
         progress = []
         for event in await store.events_after(job_id, seq):
             seq = event.seq

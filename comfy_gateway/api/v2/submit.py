@@ -26,7 +26,7 @@ from .ids import is_upload_id, parse_output_id
 _KEY_NAMESPACE = uuid.UUID("6c7d8e9f-0a1b-4c2d-8e3f-4a5b6c7d8e9f")
 MAX_KEY_LENGTH = 255
 MAX_LABELS = 16
-GATEWAY_OPTIONS = {"timeout", "webhook", "s3", "include_previews", "convert_output", "base64_outputs"}
+GATEWAY_OPTIONS = {"timeout", "webhook", "s3", "include_previews", "previews", "convert_output", "base64_outputs"}
 
 
 class JobRequest(BaseModel):
