@@ -160,7 +160,6 @@ async def test_memory_shutdown_withdraws_what_it_fails_from_comfyui(fake_factory
     await eventually(lambda: asyncio.to_thread(lambda: fake.stats()["queue_remaining"] == 3), 20, "all in ComfyUI")
     os.kill(gw.proc.proc.pid, signal.SIGTERM)
     await asyncio.to_thread(gw.proc.proc.wait, 30)
-    assert gw.log().count("the gateway shut down before this job finished") == len(ids)
     # Nothing of ours is left to run in ComfyUI for nobody: the waiting ones were deleted, the
     # running one interrupted.
     await eventually(lambda: asyncio.to_thread(lambda: fake.stats()["queue_remaining"] == 0), 20,
