@@ -79,6 +79,29 @@ async def test_failing_history_requests_do_not_fail_a_finished_prompt(
     assert fake.stats()["prompts_received"] == 2
 
 
+async def test_a_prompt_deleted_while_no_frame_can_tell_is_found_by_the_timer(
+        fake_factory, start_gateway, client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    gw = start_gateway(fake.url, RECONCILE_INTERVAL="0.5")
+    fake.control(hang=True)  # ComfyUI holds the prompt in its queue
+    job_id = await submit(client, gw.url, quick("d"))
+    await eventually(lambda: asyncio.to_thread(lambda: fake.stats()["queue_pending"] == 1), 20, "prompt queued")
+    fake.control(refuse_ws=True, drop_ws_now=True)  # no status frame reaches the gateway now
+    assert (await client.post(fake.url + "/queue", json={"delete": [job_id]})).status_code == 200
+
+    async def noticed() -> bool:  # while the socket is still down: only the timer can see it
+        job = (await client.get(f"{gw.url}/result/{job_id}")).json()
+        info = (await client.get(gw.url + "/queue-info")).json()
+        return "left ComfyUI's queue without running" in job["message"] and info["backends"][0]["slots_in_use"] == 0
+
+    await eventually(noticed, 15, "the deleted prompt noticed and its slot freed")
+    fake.control(refuse_ws=False, hang=False)
+    results = await settled(client, gw.url, [job_id])
+    assert results[job_id]["status"] == "completed", results[job_id]  # run once more
+    stats = fake.stats()
+    assert stats["prompts_received"] == 3 and stats["prompts_executed"] == 2  # deleted, re-run, new job
+
+
 # -- store errors while a worker follows its job (in-process: the store is made to fail) ----------
 class FailingFollows:
     """A store whose first `fail` event reads raise, as a Redis connection blip would."""
