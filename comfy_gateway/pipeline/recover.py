@@ -14,7 +14,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_never, wait_exponentia
 
 from ..comfy.ask import Where, ask
 from ..comfy.backend import Backend
-from ..comfy.errors import PromptLost
+from ..comfy.errors import BackendError, PromptLost
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,17 @@ async def settle_elsewhere(backend: Backend, prompt_id: str, lost_after: float) 
     which belonged to the process that is gone, so no frame will ever tell us it ended. (The
     job's time limit ends the wait: the job is then withdrawn from ComfyUI and leaves its queue.)
     """
-    state, entry = await ask(backend.http, prompt_id, lost_after)
-    if state is not Where.queued:
-        return entry
-    log.info("prompt %s is still queued on %s: following it by its history", prompt_id, backend.name)
-    polling = AsyncRetrying(retry=retry_if_result(lambda found: found[0] is Where.queued), stop=stop_never,
-                            wait=wait_exponential(multiplier=POLL_FIRST, max=POLL_MAX))
-    state, entry = await polling(ask, backend.http, prompt_id, lost_after)
+    try:
+        state, entry = await ask(backend.http, prompt_id, lost_after)
+        if state is not Where.queued:
+            return entry
+        log.info("prompt %s is still queued on %s: following it by its history", prompt_id, backend.name)
+        polling = AsyncRetrying(retry=retry_if_result(lambda found: found[0] is Where.queued), stop=stop_never,
+                                wait=wait_exponential(multiplier=POLL_FIRST, max=POLL_MAX))
+        state, entry = await polling(ask, backend.http, prompt_id, lost_after)
+    except BackendError as exc:
+        raise BackendError(f"backend {backend.name} unreachable for {lost_after:g}s while taking over "
+                           f"prompt {prompt_id}: {exc}") from exc
     if state is Where.unknown:
         raise PromptLost(f"{backend.name} no longer knows prompt {prompt_id} (did ComfyUI restart?)")
     return entry
