@@ -126,7 +126,7 @@ class Backend:
             except PromptOutcomeUnknown as exc:
                 await self._after_unknown_post(prompt_id, tracker, exc, deadline)
             tracker.posted = True
-            if self.queue_remaining is not None and self.queue_remaining < self._posted_in_flight():
+            if self.disagrees():
                 # The last status frame (maybe a clear) came before this POST's answer did.
                 self.reconciler.poke()
             # Cancelled while the POST was on its way (maybe from another process): withdraw it.
@@ -205,7 +205,7 @@ class Backend:
                     self._changed()
                     log.info("backend %s: websocket connected", self.name)
                     if had_gap and self._trackers:
-                        self.reconciler.poke()  # frames may have been missed meanwhile
+                        self.reconciler.poke(must=True)  # frames may have been missed meanwhile
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             self._route(msg.data)
@@ -241,7 +241,7 @@ class Backend:
                 if isinstance(remaining, int) and remaining != self.queue_remaining:
                     self.queue_remaining = remaining
                     self._changed()
-                if isinstance(remaining, int) and remaining < self._posted_in_flight():
+                if self.disagrees():
                     self.reconciler.poke()  # fewer there than ours: some may have vanished
                 return
             tracker = self._trackers.get(data.get("prompt_id"))  # type: ignore[arg-type]
@@ -252,8 +252,13 @@ class Backend:
         except Exception:  # noqa: BLE001 - a strange frame must not kill the socket
             log.exception("backend %s: could not handle frame %.200s", self.name, raw)
 
-    def _posted_in_flight(self) -> int:
-        return sum(1 for t in self._trackers.values() if t.posted and not t.ended.done())
+    def disagrees(self) -> bool:
+        """ComfyUI's last status frame counts fewer prompts than we have posted there and not
+        seen end: some of ours may have left its queue without a word."""
+        if self.queue_remaining is None:
+            return False
+        posted = sum(1 for t in self._trackers.values() if t.posted and not t.ended.done())
+        return self.queue_remaining < posted
 
     def _route_binary(self, data: bytes) -> None:
         """A preview goes to the prompt it names, or (the older frame names none) to ours that

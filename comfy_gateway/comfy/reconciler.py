@@ -33,6 +33,7 @@ class Reconciler:
         self._backend = backend
         self._interval = interval
         self._poked = asyncio.Event()
+        self._must = False
         self._task: asyncio.Task[None] | None = None
         self.runs = 0  # reconciliations done (for tests and /queue-info readers)
 
@@ -44,18 +45,26 @@ class Reconciler:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def poke(self) -> None:
-        """Reconcile soon (several pokes in a row make one reconciliation)."""
+    def poke(self, must: bool = False) -> None:
+        """Reconcile soon (several pokes in a row make one reconciliation). Without `must` (a
+        status frame disagreed with our count) it is skipped if the disagreement is gone by then:
+        a prompt that just ended is counted by ComfyUI before its last frame reaches us."""
+        self._must = self._must or must
         self._poked.set()
 
     async def _loop(self) -> None:
+        self._must = False
         while True:
+            timer = False
             try:
                 await asyncio.wait_for(self._poked.wait(), self._interval)
                 await asyncio.sleep(SETTLE_DELAY)
             except asyncio.TimeoutError:
-                pass
+                timer = True
             self._poked.clear()
+            must, self._must = self._must, False
+            if not (timer or must or self._backend.disagrees()):
+                continue
             try:
                 await self.reconcile()
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure

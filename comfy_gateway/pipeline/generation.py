@@ -81,7 +81,12 @@ class Generation:
                     raise_for_status(entry)
                 await self._finish(job, entry)
             except PromptCancelled:
-                return  # the job already ended (cancelled / timed_out) where the cancel came from
+                # Normally the job already ended (cancelled / timed_out) where the cancel came
+                # from; if not, it must not stay "generating" with its prompt gone.
+                current = await self._store.get(job_id)
+                if current is not None and not current.status.terminal:
+                    await fail_job(self._store, job_id, PromptLost(
+                        f"its prompt was withdrawn from {current.backend} although the job had not ended"))
             except Exception as exc:  # noqa: BLE001
                 await fail_job(self._store, job_id, exc)
         finally:

@@ -94,6 +94,7 @@ class Runtime:
         self._sweeper: asyncio.Task[None] | None = None
         self.canceller = Canceller(self.store, self.pool)
         self.deadlines = Deadlines(self.store, self._expire, settings.sweep_interval)
+        self.store.add_listener(self.deadlines.on_transition)
         self.draining = False  # after SIGTERM: no new jobs, finish what is in flight
         self.metrics = metrics.Metrics()
         metrics.install(self.metrics)
