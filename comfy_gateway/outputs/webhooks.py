@@ -25,7 +25,7 @@ import orjson
 from standardwebhooks import Webhook
 
 from .. import __version__, metrics
-from ..jobs.model import Job, WebhookState
+from ..jobs.model import Job
 from ..jobs.store import JobStore
 from ..net.guard import UrlRefused, guarded_session
 from ..net.precheck import precheck_url
