@@ -14,6 +14,7 @@ from comfy_gateway.client import Client
 
 from .conftest import Fake, Gateway, empty_save
 from .support.procs import ROOT
+from .support.wait import until
 from .test_cli import slow
 
 CHROMIUM = "/usr/bin/chromium"
@@ -147,3 +148,20 @@ async def test_modifier_form_is_built_from_the_schema(page: Page, gateway_factor
     assert sent == [{"input": {"modifier": "BlurScale", "modifications": {
         "image": "http://127.0.0.1:9/cat.png", "blur_radius": 5, "sigma": 1, "width": 256, "height": 256,
         "method": "area", "prefix": "blur_scale"}}}]
+
+
+async def test_a_running_job_can_be_cancelled(page: Page, fake: Fake, gw: Gateway):
+    await open_console(page, gw)
+    await page.fill("#workflow-text", json.dumps(slow(120, 1200, prefix="long")))
+    await page.click("#submit")
+    await expect(page.locator(".node-progress[data-node='2']")).to_contain_text("node 2 · FakeSlow")
+    await expect(page.locator("#cancel")).to_be_enabled()
+    await page.click("#cancel")
+    await expect(page.locator("#status-badge")).to_have_text("cancelled")
+    await expect(page.locator("#cancel")).to_be_disabled()
+    job_id = (await page.locator("#job-id").text_content()).strip()
+    with Client(gw.url, api_key=KEY) as client:
+        assert client.result(job_id).status == "cancelled"
+    # ...and ComfyUI was told: the prompt was interrupted there, not left running.
+    hist = await until(lambda: httpx.get(f"{fake.url}/history/{job_id}", timeout=10).json(), "the prompt's history")
+    assert "execution_interrupted" in [m[0] for m in hist[job_id]["status"]["messages"]]
