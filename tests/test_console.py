@@ -44,14 +44,26 @@ async def page(browser):
     assert not errors, errors  # no script error on the page, whatever the test did
 
 
-@pytest.fixture
-def fake(fake_factory) -> Fake:
-    return fake_factory()
+@pytest.fixture(scope="module")
+def shared_fake(module_fake_factory) -> Fake:
+    return module_fake_factory()
 
 
 @pytest.fixture
-def gw(fake: Fake, gateway_factory) -> Gateway:
-    return gateway_factory(fake.url, GENERATION_WORKERS="1", API_KEYS=KEY)
+def fake(shared_fake: Fake) -> Fake:
+    """One fake for the module, reset to a clean state for each test."""
+    return shared_fake.reset()
+
+
+@pytest.fixture(scope="module")
+def shared_gw(shared_fake: Fake, module_gateway_factory) -> Gateway:
+    return module_gateway_factory(shared_fake.url, GENERATION_WORKERS="1", API_KEYS=KEY)
+
+
+@pytest.fixture
+def gw(fake: Fake, shared_gw: Gateway) -> Gateway:
+    """The module's gateway, in front of the freshly reset fake."""
+    return shared_gw
 
 
 async def open_console(page: Page, gw: Gateway) -> None:
