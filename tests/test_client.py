@@ -127,9 +127,14 @@ def test_api_key_from_the_argument_or_the_environment(fake: Fake, gateway_factor
 
 async def test_async_client_same_calls(fake: Fake, gw: Gateway, tmp_path: Path):
     async with AsyncClient(gw.url) as client:
+        fake.control(hang=True)  # the first job holds the one generation worker until let go
         ids = [(await client.submit(slow(0.3, 2, prefix=f"a{i}"))).id for i in range(3)]
-        # The last one waits behind the others (one generation worker): its stream says where.
-        events = [e async for e in client.follow(ids[-1])]
+        # The last one waits behind the others: its stream says where.
+        events = []
+        async for e in client.follow(ids[-1]):
+            events.append(e)
+            if e.event == "queue" and e.queue_position.position is not None:
+                fake.control(hang=False)
         assert any(e.event == "queue" and e.queue_position.position is not None for e in events)
         assert events[-1].result.ok
         results = await asyncio.gather(*(client.wait(i) for i in ids))
