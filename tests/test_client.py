@@ -131,10 +131,14 @@ async def test_async_client_same_calls(fake: Fake, gw: Gateway, tmp_path: Path):
         ids = [(await client.submit(slow(0.3, 2, prefix=f"a{i}"))).id for i in range(3)]
         # The last one waits behind the others: its stream says where.
         events = []
-        async for e in client.follow(ids[-1]):
-            events.append(e)
-            if e.event == "queue" and e.queue_position.position is not None:
-                fake.control(hang=False)
+
+        async def follow_last() -> None:
+            async for e in client.follow(ids[-1]):
+                events.append(e)
+                if e.event == "queue" and e.queue_position.position is not None:
+                    fake.control(hang=False)
+
+        await asyncio.wait_for(follow_last(), 60)
         assert any(e.event == "queue" and e.queue_position.position is not None for e in events)
         assert events[-1].result.ok
         results = await asyncio.gather(*(client.wait(i) for i in ids))
