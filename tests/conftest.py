@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import os
 import time
 from pathlib import Path
@@ -77,6 +78,9 @@ class GatewayStarter:
 
 
 _checks = httpx.Client(timeout=10)  # one client for every idle check: a new one costs ~40 ms
+# httpx logs every request at INFO: noise in every failure report, and an error once a test's
+# own logging setup has closed the stream it wrote to.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def assert_idle(gateways: list[Any], timeout: float = 15) -> None:

@@ -25,14 +25,26 @@ def slow(seconds: float, steps: int, prefix: str = "slow") -> dict:
     }
 
 
-@pytest.fixture
-def fake(fake_factory) -> Fake:
-    return fake_factory()
+@pytest.fixture(scope="module")
+def shared_fake(module_fake_factory) -> Fake:
+    return module_fake_factory()
 
 
 @pytest.fixture
-def gw(fake: Fake, gateway_factory) -> Gateway:
-    return gateway_factory(fake.url, GENERATION_WORKERS="1")
+def fake(shared_fake: Fake) -> Fake:
+    """One fake for the module, reset to a clean state for each test."""
+    return shared_fake.reset()
+
+
+@pytest.fixture(scope="module")
+def shared_gw(shared_fake: Fake, module_gateway_factory) -> Gateway:
+    return module_gateway_factory(shared_fake.url, GENERATION_WORKERS="1")
+
+
+@pytest.fixture
+def gw(fake: Fake, shared_gw: Gateway) -> Gateway:
+    """The module's gateway, in front of the freshly reset fake."""
+    return shared_gw
 
 
 def write(tmp_path: Path, name: str, data) -> Path:

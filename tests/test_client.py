@@ -24,14 +24,26 @@ from .support.procs import free_port
 from .test_cli import slow
 
 
-@pytest.fixture
-def fake(fake_factory) -> Fake:
-    return fake_factory()
+@pytest.fixture(scope="module")
+def shared_fake(module_fake_factory) -> Fake:
+    return module_fake_factory()
 
 
 @pytest.fixture
-def gw(fake: Fake, gateway_factory) -> Gateway:
-    return gateway_factory(fake.url, GENERATION_WORKERS="1")
+def fake(shared_fake: Fake) -> Fake:
+    """One fake for the module, reset to a clean state for each test."""
+    return shared_fake.reset()
+
+
+@pytest.fixture(scope="module")
+def shared_gw(shared_fake: Fake, module_gateway_factory) -> Gateway:
+    return module_gateway_factory(shared_fake.url, GENERATION_WORKERS="1")
+
+
+@pytest.fixture
+def gw(fake: Fake, shared_gw: Gateway) -> Gateway:
+    """The module's gateway, in front of the freshly reset fake."""
+    return shared_gw
 
 
 def test_sync_client_runs_streams_lists_and_downloads(gw: Gateway, tmp_path: Path):
@@ -115,9 +127,18 @@ def test_api_key_from_the_argument_or_the_environment(fake: Fake, gateway_factor
 
 async def test_async_client_same_calls(fake: Fake, gw: Gateway, tmp_path: Path):
     async with AsyncClient(gw.url) as client:
+        fake.control(hang=True)  # the first job holds the one generation worker until let go
         ids = [(await client.submit(slow(0.3, 2, prefix=f"a{i}"))).id for i in range(3)]
-        # The last one waits behind the others (one generation worker): its stream says where.
-        events = [e async for e in client.follow(ids[-1])]
+        # The last one waits behind the others: its stream says where.
+        events = []
+
+        async def follow_last() -> None:
+            async for e in client.follow(ids[-1]):
+                events.append(e)
+                if e.event == "queue" and e.queue_position.position is not None:
+                    fake.control(hang=False)
+
+        await asyncio.wait_for(follow_last(), 60)
         assert any(e.event == "queue" and e.queue_position.position is not None for e in events)
         assert events[-1].result.ok
         results = await asyncio.gather(*(client.wait(i) for i in ids))
@@ -149,4 +170,6 @@ def test_jobs_limit_is_checked(gw: Gateway):
     for bad in ("0", "501", "many"):
         r = httpx.get(gw.url + "/jobs", params={"limit": bad})
         assert r.status_code == 422 and r.json()["detail"].startswith("invalid request: query.limit:"), r.text
-    assert httpx.get(gw.url + "/jobs").json() == {"jobs": [], "next_cursor": None}
+    for good in ("1", "500"):
+        r = httpx.get(gw.url + "/jobs", params={"limit": good})
+        assert r.status_code == 200 and len(r.json()["jobs"]) <= int(good) and "next_cursor" in r.json()

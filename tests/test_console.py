@@ -14,6 +14,7 @@ from comfy_gateway.client import Client
 
 from .conftest import Fake, Gateway, empty_save
 from .support.procs import ROOT
+from .support.wait import until
 from .test_cli import slow
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,14 +44,26 @@ async def page(browser):
     assert not errors, errors  # no script error on the page, whatever the test did
 
 
-@pytest.fixture
-def fake(fake_factory) -> Fake:
-    return fake_factory()
+@pytest.fixture(scope="module")
+def shared_fake(module_fake_factory) -> Fake:
+    return module_fake_factory()
 
 
 @pytest.fixture
-def gw(fake: Fake, gateway_factory) -> Gateway:
-    return gateway_factory(fake.url, GENERATION_WORKERS="1", API_KEYS=KEY)
+def fake(shared_fake: Fake) -> Fake:
+    """One fake for the module, reset to a clean state for each test."""
+    return shared_fake.reset()
+
+
+@pytest.fixture(scope="module")
+def shared_gw(shared_fake: Fake, module_gateway_factory) -> Gateway:
+    return module_gateway_factory(shared_fake.url, GENERATION_WORKERS="1", API_KEYS=KEY)
+
+
+@pytest.fixture
+def gw(fake: Fake, shared_gw: Gateway) -> Gateway:
+    """The module's gateway, in front of the freshly reset fake."""
+    return shared_gw
 
 
 async def open_console(page: Page, gw: Gateway) -> None:
@@ -147,3 +160,20 @@ async def test_modifier_form_is_built_from_the_schema(page: Page, gateway_factor
     assert sent == [{"input": {"modifier": "BlurScale", "modifications": {
         "image": "http://127.0.0.1:9/cat.png", "blur_radius": 5, "sigma": 1, "width": 256, "height": 256,
         "method": "area", "prefix": "blur_scale"}}}]
+
+
+async def test_a_running_job_can_be_cancelled(page: Page, fake: Fake, gw: Gateway):
+    await open_console(page, gw)
+    await page.fill("#workflow-text", json.dumps(slow(120, 1200, prefix="long")))
+    await page.click("#submit")
+    await expect(page.locator(".node-progress[data-node='2']")).to_contain_text("node 2 · FakeSlow")
+    await expect(page.locator("#cancel")).to_be_enabled()
+    await page.click("#cancel")
+    await expect(page.locator("#status-badge")).to_have_text("cancelled")
+    await expect(page.locator("#cancel")).to_be_disabled()
+    job_id = (await page.locator("#job-id").text_content()).strip()
+    with Client(gw.url, api_key=KEY) as client:
+        assert client.result(job_id).status == "cancelled"
+    # ...and ComfyUI was told: the prompt was interrupted there, not left running.
+    hist = await until(lambda: httpx.get(f"{fake.url}/history/{job_id}", timeout=10).json(), "the prompt's history")
+    assert "execution_interrupted" in [m[0] for m in hist[job_id]["status"]["messages"]]

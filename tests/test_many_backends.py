@@ -119,6 +119,7 @@ async def test_backend_down_mid_load_leaves_and_rejoins(fake_factory, cluster: C
 
 async def test_backend_gone_for_good_fails_its_jobs_clearly(fake_factory, cluster: Cluster, client: httpx.AsyncClient):
     f1, f2 = fake_factory(), fake_factory()
+    f2.control(hang=True)  # f2 finishes nothing: whatever reaches it is caught when it goes
     a = cluster.start(f"{f1.url},{f2.url}", BACKEND_LOST_AFTER=2)
     ids = [await submit(client, a.url, slow(0.5, prefix=f"g{i}")) for i in range(8)]
     await until(lambda: _in_flight(client, a, name(f2)), "a prompt is in flight on f2")

@@ -3,7 +3,6 @@ S3-compatible server (moto, over HTTP), and what lands there is byte for byte wh
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import uuid

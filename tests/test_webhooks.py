@@ -3,7 +3,6 @@ Standard Webhooks signature with the standard library alone."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx

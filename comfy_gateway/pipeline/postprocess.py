@@ -128,6 +128,8 @@ class Postprocess:
         fmt = plan.convert_format
         assert fmt is not None
         if not (out.content_type or "").startswith("image/"):
+            warnings.append(f"not converted to {fmt}: {out.filename}: {out.content_type or 'not an image'}"
+                            " is left as it is")
             return path
         rel = converted_name(out.filename, fmt)
         if rel != out.filename and rel in used:

@@ -217,7 +217,7 @@ class Runtime:
 
     async def _sweep(self) -> None:
         s = self.settings
-        interval = min(60.0, s.result_ttl, s.local_output_ttl or 60.0)
+        interval = min(60.0, s.result_ttl, s.local_output_ttl or 60.0, s.asset_ttl)
         while True:
             await asyncio.sleep(max(interval, 0.5))
             try:

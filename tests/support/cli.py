@@ -21,9 +21,9 @@ def cli_env(url: str | None = None, api_key: str | None = None) -> dict[str, str
 
 
 def run_cli(*args: str, url: str | None = None, api_key: str | None = None, cwd: Path = ROOT,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+            timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "comfy_gateway.cli", *args], env=cli_env(url, api_key),
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout, input=stdin)
 
 
 def start_cli(*args: str, url: str | None = None, cwd: Path = ROOT) -> subprocess.Popen[str]:

@@ -17,6 +17,8 @@ class FilesServer:
         self.port = 0
         self.files: dict[str, tuple[bytes, str]] = {}  # path -> (body, content type)
         self.hits: collections.Counter[str] = collections.Counter()
+        self.headers: dict[str, dict[str, str]] = {}  # path -> extra response headers
+        self.active = self.max_active = 0  # requests being answered now, and the most at once
         self.delay: dict[str, float] = {}
         self.sequences: dict[str, list[bytes]] = {}
         self._runner: web.AppRunner | None = None
@@ -35,8 +37,11 @@ class FilesServer:
         self.sequences[path] = list(bodies)
         return self.serve(path, bodies[0], content_type)
 
-    def serve(self, path: str, body: bytes, content_type: str = "image/png", delay: float = 0.0) -> str:
+    def serve(self, path: str, body: bytes, content_type: str = "image/png", delay: float = 0.0,
+              headers: dict[str, str] | None = None) -> str:
         self.files[path] = (body, content_type)
+        if headers:
+            self.headers[path] = headers
         if delay:
             self.delay[path] = delay
         return self.url + path
@@ -65,12 +70,17 @@ class FilesServer:
         self._count(request)
         if request.path not in self.files:
             return web.Response(status=404, text="not here")
-        await asyncio.sleep(self.delay.get(request.path, 0.0))
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(self.delay.get(request.path, 0.0))
+        finally:
+            self.active -= 1
         body, content_type = self.files[request.path]
         sequence = self.sequences.get(request.path)
         if sequence:
             body = sequence.pop(0) if len(sequence) > 1 else sequence[0]
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return web.Response(body=body, headers={"Content-Type": content_type, **self.headers.get(request.path, {})})
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:
         self._count(request)
