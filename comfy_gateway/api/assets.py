@@ -33,7 +33,7 @@ BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "properties": {"file": {"type": "string", "format": "binary", "description": "the file"}}}}}}
 
 
-def _same_origin_only(request: Request) -> None:
+def same_origin_only(request: Request) -> None:
     """A web page on another site may post a multipart form here (browsers allow that without
     asking), and fill the disk from a visitor's machine. Browsers say where such a post comes
     from in Origin; programs (curl, httpx) send none."""
@@ -55,7 +55,7 @@ def _same_origin_only(request: Request) -> None:
 )
 async def upload_asset(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
-    _same_origin_only(request)
+    same_origin_only(request)
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(415, detail="send the file as multipart/form-data in a part named 'file' "

@@ -65,7 +65,7 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
         # Cheap and pure: an unknown name (400) or modifications that do not fit (422) are
         # answered before anything is queued. UnknownModifier / InvalidModifications -> errors.py.
         runtime.modifiers.check(body.input.modifier, body.input.modifications)
-    _check_destinations(body, runtime)
+    check_destinations(body, runtime)
     job, created = await runtime.submit(body.input.job_payload(), key)
     # Not reset on purpose: the rest of this request is about this job, down to uvicorn's
     # access log line, which is written from this request's task (and so sees its context).
@@ -73,7 +73,7 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
     return job, created
 
 
-def _check_destinations(body: GenerateRequest, runtime: Runtime) -> None:
+def check_destinations(body: GenerateRequest, runtime: Runtime) -> None:
     """Refuse up front what the address guard can judge without a DNS look-up (scheme, literal
     loopback or private addresses); names are checked again where they resolve."""
     policy = runtime.settings.network_policy

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 
 from ...inputs.errors import InputError, InputTooLarge
 from ...pipeline.runtime import Runtime
-from ..assets import _same_origin_only
+from ..assets import same_origin_only
 from ..auth import current_key
 from ..deps import runtime_of
 from ..jsonresp import JSONResponse
@@ -61,7 +61,7 @@ def asset_json(meta: AssetMeta, base: str, *, created_new: bool | None = None) -
              summary="Upload a file (multipart); the same bytes again are the same asset")
 async def upload(request: Request) -> Response:
     runtime = runtime_of(request)
-    _same_origin_only(request)
+    same_origin_only(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise V2Error(422, "invalid_request", "send the file as multipart/form-data in a part named 'file'")
     limit = runtime.settings.max_input_bytes

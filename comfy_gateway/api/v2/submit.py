@@ -14,7 +14,7 @@ from ...comfy.errors import PromptRejected
 from ...inputs.assets import asset_ref
 from ...jobs.model import Job
 from ...pipeline.runtime import DuplicateRequest, Runtime
-from ..generate import _check_destinations
+from ..generate import check_destinations
 from ..ownership import may_see
 from ..schemas import MAX_NODES, GenerateInput, GenerateRequest, check_json_values
 from .asset_index import AssetIndex
@@ -146,7 +146,7 @@ async def submit_v2(runtime: Runtime, body: JobRequest, key: str | None, caller:
     limit = runtime.settings.max_job_timeout
     if inp.timeout is not None and inp.timeout > limit:
         raise V2Error(422, "invalid_request", f"gateway.timeout: at most {limit:g} seconds (MAX_JOB_TIMEOUT)")
-    _check_destinations(GenerateRequest(input=inp), runtime)
+    check_destinations(GenerateRequest(input=inp), runtime)
     payload = inp.job_payload()
     labels = _labels(body.metadata)
     payload["v2"] = {"metadata": labels} if labels else {}
