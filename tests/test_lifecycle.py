@@ -9,21 +9,8 @@ import httpx
 import pytest
 
 from .conftest import Gateway, empty_save
+from .support.settling import blur_chain
 from .support.sse import collect, read_events
-
-
-def blur_chain(n: int = 8, size: int = 1024, prefix: str = "blur") -> dict:
-    """A workflow of n medium ImageBlur nodes: seconds of work, interruptible between nodes
-    (ComfyUI only stops at node boundaries)."""
-    wf = {"1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1,
-                                                       "color": int(uuid.uuid4().int % 0xFFFFFF)}}}
-    prev = "1"
-    for i in range(n):
-        nid = str(10 + i)
-        wf[nid] = {"class_type": "ImageBlur", "inputs": {"image": [prev, 0], "blur_radius": 20, "sigma": 3.0}}
-        prev = nid
-    wf["99"] = {"class_type": "SaveImage", "inputs": {"images": [prev, 0], "filename_prefix": prefix}}
-    return wf
 
 
 async def comfy_queue(client: httpx.AsyncClient, comfyui: str) -> tuple[list[str], list[str]]:

@@ -9,24 +9,13 @@ import time
 
 import pytest
 
-from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import Job, JobStatus
 
 from .support.redis import new_prefix, redis_store, wipe_prefix
 from .support.settling import eventually
+from .test_store import store  # noqa: F401  (the same fixture: both stores)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request):
-    if request.param == "memory":
-        yield MemoryJobStore()
-        return
-    s = await redis_store()
-    try:
-        yield s
-    finally:
-        await wipe_prefix(s.prefix)
-        await s.close()
 
 
 @pytest.fixture
