@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from comfy_gateway.access.keys import KeyRing, KeysFileError, parse_keys_file
-from comfy_gateway.pipeline.runtime import job_id_for
+from comfy_gateway.pipeline.idempotency import job_id_for
 
 SECRET = "a-secret-key-that-must-not-show"
 

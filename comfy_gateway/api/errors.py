@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from ..jobs.store import KeyQueueFull, QueueFull
-from ..pipeline.runtime import DuplicateRequest
+from ..pipeline.idempotency import DuplicateRequest
 from .jsonresp import JSONResponse
 
 log = logging.getLogger(__name__)

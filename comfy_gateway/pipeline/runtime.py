@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import math
 import time
 import uuid
 from typing import Any, Callable
-
-import orjson
 
 from .. import metrics
 from ..comfy.object_info import ObjectInfoCache
@@ -38,6 +35,7 @@ from .estimates import StageStats, estimate_wait
 from .failures import fail_job, job_error
 from .fleet import Fleet
 from .generation import Generation
+from .idempotency import DuplicateRequest, job_id_for, request_hash
 from .model_inputs import INPUTS_CHECKED, ModelInputs
 from .observe import log_transition
 from .output_plan import seal_request
@@ -49,17 +47,6 @@ from .router import BackendRouter
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
-
-
-class DuplicateRequest(Exception):
-    def __init__(self, job_id: str):
-        super().__init__(f"request_id {job_id} is already used by a different request")
-        self.job_id = job_id
-
-
-def request_hash(payload: dict[str, Any]) -> str:
-    body = {k: v for k, v in payload.items() if k != "request_id"}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class Runtime:
@@ -392,20 +379,6 @@ class Runtime:
         workers = self.workers()
         per_slot = max(m / max(workers[s], 1) for m, s in zip(means, STAGES))
         return max(1, math.ceil(per_slot))
-
-
-# Job ids derived from a key's request_id: uuid5 under this namespace of (key name, request_id).
-REQUEST_ID_NAMESPACE = uuid.UUID("5b0d7a34-2f7e-4c4b-9a57-6f1b1c0e9d15")
-
-
-def job_id_for(request_id: str | None, key_name: str | None) -> str | None:
-    """The id of the job a request_id stands for: the request_id itself when jobs are not
-    owned by keys (API_KEYS or none), else a UUID derived from the key's name and the
-    request_id, so that two keys using one request_id get two jobs, each id still unique and
-    the same in every process."""
-    if not request_id or key_name is None:
-        return request_id
-    return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{key_name}\n{request_id}"))
 
 
 def _stage_of(job: Job) -> str | None:

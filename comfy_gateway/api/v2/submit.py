@@ -13,7 +13,8 @@ from ...access.keys import ApiKey
 from ...comfy.errors import PromptRejected
 from ...inputs.assets import asset_ref
 from ...jobs.model import Job
-from ...pipeline.runtime import DuplicateRequest, Runtime
+from ...pipeline.idempotency import DuplicateRequest
+from ...pipeline.runtime import Runtime
 from ..generate import check_destinations
 from ..ownership import may_see
 from ..schemas import MAX_NODES, GenerateInput, GenerateRequest, check_json_values
