@@ -141,8 +141,8 @@ async def test_workflow_rejected_by_comfyui(gateway: Gateway, comfyui: str, clie
     assert node_err["type"] == "value_smaller_than_min" and node_err["details"] == "width"
 
     # Unknown node class: checked against ComfyUI's /object_info before the job is queued, so
-    # even the asynchronous call answers 400 with the failed result (it used to be a 202 and a
-    # job that failed later), and the job still reaches a client following it through /result.
+    # even the asynchronous call answers 400 with the failed result rather than a 202 and a job
+    # that fails later, and the job still reaches a client following it through /result.
     wf = empty_save()
     wf["1"]["class_type"] = "NoSuchNode"
     r = await client.post(gateway.url + "/generate", json={"input": {"workflow_json": wf}})

@@ -425,7 +425,7 @@ async def test_a_late_high_priority_job_overtakes_in_every_process(two_processes
     assert [await a.dequeue("preprocess") for _ in range(3)] == ["low0", "low1", "low2"]
     for job_id in ("low0", "low1", "low2"):
         await a.ack("preprocess", job_id)
-    # The lease of a job taken by priority works as before: b "dies", a takes it over.
+    # A job taken in priority order keeps its lease: b "dies", a takes it over.
     assert await asyncio.wait_for(a.dequeue("preprocess"), 30) == "urgent"
     assert await b.renew("preprocess", "urgent") is False
     await a.ack("preprocess", "urgent")
