@@ -17,6 +17,7 @@ from benchlib.procs import (
     REPO as SRC_DEFAULT, Managed, ProcessManager, fake_available, install_comfyui, start_fake_comfyui, start_gateway,
     start_real_comfyui,
 )
+from benchlib.redis_store import CommandStats, delete_prefix, new_prefix, store_env
 from benchlib.profiling import LoadMeter, format_summary, summarize_collapsed
 from benchlib.stats import Figure
 
@@ -34,6 +35,7 @@ class Bench:
     fake: Managed | None = None
     noisy: list[str] = field(default_factory=list)
     src: Path = SRC_DEFAULT  # where the gateway's (and the fake's) code is imported from
+    redis_prefixes: list[str] = field(default_factory=list)  # deleted at the end of the run
 
     def add(self, *figs: Figure, noisy_if: str | None = None) -> None:
         """Add figures; those measured in a part (a prefix of note_load's labels) that was
@@ -47,6 +49,23 @@ class Bench:
         d = self.tmp / f"{name}-{uuid.uuid4().hex[:6]}"
         d.mkdir(parents=True)
         return d
+
+    def store_env(self, store: str) -> dict[str, str]:
+        prefix = new_prefix()
+        if store == "redis":
+            self.redis_prefixes.append(prefix)
+        return store_env(store, self.args.redis_url, prefix)
+
+    def redis_stats(self) -> CommandStats:
+        return CommandStats(self.args.redis_url)
+
+    def drop_redis_keys(self) -> None:
+        for prefix in self.redis_prefixes:
+            try:
+                delete_prefix(self.args.redis_url, prefix)
+            except Exception as exc:  # noqa: BLE001 - report, go on
+                say(f"could not delete the Redis keys under {prefix}: {exc}")
+        self.redis_prefixes.clear()
 
     # -- processes ------------------------------------------------------------------------
     def ensure_comfyui(self) -> str:
@@ -80,7 +99,8 @@ class Bench:
         say(f"fake ComfyUI ready at {self.fake.url} (pid {self.fake.pid})")
         return self.fake.url
 
-    def gateway(self, comfy_url: str, *, workers: int, max_queue: int | None = None, tag: str = "") -> Managed:
+    def gateway(self, comfy_url: str, *, workers: int, max_queue: int | None = None, tag: str = "",
+                store: str = "memory") -> Managed:
         profile_to = None
         if self.args.cprofile:
             self.args.profile_dir = self.args.profile_dir or self.tmp / "profiles"
@@ -91,9 +111,10 @@ class Bench:
             self.pm, self.python, comfy_url=comfy_url, output_dir=self.newdir("gateway-out"),
             workdir=self.newdir("gateway-cwd"), generation_workers=workers,
             max_queue_size=max_queue or self.args.max_queue_size, log_level=self.args.gateway_log_level,
-            timeout=self.args.start_timeout, profile_to=profile_to, src=self.src)
+            timeout=self.args.start_timeout, profile_to=profile_to, src=self.src,
+            extra_env=self.store_env(store))
         gw.info["profile"] = str(profile_to) if profile_to else None
-        say(f"gateway (GENERATION_WORKERS={workers}) ready at {gw.url} (pid {gw.pid}, "
+        say(f"gateway ({store} store, GENERATION_WORKERS={workers}) ready at {gw.url} (pid {gw.pid}, "
             f"{time.monotonic() - t0:.1f}s)")
         if self.args.py_spy:
             self.args.profile_dir = self.args.profile_dir or self.tmp / "profiles"

@@ -51,12 +51,12 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         # One consumer per store instance (i.e. per process): its leases die with it.
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
-        self._notify = Notifier(redis, self._chan_events, self._chan_queues)
+        self._notify = Notifier(redis, self._chan_events, self._chan_queues, origin=uuid.uuid4().hex[:12])
         self._listeners: list[TransitionListener] = []
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
         self._scripts = {name: redis.register_script(getattr(lua, name))
-                         for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
+                         for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
                                      "EXPIRE_ENDED")}
 
     # -- life ---------------------------------------------------------------------------------
@@ -81,7 +81,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
                 self._chan_events, self._chan_queues, uuid.uuid4().hex,
-                owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at)]
+                owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
+                self._notify.tag]
         res = await self._scripts["CREATE"](keys=keys, args=args)
         if res[0] == "exists":
             raise KeyError(job.id)
@@ -89,16 +90,18 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             raise QueueFull(int(res[1]), max_waiting or 0)
         if res[0] == "owner_full":
             raise KeyQueueFull(owner, int(res[1]), max_owned or 0)
+        self._notify.local_queue("preprocess", "+")
+        self._notify.local_event(job.id)
         self._notify_listeners(job, None)
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        v, born, core, request, workflow = await self.redis.hmget(
-            self._job(job_id), "v", "born", "core", "request", "workflow")
+        v, born, core, progress, request, workflow = await self.redis.hmget(
+            self._job(job_id), "v", "born", "core", "progress", "request", "workflow")
         if core is None:
             self._known.pop(job_id, None)
             return None
-        job = self._decode(core, request, workflow)
+        job = self._decode(core, progress, request, workflow)
         self._remember(job, v, born, core, request, workflow, True)
         return job
 
@@ -137,6 +140,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         queue_args = [then_enqueue, self._chan_queues] if then_enqueue else []
         for attempt in range(100):
             known = self._known.get(job_id) if attempt == 0 else None
+            # The progress field is not read: a change writes it only when it set it itself.
             if known is not None and (light or known.full):
                 # What this process last read or wrote: no read, the script checks it is current.
                 v, born, core, request, workflow, full = known
@@ -151,7 +155,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if core is None:
                 self._known.pop(job_id, None)
                 return None
-            job = self._decode(core, request, workflow)
+            job = self._decode(core, None, request, workflow)
+            progress_before = job.progress
             if job.status.terminal and not ended_too:
                 return job, None
             was_terminal, previous = job.status.terminal, job.status
@@ -161,12 +166,14 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             new_core = self._core(job)
             new_workflow_json = orjson.dumps(job.workflow).decode() if new_workflow else ""
             usage = orjson.dumps(usage_of(job).to_json()) if terminal else ""
+            new_progress = job.progress.model_dump_json() if job.progress is not progress_before and job.progress \
+                else ""
             args = [v, new_core, new_workflow_json,
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
                     job_id, self._chan_events, previous.value, born or "",
-                    job.owner or "", usage, self.usage_ttl_ms, *queue_args]
+                    job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress, *queue_args]
             res = await self._scripts["UPDATE"](
                 keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
                       self.prefix + "active", self.prefix + "usage", *queue_keys], args=args)
@@ -176,6 +183,11 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if res == -2:
                 self._known.pop(job_id, None)  # someone wrote since: read afresh
                 continue
+            seq, queued = res
+            if seq:
+                self._notify.local_event(job_id)
+            if queued:
+                self._notify.local_queue(then_enqueue or "", "+")
             self._remember(job, str(int(v) + 1), born, new_core, request,
                            new_workflow_json or workflow, full)
             return job, previous
@@ -240,11 +252,24 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         return ids
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        def apply(job: Job):
-            job.progress = progress
-            return "progress", progress.model_dump(), False
-
-        await self._change(job_id, apply, light=True)  # touches neither request nor workflow
+        # One script writing the progress field and its event: the job record is neither read
+        # nor encoded, and its version does not move (a progress frame never conflicts with a
+        # change of state). In order per job: frames may come faster than Redis answers.
+        entry = self._locks.get(job_id)
+        if entry is None:
+            entry = self._locks[job_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                seq = await self._scripts["PROGRESS"](
+                    keys=[self._job(job_id), self._ev(job_id)],
+                    args=[progress.model_dump_json(), repr(time.time()), self._chan_events, job_id, self._notify.tag])
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(job_id, None)
+        if seq and int(seq) > 0:
+            self._notify.local_event(job_id)
 
     # -- events -------------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
@@ -266,9 +291,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return
-                try:
-                    await asyncio.wait_for(asyncio.shield(fut), remaining)
-                except asyncio.TimeoutError:
+                await asyncio.wait([fut], timeout=remaining)  # not wait_for: it can swallow a cancel
+                if not fut.done():
                     return
                 if queue_change:
                     return  # a queue moved: the caller asked to hear of that too
@@ -308,12 +332,10 @@ class _Follower:
             if self._flag.is_set():
                 # Cleared before reading: an event written after this read sets it again.
                 self._flag.clear()
-                async with store.redis.pipeline(transaction=False) as pipe:
-                    pipe.xrange(store._ev(self._job_id), min=f"{max(self.seq, 0) + 1}-0", max="+")
-                    pipe.exists(store._job(self._job_id))
-                    entries, exists = await pipe.execute()
+                entries = await store.redis.xrange(store._ev(self._job_id), min=f"{max(self.seq, 0) + 1}-0", max="+")
                 events = store._events(entries)
-                if events or not exists:
+                # Whether the job still exists only matters when nothing came (it expired).
+                if events or not await store.redis.exists(store._job(self._job_id)):
                     self.seq += len(events)
                     return events
             remaining = deadline - time.monotonic()

@@ -6,6 +6,12 @@ queue changes, published by the store's Lua scripts) and wakes the futures that 
 A waiter registers BEFORE it looks at Redis, so a message published after its look always
 wakes it; one published before only wakes it needlessly. After the subscription breaks,
 every waiter is woken to look again, since messages sent meanwhile are lost.
+
+The process that wrote a change wakes its own waiters as soon as the script returns (local()),
+without the round trip through the subscription: a stage hand-over or a sync answer in one
+process then costs no pub/sub hop. Each message carries its writer's tag ("@<origin> " before
+the payload) so that the writer skips the echo of what it already dispatched; the other
+processes wake on it as before.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, events_channel: str, queues_channel: str):
+    def __init__(self, redis: Redis, events_channel: str, queues_channel: str, origin: str = ""):
         self._redis = redis
+        self.origin = origin
+        self.tag = f"@{origin} " if origin else ""  # prefixed by the scripts to what they publish
         self._events_channel, self._queues_channel = events_channel, queues_channel
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._queue_waiters: set[asyncio.Future[None]] = set()
@@ -75,6 +83,21 @@ class Notifier:
                     pass
 
     def _dispatch(self, channel: str, data: str) -> None:
+        if data.startswith("@"):
+            origin, _, data = data[1:].partition(" ")
+            if origin == self.origin:
+                return  # this process dispatched it when its script returned
+        self._deliver(channel, data)
+
+    def local_event(self, job_id: str) -> None:
+        """This process just wrote an event of the job (the script returned)."""
+        self._deliver(self._events_channel, job_id)
+
+    def local_queue(self, stage: str, sign: str) -> None:
+        """This process just made a job available ('+') or took one out of line ('-')."""
+        self._deliver(self._queues_channel, f"{stage} {sign}")
+
+    def _deliver(self, channel: str, data: str) -> None:
         if channel == self._events_channel:
             waiters = self._job_waiters.pop(data, None)
             if waiters:
@@ -157,9 +180,10 @@ class Notifier:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ring_waiters[stage].add(fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            pass
+            # asyncio.wait, not wait_for: wait_for returns normally when the task is cancelled
+            # right after the future was woken (a local wake-up comes at once), which would
+            # lose the cancel and let a stopped taker take the job.
+            await asyncio.wait([fut], timeout=timeout)
         except asyncio.CancelledError:
             # Woken for a job but stopped before taking it: the wake-up goes to another taker.
             self._ring_waiters.get(stage, set()).discard(fut)

@@ -46,8 +46,9 @@ class RedisQueues(RedisRecords):
 
     # -- queues -------------------------------------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:
-        await self._scripts["ENQUEUE"](keys=[*self._q(stage)[1:3], self.prefix + "qseq", self._job(job_id)],
-                                       args=[job_id, stage, self._chan_queues])
+        if await self._scripts["ENQUEUE"](keys=[*self._q(stage)[1:3], self.prefix + "qseq", self._job(job_id)],
+                                          args=[job_id, stage, self._chan_queues, self._notify.tag]):
+            self._notify.local_queue(stage, "+")
 
     async def dequeue(self, stage: str) -> str:
         # Woken by the queue channel when a job arrives; also every half lease, because a lease
@@ -74,7 +75,7 @@ class RedisQueues(RedisRecords):
             raise
 
     async def _take_once(self, stage: str) -> str | None:
-        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage]
+        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage, self._notify.tag]
         try:
             res = await self._scripts["TAKE"](keys=self._q(stage), args=args)
         except ResponseError as exc:
@@ -85,6 +86,8 @@ class RedisQueues(RedisRecords):
         if not res:
             return None
         job_id, _, how, previous = res
+        if how == "new":
+            self._notify.local_queue(stage, "-")
         if how == "reclaimed":
             log.warning("%s: took over job %s from %s, whose lease ran out", stage, job_id, previous)
         return job_id
@@ -100,7 +103,10 @@ class RedisQueues(RedisRecords):
         """Make a job this process took available to any taker at once."""
         idle = int(self.lease_seconds * 1000) * 10 + 1
         res = await self._scripts["HAND_BACK"](
-            keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage])
+            keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage,
+                                           self._notify.tag])
+        if res:
+            self._notify.local_queue(stage, "+")
         return bool(res)
 
     async def hand_back_all(self) -> int:
@@ -121,7 +127,11 @@ class RedisQueues(RedisRecords):
         return count
 
     async def remove_from_queue(self, stage: str, job_id: str) -> bool:
-        return bool(await self._scripts["REMOVE"](keys=self._q(stage), args=[job_id, self._chan_queues, stage]))
+        removed = bool(await self._scripts["REMOVE"](keys=self._q(stage),
+                                                     args=[job_id, self._chan_queues, stage, self._notify.tag]))
+        if removed:
+            self._notify.local_queue(stage, "-")
+        return removed
 
     async def position(self, stage: str, job_id: str) -> int | None:
         return await self.redis.zrank(self._q(stage)[2], job_id)
