@@ -14,8 +14,8 @@ from typing import Any
 
 from benchlib.common import say
 from benchlib.procs import (
-    REPO as SRC_DEFAULT, Managed, ProcessManager, fake_available, install_comfyui, start_fake_comfyui, start_gateway,
-    start_real_comfyui,
+    REPO as SRC_DEFAULT, Managed, ProcessManager, fake_available, install_comfyui, snapshot_source, start_fake_comfyui,
+    start_gateway, start_real_comfyui,
 )
 from benchlib.redis_store import CommandStats, delete_prefix, new_prefix, store_env
 from benchlib.profiling import LoadMeter, format_summary, summarize_collapsed
@@ -36,6 +36,7 @@ class Bench:
     noisy: list[str] = field(default_factory=list)
     src: Path = SRC_DEFAULT  # where the gateway's (and the fake's) code is imported from
     redis_prefixes: list[str] = field(default_factory=list)  # deleted at the end of the run
+    sources: dict[str, Path] = field(default_factory=dict)  # REV -> its snapshot (--stores STORE@REV)
 
     def add(self, *figs: Figure, noisy_if: str | None = None) -> None:
         """Add figures; those measured in a part (a prefix of note_load's labels) that was
@@ -50,7 +51,20 @@ class Bench:
         d.mkdir(parents=True)
         return d
 
+    def source_of(self, store: str) -> Path:
+        """Where a gateway of this store spec ("redis" or "redis@REV") imports comfy_gateway from."""
+        rev = store.partition("@")[2]
+        if not rev:
+            return self.src
+        dest = self.tmp / f"src-{len(self.sources)}"
+        if rev not in self.sources:
+            commit = snapshot_source(rev, dest)
+            self.sources[rev] = dest
+            say(f"gateway code for {store}: {rev} = {commit[:12]} (git archive into {dest})")
+        return self.sources[rev]
+
     def store_env(self, store: str) -> dict[str, str]:
+        store = store.partition("@")[0]
         prefix = new_prefix()
         if store == "redis":
             self.redis_prefixes.append(prefix)
@@ -111,7 +125,7 @@ class Bench:
             self.pm, self.python, comfy_url=comfy_url, output_dir=self.newdir("gateway-out"),
             workdir=self.newdir("gateway-cwd"), generation_workers=workers,
             max_queue_size=max_queue or self.args.max_queue_size, log_level=self.args.gateway_log_level,
-            timeout=self.args.start_timeout, profile_to=profile_to, src=self.src,
+            timeout=self.args.start_timeout, profile_to=profile_to, src=self.source_of(store),
             extra_env=self.store_env(store))
         gw.info["profile"] = str(profile_to) if profile_to else None
         say(f"gateway ({store} store, GENERATION_WORKERS={workers}) ready at {gw.url} (pid {gw.pid}, "

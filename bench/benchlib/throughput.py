@@ -93,7 +93,7 @@ async def _one_config(bench: Bench, gw: Managed, comfy_url: str, per_round: list
                f">= {THROUGHPUT_TARGET:.2f}", ratio >= THROUGHPUT_TARGET),
         Figure(part, f"gateway CPU per job, {clients} clients, gw{workers}", gw_cpu, "ms"),
         Figure(part, f"Redis commands per job, {clients} clients, gw{workers}", redis_total, "",
-               note="others' traffic" if store == "memory" else ""),
+               note="others' traffic" if store.startswith("memory") else ""),
         Figure(part, f"ComfyUI idle during gateway run, {clients} clients, gw{workers}",
                100 * idle["gateway"], "%", note=f"direct {100 * idle['direct']:.1f}%"),
         noisy_if=f"throughput-{tag}-",

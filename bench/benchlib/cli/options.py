@@ -28,7 +28,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--clients", default="4,16",
                    help="concurrent gateway clients in part 2, one measurement per value (default 4,16)")
     p.add_argument("--stores", default="memory,redis",
-                   help="job stores of the gateways in parts 1 and 2, one gateway each (default memory,redis)")
+                   help="job stores of the gateways in parts 1 and 2, one gateway each (default memory,redis); "
+                   "STORE@REV runs that store with the committed revision REV of comfy_gateway (e.g. "
+                   "redis@HEAD~3,redis: before and after in one run)"),
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                    help="the Redis of the redis-store gateways (a key prefix of the run's own, deleted "
                    "afterwards; default redis://127.0.0.1:6379/0)")
@@ -82,8 +84,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     args.gen_workers = [int(x) for x in str(args.gen_workers).split(",") if x.strip()]
     args.clients = [int(x) for x in str(args.clients).split(",") if x.strip()]
     args.stores = [x.strip() for x in str(args.stores).split(",") if x.strip()]
-    if set(args.stores) - {"memory", "redis"}:
-        p.error("--stores: memory and/or redis")
+    if {s.partition("@")[0] for s in args.stores} - {"memory", "redis"}:
+        p.error("--stores: memory and/or redis, each optionally @REV")
     if args.quick:
         defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20}
         for key, value in defaults.items():
