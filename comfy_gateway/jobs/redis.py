@@ -269,15 +269,15 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if entry[1] == 0:
                 self._locks.pop(job_id, None)
         if seq and int(seq) > 0:
-            self._notify.local_event(job_id)
+            self._notify.local_event(job_id, progress=True)
 
     # -- events -------------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
         entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
         return self._events(entries)
 
-    def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
-        return _Follower(self, job_id, after_seq)
+    def follow(self, job_id: str, after_seq: int = 0, *, progress: bool = True) -> EventFollower:
+        return _Follower(self, job_id, after_seq, progress)
 
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -321,9 +321,9 @@ class _Follower:
     per wake-up: wait() must instead look at Redis before each sleep (a message could have come
     while it was not registered), two round trips per event."""
 
-    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int):
+    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int, progress: bool = True):
         self._store, self._job_id, self.seq = store, job_id, after_seq
-        self._flag = store._notify.follow(job_id)  # set: the first next() reads at once
+        self._flag = store._notify.follow(job_id, progress)  # set: the first next() reads at once
 
     async def next(self, timeout: float) -> list[JobEvent]:
         store = self._store

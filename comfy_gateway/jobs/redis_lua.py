@@ -32,7 +32,8 @@ Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "
 a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
 showing positions, and, on "+" only, idle takers of that stage. Each payload starts with the
 writer's tag ("@<origin> "): the writing process has already woken its own waiters when the
-script returned, and skips its own echo (redis_notify.py).
+script returned, and skips its own echo (redis_notify.py). A progress event's job id is marked
+"~<job id>", so that followers that only wait for changes of state sleep through it.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ redis.call('HSET', KEYS[1], 'progress', ARGV[1])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', 'progress', 'status', st,
            'message', msg or '', 'time', ARGV[2], 'progress', ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[5] .. ARGV[4])
+redis.call('PUBLISH', ARGV[3], ARGV[5] .. '~' .. ARGV[4])
 return seq
 """
 

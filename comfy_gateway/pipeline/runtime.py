@@ -308,7 +308,7 @@ class Runtime:
         deadline = time.monotonic() + timeout
         # Registered before the first read, and reading every event from the first: nothing
         # that happens after that read (or after `known` was read) can slip by.
-        follower = self.store.follow(job_id)
+        follower = self.store.follow(job_id, progress=False)  # statuses decide, not progress
         try:
             job = known if known is not None else await self.store.get(job_id)
             while True:
