@@ -138,7 +138,7 @@ class MemoryJobStore(MemoryFacts):
         log = self._events.get(job_id, [])
         return log[max(seq, 0):]
 
-    def follow(self, job_id: str, after_seq: int = 0, *, progress: bool = True) -> EventFollower:
+    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
         return WaitingFollower(self, job_id, after_seq)
 
     async def advance(self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,

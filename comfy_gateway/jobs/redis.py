@@ -31,6 +31,7 @@ from .redis_history import RedisHistory
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
 from .redis_records import _Known
+from .redis_taken import JustTaken
 from .store import STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import usage_of
 
@@ -54,6 +55,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self._notify = Notifier(redis, self._chan_events, self._chan_queues, origin=uuid.uuid4().hex[:12])
         self._listeners: list[TransitionListener] = []
         self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._taken = JustTaken()
         self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
@@ -96,8 +98,11 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        v, born, core, progress, request, workflow = await self.redis.hmget(
-            self._job(job_id), "v", "born", "core", "progress", "request", "workflow")
+        record = self._taken.record(job_id)  # read with the take a moment ago, if it just was
+        if record is None:
+            record = await self.redis.hmget(
+                self._job(job_id), "v", "born", "core", "progress", "request", "workflow")
+        v, born, core, progress, request, workflow = record
         if core is None:
             self._known.pop(job_id, None)
             return None
@@ -185,7 +190,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 continue
             seq, queued = res
             if seq:
-                self._notify.local_event(job_id)
+                self._notify.local_event(job_id, "end" if terminal else "all")
             if queued:
                 self._notify.local_queue(then_enqueue or "", "+")
             self._remember(job, str(int(v) + 1), born, new_core, request,
@@ -269,15 +274,19 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if entry[1] == 0:
                 self._locks.pop(job_id, None)
         if seq and int(seq) > 0:
-            self._notify.local_event(job_id, progress=True)
+            self._notify.local_event(job_id, "progress")
+
+    async def count_delivery(self, stage: str, job_id: str) -> int:
+        counted = self._taken.delivery(stage, job_id)  # counted by the take itself
+        return counted if counted is not None else await super().count_delivery(stage, job_id)
 
     # -- events -------------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
         entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
         return self._events(entries)
 
-    def follow(self, job_id: str, after_seq: int = 0, *, progress: bool = True) -> EventFollower:
-        return _Follower(self, job_id, after_seq, progress)
+    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
+        return _Follower(self, job_id, after_seq, wake)
 
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -321,9 +330,9 @@ class _Follower:
     per wake-up: wait() must instead look at Redis before each sleep (a message could have come
     while it was not registered), two round trips per event."""
 
-    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int, progress: bool = True):
+    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int, wake: str = "all"):
         self._store, self._job_id, self.seq = store, job_id, after_seq
-        self._flag = store._notify.follow(job_id, progress)  # set: the first next() reads at once
+        self._flag = store._notify.follow(job_id, wake)  # set: the first next() reads at once
 
     async def next(self, timeout: float) -> list[JobEvent]:
         store = self._store

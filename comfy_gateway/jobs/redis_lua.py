@@ -33,7 +33,8 @@ a job became available to takers, "<stage> -" when one left the waiting line) wa
 showing positions, and, on "+" only, idle takers of that stage. Each payload starts with the
 writer's tag ("@<origin> "): the writing process has already woken its own waiters when the
 script returned, and skips its own echo (redis_notify.py). A progress event's job id is marked
-"~<job id>", so that followers that only wait for changes of state sleep through it.
+"~<job id>" and the event that ends a job "!<job id>", so that followers waiting for a change of
+state, or for the end, sleep through the others.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ if ARGV[10] == '1' then
     redis.call('XADD', KEYS[6], 'MINID', '~', string.format('%d', oldest), '*', 'r', ARGV[18])
   end
 end
-if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[20] .. ARGV[13]) end
+if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[20] .. (ARGV[10] == '1' and '!' or '') .. ARGV[13]) end
 local queued = 0
 if #KEYS > 6 and ARGV[10] ~= '1' then
   queued = enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[22], ARGV[23], ARGV[20])
@@ -175,16 +176,26 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], AR
 # Take one job for a consumer: first a job whose lease ran out (its taker died or stalled past
 # LEASE_SECONDS without renewing), else the first waiting one (highest priority, then oldest):
 # it leaves the waiting set and enters the stream, read at once by this consumer so that its
-# lease starts in the same step. Returns {job id, entry id, 'reclaimed'|'new', previous owner}
-# or false.
-# KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage, writer's tag
+# lease starts in the same step. The job's delivery count for the stage (P dlv:<id>) goes up
+# in the same step, and its record comes back with it, so that a taker needs no other round
+# trip to start. Returns {job id, entry id, 'reclaimed'|'new', previous owner, deliveries,
+# {v, born, core, progress, request, workflow}} or false.
+# KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage, writer's tag,
+# job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
 TAKE = """
+local function taken(jobid, entry, how, previous)
+  local dlv = ARGV[8] .. jobid
+  local n = redis.call('HINCRBY', dlv, ARGV[5], 1)
+  redis.call('EXPIRE', dlv, ARGV[9])
+  local rec = redis.call('HMGET', ARGV[7] .. jobid, 'v', 'born', 'core', 'progress', 'request', 'workflow')
+  return {jobid, entry, how, previous, n, rec}
+end
 local stale = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
 if #stale > 0 then
   local entry = stale[1][1]
   local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], entry)
   if #claimed > 0 and claimed[1] and claimed[1][2] then
-    return {claimed[1][2][2], entry, 'reclaimed', stale[1][2]}
+    return taken(claimed[1][2][2], entry, 'reclaimed', stale[1][2])
   end
   -- the entry vanished under the pending list: drop the dangling lease
   redis.call('XACK', KEYS[1], ARGV[1], entry)
@@ -203,7 +214,7 @@ local jobid = entry[2][2]
 redis.call('HSET', KEYS[2], jobid, entry[1])
 redis.call('ZREM', KEYS[3], jobid)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[5] .. ' -')
-return {jobid, entry[1], 'new', ''}
+return taken(jobid, entry[1], 'new', '')
 """
 
 # Is the job's entry in the pending list and owned by this consumer? (shared by the scripts

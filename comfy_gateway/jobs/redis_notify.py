@@ -44,7 +44,8 @@ class Notifier:
         self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         # Long-lived watchers of one job each (see follow()): flagged by every event of the job.
         self._followers: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._quiet: set[asyncio.Event] = set()  # followers not woken by progress events
+        # Followers woken only by some events: "state" (not by progress), "end" (the last one).
+        self._wake_on: dict[asyncio.Event, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -88,24 +89,28 @@ class Notifier:
             origin, _, data = data[1:].partition(" ")
             if origin == self.origin:
                 return  # this process dispatched it when its script returned
-        progress = data.startswith("~")
-        self._deliver(channel, data[1:] if progress else data, progress)
+        kind = "all"
+        if data[:1] in ("~", "!"):
+            kind, data = ("progress" if data[0] == "~" else "end"), data[1:]
+        self._deliver(channel, data, kind)
 
-    def local_event(self, job_id: str, progress: bool = False) -> None:
-        """This process just wrote an event of the job (the script returned)."""
-        self._deliver(self._events_channel, job_id, progress)
+    def local_event(self, job_id: str, kind: str = "all") -> None:
+        """This process just wrote an event of the job (the script returned): kind "progress",
+        "end" (the event that ended it) or "all" (any other)."""
+        self._deliver(self._events_channel, job_id, kind)
 
     def local_queue(self, stage: str, sign: str) -> None:
         """This process just made a job available ('+') or took one out of line ('-')."""
         self._deliver(self._queues_channel, f"{stage} {sign}")
 
-    def _deliver(self, channel: str, data: str, progress: bool = False) -> None:
+    def _deliver(self, channel: str, data: str, kind: str = "all") -> None:
         if channel == self._events_channel:
             waiters = self._job_waiters.pop(data, None)
             if waiters:
                 _wake(waiters)
             for follower in self._followers.get(data, ()):
-                if not (progress and follower in self._quiet):
+                wake_on = self._wake_on.get(follower)
+                if wake_on is None or kind == "end" or (wake_on == "state" and kind != "progress"):
                     follower.set()
         elif channel == self._queues_channel:
             stage, _, sign = data.partition(" ")
@@ -156,20 +161,20 @@ class Notifier:
                 self._job_waiters.pop(job_id, None)
         self._queue_waiters.discard(fut)
 
-    def follow(self, job_id: str, progress: bool = True) -> asyncio.Event:
+    def follow(self, job_id: str, wake: str = "all") -> asyncio.Event:
         """A flag set by every message about the job (and after a lost subscription) until
         unfollow(): unlike watch(), it stays registered between looks, so a caller that clears
-        it before each look at Redis only needs to look again once it is set. Without
-        `progress`, progress events leave it alone."""
+        it before each look at Redis only needs to look again once it is set. `wake`: "all",
+        "state" (progress events leave it alone) or "end" (only the event that ends the job)."""
         flag = asyncio.Event()
         flag.set()  # nothing looked at yet
         self._followers[job_id].add(flag)
-        if not progress:
-            self._quiet.add(flag)
+        if wake != "all":
+            self._wake_on[flag] = wake
         return flag
 
     def unfollow(self, job_id: str, flag: asyncio.Event) -> None:
-        self._quiet.discard(flag)
+        self._wake_on.pop(flag, None)
         followers = self._followers.get(job_id)
         if followers is not None:
             followers.discard(flag)

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from .redis_notify import Notifier
+from .redis_taken import JustTaken
 from .redis_records import RedisRecords
 from .store import STAGES
 
@@ -27,12 +28,14 @@ PRIORITY_STEP = 2**40  # as in redis_lua.py: a waiting job's score is -priority 
 
 
 class RedisQueues(RedisRecords):
-    """Needs from the store: `redis`, `lease_seconds`, `consumer`, `_chan_queues`, `_notify`
-    and `_scripts`; key names come from RedisRecords."""
+    """Needs from the store: `redis`, `lease_seconds`, `key_ttl`, `consumer`, `_chan_queues`,
+    `_notify`, `_scripts` and `_taken`; key names come from RedisRecords."""
 
     redis: Redis
     lease_seconds: float
+    key_ttl: int
     consumer: str
+    _taken: "JustTaken"
     _chan_queues: str
     _notify: Notifier
     _scripts: dict[str, Any]
@@ -69,13 +72,14 @@ class RedisQueues(RedisRecords):
             # stuck under our name until the lease runs out.
             def give_back(done: asyncio.Future[str | None]) -> None:
                 if not done.cancelled() and done.exception() is None and done.result():
-                    asyncio.ensure_future(self.hand_back(stage, done.result()))
+                    asyncio.ensure_future(self._give_back(stage, done.result()))
 
             call.add_done_callback(give_back)
             raise
 
     async def _take_once(self, stage: str) -> str | None:
-        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage, self._notify.tag]
+        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage, self._notify.tag,
+                self._job(""), self.prefix + "dlv:", self.key_ttl]
         try:
             res = await self._scripts["TAKE"](keys=self._q(stage), args=args)
         except ResponseError as exc:
@@ -85,12 +89,20 @@ class RedisQueues(RedisRecords):
             return None
         if not res:
             return None
-        job_id, _, how, previous = res
+        job_id, _, how, previous, deliveries, record = res
+        self._taken.put(stage, job_id, int(deliveries), record)
         if how == "new":
             self._notify.local_queue(stage, "-")
         if how == "reclaimed":
             log.warning("%s: took over job %s from %s, whose lease ran out", stage, job_id, previous)
         return job_id
+
+    async def _give_back(self, stage: str, job_id: str) -> None:
+        """A job taken for a taker that was stopped before it got it: not a delivery."""
+        if self._taken.delivery(stage, job_id) is not None:
+            await self.redis.hincrby(f"{self.prefix}dlv:{job_id}", stage, -1)
+        self._taken.record(job_id)
+        await self.hand_back(stage, job_id)
 
     async def renew(self, stage: str, job_id: str) -> bool:
         res = await self._scripts["RENEW"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])

@@ -214,7 +214,7 @@ class Generation:
                 await self._follow_to_end(job_id)
 
     async def _follow_to_end(self, job_id: str) -> None:
-        follower = self._store.follow(job_id, progress=False)  # only the end matters here
+        follower = self._store.follow(job_id, wake="end")  # only the end matters here
         try:
             events: list = []  # read first, also after a restart of the watch (events may be missed)
             while True:
