@@ -30,7 +30,7 @@ from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
-from .redis_records import _Known
+from .redis_records import _HEAVY, _Known
 from .redis_taken import JustTaken
 from .store import STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import usage_of
@@ -56,6 +56,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self._listeners: list[TransitionListener] = []
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._taken = JustTaken()
+        self._drained: dict[str, int] = {}
         self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
@@ -165,11 +166,12 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if job.status.terminal and not ended_too:
                 return job, None
             was_terminal, previous = job.status.terminal, job.status
-            outcome = apply(job)  # (event type or None, progress dict or None, workflow changed)
-            event_type, progress, new_workflow = outcome
+            outcome = apply(job)  # (event type or None, progress dict or None, heavy fields it set)
+            event_type, progress, heavy = outcome
             terminal = job.status.terminal and not was_terminal
             new_core = self._core(job)
-            new_workflow_json = orjson.dumps(job.workflow).decode() if new_workflow else ""
+            new_workflow_json = orjson.dumps(job.workflow).decode() if "workflow" in heavy else ""
+            new_request_json = orjson.dumps(job.request).decode() if "request" in heavy else ""
             usage = orjson.dumps(usage_of(job).to_json()) if terminal else ""
             new_progress = job.progress.model_dump_json() if job.progress is not progress_before and job.progress \
                 else ""
@@ -178,7 +180,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
                     job_id, self._chan_events, previous.value, born or "",
-                    job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress, *queue_args]
+                    job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress,
+                    new_request_json, *queue_args]
             res = await self._scripts["UPDATE"](
                 keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
                       self.prefix + "active", self.prefix + "usage", *queue_keys], args=args)
@@ -193,7 +196,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 self._notify.local_event(job_id, "end" if terminal else "all")
             if queued:
                 self._notify.local_queue(then_enqueue or "", "+")
-            self._remember(job, str(int(v) + 1), born, new_core, request,
+            self._remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
                            new_workflow_json or workflow, full)
             return job, previous
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
@@ -216,7 +219,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     ) -> Job:
         def apply(job: Job):
             event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
-            return event, None, "workflow" in fields
+            return event, None, _HEAVY & fields.keys()
 
         job = await self._change(job_id, apply, then_enqueue=then_enqueue)
         if job is None:
@@ -244,7 +247,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         def apply(job: Job):
             job.webhook = state
             job.updated_at = time.time()
-            return None, None, False
+            return None, None, ()
 
         await self._change(job_id, apply, ended_too=True)
 

@@ -96,7 +96,8 @@ return {'ok'}
 # ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
 #       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel,
 #       previous status, born ('' = not checked), owner, usage record (JSON, '' unless
-#       terminal), usage kept (ms), writer's tag, progress (JSON, '' = unchanged)
+#       terminal), usage kept (ms), writer's tag, progress (JSON, '' = unchanged),
+#       request (JSON, '' = unchanged)
 # The writer may have computed the change from a copy it kept of version v rather than from a
 # fresh read: v and born (unique per creation of a job id) then both match only if nothing was
 # written since, not even by an expiry and a new job under the same id.
@@ -112,6 +113,7 @@ if v ~= ARGV[1] then return -2 end
 if ARGV[16] ~= '' and redis.call('HGET', KEYS[1], 'born') ~= ARGV[16] then return -2 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1, 'st', ARGV[6], 'msg', ARGV[7])
 if ARGV[21] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[21]) end
+if ARGV[22] ~= '' then redis.call('HSET', KEYS[1], 'request', ARGV[22]) end
 if ARGV[15] ~= ARGV[6] then
   redis.call('HINCRBY', KEYS[4], ARGV[15], -1)
   redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
@@ -143,7 +145,7 @@ end
 if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[20] .. (ARGV[10] == '1' and '!' or '') .. ARGV[13]) end
 local queued = 0
 if #KEYS > 6 and ARGV[10] ~= '1' then
-  queued = enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[22], ARGV[23], ARGV[20])
+  queued = enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20])
 end
 return {seq, queued}
 """
@@ -179,7 +181,7 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], AR
 # lease starts in the same step. The job's delivery count for the stage (P dlv:<id>) goes up
 # in the same step, and its record comes back with it, so that a taker needs no other round
 # trip to start. Returns {job id, entry id, 'reclaimed'|'new', previous owner, deliveries,
-# {v, born, core, progress, request, workflow}} or false.
+# {v, born, core, progress, request, workflow}, jobs still waiting} or false.
 # KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage, writer's tag,
 # job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
 TAKE = """
@@ -188,7 +190,7 @@ local function taken(jobid, entry, how, previous)
   local n = redis.call('HINCRBY', dlv, ARGV[5], 1)
   redis.call('EXPIRE', dlv, ARGV[9])
   local rec = redis.call('HMGET', ARGV[7] .. jobid, 'v', 'born', 'core', 'progress', 'request', 'workflow')
-  return {jobid, entry, how, previous, n, rec}
+  return {jobid, entry, how, previous, n, rec, redis.call('ZCARD', KEYS[3])}
 end
 local stale = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
 if #stale > 0 then

@@ -36,6 +36,7 @@ class RedisQueues(RedisRecords):
     key_ttl: int
     consumer: str
     _taken: "JustTaken"
+    _drained: dict[str, int]  # stage -> ring mark at a take that left no job waiting
     _chan_queues: str
     _notify: Notifier
     _scripts: dict[str, Any]
@@ -58,9 +59,13 @@ class RedisQueues(RedisRecords):
         # running out is a matter of time that no message announces.
         while True:
             mark = self._notify.ring_mark(stage)
-            job_id = await self._take(stage)
-            if job_id is not None:
-                return job_id
+            # The last take left nobody waiting and no job was announced since: waiting for the
+            # next announcement spares a take that would come back empty (once: a lease running
+            # out is only found by looking).
+            if self._drained.pop(stage, None) != mark:
+                job_id = await self._take(stage)
+                if job_id is not None:
+                    return job_id
             await self._notify.wait_ring(stage, mark, timeout=self.lease_seconds / 2)
 
     async def _take(self, stage: str) -> str | None:
@@ -78,6 +83,7 @@ class RedisQueues(RedisRecords):
             raise
 
     async def _take_once(self, stage: str) -> str | None:
+        mark = self._notify.ring_mark(stage)  # announcements after this are not in `waiting`
         args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage, self._notify.tag,
                 self._job(""), self.prefix + "dlv:", self.key_ttl]
         try:
@@ -89,8 +95,10 @@ class RedisQueues(RedisRecords):
             return None
         if not res:
             return None
-        job_id, _, how, previous, deliveries, record = res
+        job_id, _, how, previous, deliveries, record, waiting = res
         self._taken.put(stage, job_id, int(deliveries), record)
+        if int(waiting) == 0:
+            self._drained[stage] = mark
         if how == "new":
             self._notify.local_queue(stage, "-")
         if how == "reclaimed":
