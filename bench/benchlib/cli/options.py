@@ -39,9 +39,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
                    help="part 2: direct/gateway rounds per GENERATION_WORKERS value, alternating which "
                    "goes first; rates are total jobs / total time (default 2)")
     p.add_argument("--mem-jobs", type=int, default=10_000, help="jobs queued in part 3a (default 10000)")
-    p.add_argument("--mem-pad-nodes", type=int, default=0,
-                   help="part 3a: add N unconnected nodes to each queued workflow (real workflows are bigger "
-                   "than EmptyImage->SaveImage; default 0)")
+    p.add_argument("--mem-pad-nodes", type=int, default=50,
+                   help="part 3a: add N unconnected nodes to each queued workflow, so that it is as big as a "
+                   "real one (the README's example has 52 nodes; default 50)")
     p.add_argument("--submit-concurrency", type=int, default=32, help="concurrent POST /generate in part 3a")
     p.add_argument("--max-queue-size", type=int, default=20_000, help="MAX_QUEUE_SIZE of the gateways")
     p.add_argument("--drain", action=argparse.BooleanOptionalAction, default=True,
