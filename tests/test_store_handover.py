@@ -63,3 +63,27 @@ async def test_a_job_from_another_process_reaches_an_idle_taker():
         await wipe_prefix(prefix)
         await a.close()
         await b.close()
+
+
+async def test_a_hand_over_ends_the_lease_of_the_stage_that_made_it():
+    """Once preprocess handed the job to generation, no other process can take it over from
+    preprocess (its lease ended with the hand-over), even one that reclaims any idle lease."""
+    from comfy_gateway.jobs.model import JobStatus
+
+    prefix = new_prefix()
+    a = await redis_store(prefix)
+    b = await redis_store(prefix, lease_seconds=0.0)  # takes over any lease at once
+    try:
+        await a.create(Job(id="j"))
+        assert await asyncio.wait_for(a.dequeue("preprocess"), PROMPTLY) == "j"
+        await a.update("j", status=JobStatus.preprocessing)
+        await a.advance("j", "generation", status=JobStatus.generating)
+        assert await b._take_once("preprocess") is None  # nothing left to take over
+        assert await a.renew("preprocess", "j")  # the worker finishing up is not told it lost it
+        await a.ack("preprocess", "j")
+        assert await asyncio.wait_for(b.dequeue("generation"), PROMPTLY) == "j"
+        assert await b.count_delivery("generation", "j") == 1
+    finally:
+        await wipe_prefix(prefix)
+        await a.close()
+        await b.close()

@@ -57,6 +57,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._taken = JustTaken()
         self._drained: dict[str, int] = {}
+        self._finished: dict[tuple[str, str], None] = {}
         self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
@@ -144,6 +145,11 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                              then_enqueue: str | None) -> tuple[Job, JobStatus | None] | None:
         queue_keys = [*self._q(then_enqueue)[1:], self.prefix + "qseq"] if then_enqueue else []
         queue_args = [then_enqueue, self._chan_queues] if then_enqueue else []
+        # The stage handing the job over is done with it: its lease is acked in the same step.
+        done_stage = STAGES[STAGES.index(then_enqueue) - 1] if then_enqueue in STAGES[1:] else None
+        if done_stage is not None:
+            queue_keys += self._q(done_stage)[:2]
+            queue_args += [GROUP, self.consumer]
         for attempt in range(100):
             known = self._known.get(job_id) if attempt == 0 else None
             # The progress field is not read: a change writes it only when it set it itself.
@@ -191,7 +197,9 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if res == -2:
                 self._known.pop(job_id, None)  # someone wrote since: read afresh
                 continue
-            seq, queued = res
+            seq, queued, acked = res
+            if acked:
+                self._finished_here(done_stage or "", job_id)
             if seq:
                 self._notify.local_event(job_id, "end" if terminal else "all")
             if queued:

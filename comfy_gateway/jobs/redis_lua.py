@@ -90,6 +90,18 @@ redis.call('PUBLISH', ARGV[9], ARGV[16] .. ARGV[1])
 return {'ok'}
 """
 
+# Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
+# below: a process whose lease was taken over must not ack or renew another's lease)
+_OWNED_FN = """
+local function owned(q, qid, group, consumer, jobid)
+  local entry = redis.call('HGET', qid, jobid)
+  if not entry then return nil end
+  local p = redis.call('XPENDING', q, group, entry, entry, 1)
+  if #p == 0 or p[1][2] ~= consumer then return nil end
+  return entry
+end
+"""
+
 # Compare-and-set of the job record plus its event. The new record was computed in Python from
 # version v; if another process wrote in between, nothing is written and Python retries.
 # KEYS: job, ev, ended, counts, active, usage
@@ -104,9 +116,12 @@ return {'ok'}
 # Optionally (more KEYS: qid, wait, qseq of a stage; more ARGV: stage, queues channel) the
 # job is then put in that stage's queue unless this change ended it: a stage's last change and
 # its hand-over to the next one in one step.
-# Returns {the event's seq (0 without event), 1 if the job joined the stage's queue else 0},
-# or -1 if the job is gone, -2 on a conflict.
-UPDATE = _ENQUEUE_FN + """
+# And optionally (more KEYS: q, qid of the stage handing over; more ARGV: group, consumer) the
+# lease of the stage handing over is acked, if this consumer holds it: the hand-over is that
+# stage's last act, so the transition costs one script call instead of two.
+# Returns {the event's seq (0 without event), 1 if the job joined the stage's queue else 0,
+# 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
+UPDATE = _ENQUEUE_FN + _OWNED_FN + """
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return -2 end
@@ -147,7 +162,17 @@ local queued = 0
 if #KEYS > 6 and ARGV[10] ~= '1' then
   queued = enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20])
 end
-return {seq, queued}
+local acked = 0
+if #KEYS > 10 then
+  local entry = owned(KEYS[10], KEYS[11], ARGV[25], ARGV[26], ARGV[13])
+  if entry then
+    redis.call('XACK', KEYS[10], ARGV[25], entry)
+    redis.call('XDEL', KEYS[10], entry)
+    redis.call('HDEL', KEYS[11], ARGV[13])
+    acked = 1
+  end
+end
+return {seq, queued, acked}
 """
 
 # A progress frame: the job's progress field and a "progress" event carrying the job's current
@@ -217,18 +242,6 @@ redis.call('HSET', KEYS[2], jobid, entry[1])
 redis.call('ZREM', KEYS[3], jobid)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[5] .. ' -')
 return taken(jobid, entry[1], 'new', '')
-"""
-
-# Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
-# below: a process whose lease was taken over must not ack or renew another's lease)
-_OWNED_FN = """
-local function owned(q, qid, group, consumer, jobid)
-  local entry = redis.call('HGET', qid, jobid)
-  if not entry then return nil end
-  local p = redis.call('XPENDING', q, group, entry, entry, 1)
-  if #p == 0 or p[1][2] ~= consumer then return nil end
-  return entry
-end
 """
 
 # KEYS: q, qid   ARGV: group, consumer, jobid. Resets the lease's idle time; 0 if it was lost.

@@ -37,6 +37,7 @@ class RedisQueues(RedisRecords):
     consumer: str
     _taken: "JustTaken"
     _drained: dict[str, int]  # stage -> ring mark at a take that left no job waiting
+    _finished: dict[tuple[str, str], None]  # (stage, job id) acked with the job's hand-over
     _chan_queues: str
     _notify: Notifier
     _scripts: dict[str, Any]
@@ -112,11 +113,23 @@ class RedisQueues(RedisRecords):
         self._taken.record(job_id)
         await self.hand_back(stage, job_id)
 
+    def _finished_here(self, stage: str, job_id: str) -> None:
+        """The stage's lease of the job was acked with its hand-over (redis.py _change): the
+        worker's own ack() and renew() that may still come need no round trip."""
+        self._finished[(stage, job_id)] = None
+        while len(self._finished) > 4096:  # a worker stopped between hand-over and ack
+            del self._finished[next(iter(self._finished))]
+
     async def renew(self, stage: str, job_id: str) -> bool:
+        if (stage, job_id) in self._finished:
+            return True  # done and acked: still ours to finish
         res = await self._scripts["RENEW"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
         return bool(res)
 
     async def ack(self, stage: str, job_id: str) -> None:
+        if (stage, job_id) in self._finished:
+            del self._finished[(stage, job_id)]
+            return  # acked with the hand-over
         await self._scripts["ACK"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
 
     async def hand_back(self, stage: str, job_id: str) -> bool:
