@@ -108,8 +108,8 @@ class FailingFollows:
 
     fail = 2
 
-    def follow(self, job_id: str, after_seq: int = 0):
-        inner = super().follow(job_id, after_seq)  # type: ignore[misc]
+    def follow(self, job_id: str, after_seq: int = 0, **kw):
+        inner = super().follow(job_id, after_seq, **kw)  # type: ignore[misc]
         store = self
 
         class Follower:

@@ -14,9 +14,10 @@ from typing import Any
 
 from benchlib.common import say
 from benchlib.procs import (
-    REPO as SRC_DEFAULT, Managed, ProcessManager, fake_available, install_comfyui, start_fake_comfyui, start_gateway,
-    start_real_comfyui,
+    REPO as SRC_DEFAULT, Managed, ProcessManager, fake_available, install_comfyui, snapshot_source, start_fake_comfyui,
+    start_gateway, start_real_comfyui,
 )
+from benchlib.redis_store import CommandStats, delete_prefix, new_prefix, store_env
 from benchlib.profiling import LoadMeter, format_summary, summarize_collapsed
 from benchlib.stats import Figure
 
@@ -34,6 +35,8 @@ class Bench:
     fake: Managed | None = None
     noisy: list[str] = field(default_factory=list)
     src: Path = SRC_DEFAULT  # where the gateway's (and the fake's) code is imported from
+    redis_prefixes: list[str] = field(default_factory=list)  # deleted at the end of the run
+    sources: dict[str, Path] = field(default_factory=dict)  # REV -> its snapshot (--stores STORE@REV)
 
     def add(self, *figs: Figure, noisy_if: str | None = None) -> None:
         """Add figures; those measured in a part (a prefix of note_load's labels) that was
@@ -47,6 +50,36 @@ class Bench:
         d = self.tmp / f"{name}-{uuid.uuid4().hex[:6]}"
         d.mkdir(parents=True)
         return d
+
+    def source_of(self, store: str) -> Path:
+        """Where a gateway of this store spec ("redis" or "redis@REV") imports comfy_gateway from."""
+        rev = store.partition("@")[2]
+        if not rev:
+            return self.src
+        dest = self.tmp / f"src-{len(self.sources)}"
+        if rev not in self.sources:
+            commit = snapshot_source(rev, dest)
+            self.sources[rev] = dest
+            say(f"gateway code for {store}: {rev} = {commit[:12]} (git archive into {dest})")
+        return self.sources[rev]
+
+    def store_env(self, store: str) -> dict[str, str]:
+        store = store.partition("@")[0]
+        prefix = new_prefix()
+        if store == "redis":
+            self.redis_prefixes.append(prefix)
+        return store_env(store, self.args.redis_url, prefix)
+
+    def redis_stats(self) -> CommandStats:
+        return CommandStats(self.args.redis_url)
+
+    def drop_redis_keys(self) -> None:
+        for prefix in self.redis_prefixes:
+            try:
+                delete_prefix(self.args.redis_url, prefix)
+            except Exception as exc:  # noqa: BLE001 - report, go on
+                say(f"could not delete the Redis keys under {prefix}: {exc}")
+        self.redis_prefixes.clear()
 
     # -- processes ------------------------------------------------------------------------
     def ensure_comfyui(self) -> str:
@@ -80,7 +113,8 @@ class Bench:
         say(f"fake ComfyUI ready at {self.fake.url} (pid {self.fake.pid})")
         return self.fake.url
 
-    def gateway(self, comfy_url: str, *, workers: int, max_queue: int | None = None, tag: str = "") -> Managed:
+    def gateway(self, comfy_url: str, *, workers: int, max_queue: int | None = None, tag: str = "",
+                store: str = "memory") -> Managed:
         profile_to = None
         if self.args.cprofile:
             self.args.profile_dir = self.args.profile_dir or self.tmp / "profiles"
@@ -91,9 +125,10 @@ class Bench:
             self.pm, self.python, comfy_url=comfy_url, output_dir=self.newdir("gateway-out"),
             workdir=self.newdir("gateway-cwd"), generation_workers=workers,
             max_queue_size=max_queue or self.args.max_queue_size, log_level=self.args.gateway_log_level,
-            timeout=self.args.start_timeout, profile_to=profile_to, src=self.src)
+            timeout=self.args.start_timeout, profile_to=profile_to, src=self.source_of(store),
+            extra_env=self.store_env(store))
         gw.info["profile"] = str(profile_to) if profile_to else None
-        say(f"gateway (GENERATION_WORKERS={workers}) ready at {gw.url} (pid {gw.pid}, "
+        say(f"gateway ({store} store, GENERATION_WORKERS={workers}) ready at {gw.url} (pid {gw.pid}, "
             f"{time.monotonic() - t0:.1f}s)")
         if self.args.py_spy:
             self.args.profile_dir = self.args.profile_dir or self.tmp / "profiles"

@@ -11,17 +11,28 @@ from benchlib.direct import DirectComfy
 from benchlib.gateway_client import GatewayClient
 from benchlib.meters import CpuMeter
 from benchlib.common import say
+from benchlib.redis_store import describe
 from benchlib.stats import Figure, percentile, summary_ms
 from benchlib.workloads import direct_workflow, empty_save
 
 
 # -- 1. latency -----------------------------------------------------------------------
+# Added median over the direct client, per store (issue 11's targets).
+LATENCY_TARGET_MS = {"memory": 3.0, "redis": 5.0}  # by store ("redis@REV" counts as redis)
+
+
 async def latency(bench: Bench) -> None:
+    for store in bench.args.stores:
+        await _latency(bench, store)
+
+
+async def _latency(bench: Bench, store: str) -> None:
     a = bench.args
-    say(f"\n== 1. latency: {a.n_latency} serial jobs each, after {a.warmup} warm-up "
+    say(f"\n== 1. latency, {store} store: {a.n_latency} serial jobs each, after {a.warmup} warm-up "
         f"(EmptyImage {a.image_size}x{a.image_size} -> SaveImage, order: {a.order})")
     comfy_url = bench.ensure_comfyui()
-    gw = bench.gateway(comfy_url, workers=a.latency_workers, tag="latency")
+    gw = bench.gateway(comfy_url, workers=a.latency_workers, tag=f"latency-{store}", store=store)
+    part = f"latency-{store}"
     direct_out = bench.newdir("direct-out")
     d_times: list[float] = []
     g_times: list[float] = []
@@ -59,6 +70,8 @@ async def latency(bench: Bench) -> None:
             cpu.__enter__()
             load = bench.load()
             load.__enter__()
+            rstats = bench.redis_stats()
+            rstats.__enter__()
             if a.order == "interleaved":
                 for i in range(a.n_latency):
                     # alternate which side goes first, so neither always follows the other
@@ -75,7 +88,8 @@ async def latency(bench: Bench) -> None:
                     _check_deadline(deadline, "latency")
             cpu.__exit__()
             load.__exit__()
-            bench.note_load("latency", load)
+            rstats.__exit__()
+            bench.note_load(part, load)
     finally:
         bench.stop(gw)
         shutil.rmtree(direct_out, ignore_errors=True)
@@ -103,19 +117,26 @@ async def latency(bench: Bench) -> None:
     say("direct steps (medians, ms): " + ", ".join(f"{k} {v:.2f}" for k, v in direct_steps.items()))
     gw_cpu = cpu.per_job_ms(max(len(g_times), 1)).get("gateway")
     say(f"gateway CPU per job: {gw_cpu} ms")
-    bench.raw["latency"] = {"direct_ms": d, "gateway_ms": g, "median_diff_ms": diff, "paired_median_diff_ms": paired,
-                           "gateway_breakdown_ms": breakdown, "gateway_cpu_ms_per_job": gw_cpu,
-                           "direct_steps_ms": direct_steps}
+    redis_cmds = rstats.per_job(len(g_times))
+    say(f"Redis ({'others only: this gateway does not use it' if store.startswith('memory') else 'this gateway and others'}): "
+        f"{describe(redis_cmds)}")
+    bench.raw[part] = {"direct_ms": d, "gateway_ms": g, "median_diff_ms": diff, "paired_median_diff_ms": paired,
+                       "gateway_breakdown_ms": breakdown, "gateway_cpu_ms_per_job": gw_cpu,
+                       "direct_steps_ms": direct_steps, "redis_commands_per_job": redis_cmds}
+    target = LATENCY_TARGET_MS[store.partition("@")[0]]
     bench.add(
-        Figure("latency", "direct median", d["median"], "ms"),
-        Figure("latency", "direct p90", d["p90"], "ms"),
-        Figure("latency", "direct p99", d["p99"], "ms"),
-        Figure("latency", "gateway median", g["median"], "ms"),
-        Figure("latency", "gateway p90", g["p90"], "ms"),
-        Figure("latency", "gateway p99", g["p99"], "ms"),
-        Figure("latency", "gateway - direct, median", diff, "ms", "<= 5 ms", diff <= 5.0),
-        Figure("latency", "median of paired differences", paired, "ms"),
-        noisy_if="latency",
+        Figure(part, "direct median", d["median"], "ms"),
+        Figure(part, "direct p90", d["p90"], "ms"),
+        Figure(part, "direct p99", d["p99"], "ms"),
+        Figure(part, "gateway median", g["median"], "ms"),
+        Figure(part, "gateway p90", g["p90"], "ms"),
+        Figure(part, "gateway p99", g["p99"], "ms"),
+        Figure(part, "gateway - direct, median", diff, "ms", f"<= {target:g} ms", diff <= target),
+        Figure(part, "median of paired differences", paired, "ms"),
+        Figure(part, "gateway CPU per job", gw_cpu, "ms"),
+        Figure(part, "Redis commands per job", redis_cmds["total"], "",
+               note="others' traffic" if store.startswith("memory") else f"{redis_cmds['scripts']} script calls"),
+        noisy_if=part,
     )
 
 

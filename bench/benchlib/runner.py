@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         pm.stop_all()
     finally:
         pm.stop_all()
+        bench.drop_redis_keys()
         if args.keep_temp:
             say(f"temp folder kept: {tmp}")
         else:

@@ -8,6 +8,8 @@ import time
 from collections import Counter, deque
 from typing import Any
 
+import orjson
+
 from .events import JobEvent
 from .facts import MemoryFacts
 from .history import HistoryPage, HistoryQuery
@@ -32,6 +34,9 @@ class MemoryJobStore(MemoryFacts):
 
     def __init__(self, usage_ttl: float = 90 * 86400) -> None:
         self._jobs: dict[str, Job] = {}
+        # Requests of jobs nobody has read since they were queued, as JSON bytes: a 52-node
+        # workflow is ~5 KB of JSON but ~24 KiB as Python objects, times every queued job.
+        self._packed: dict[str, bytes] = {}
         self._events: dict[str, list[JobEvent]] = {}
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._queue_waiters: set[asyncio.Future[None]] = set()
@@ -72,16 +77,29 @@ class MemoryJobStore(MemoryFacts):
         self._counts[job.status.value] += 1
         await self.enqueue("preprocess", job.id)
         self._notify(job, None)
+        # Kept packed until someone reads the job (its preprocess worker, at the latest); the
+        # caller's object keeps its request (updates reach the stored copy, as with Redis).
+        stored = job.model_copy()
+        stored.request = {}
+        self._packed[job.id] = orjson.dumps(job.request)
+        self._jobs[job.id] = stored
+        return job
+
+    def _full(self, job: Job) -> Job:
+        packed = self._packed.pop(job.id, None)
+        if packed is not None:
+            job.request = orjson.loads(packed)
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
+        job = self._jobs.get(job_id)
+        return self._full(job) if job is not None else None
 
     async def update(
         self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
         marks: dict[str, float] | None = None, **fields: Any,
     ) -> Job:
-        job = self._jobs[job_id]
+        job = self._full(self._jobs[job_id])
         if job.status.terminal:
             return job
         previous = job.status
@@ -138,7 +156,7 @@ class MemoryJobStore(MemoryFacts):
         log = self._events.get(job_id, [])
         return log[max(seq, 0):]
 
-    def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
+    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
         return WaitingFollower(self, job_id, after_seq)
 
     async def advance(self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
@@ -214,7 +232,7 @@ class MemoryJobStore(MemoryFacts):
         for job_id in reversed(self._jobs):
             if len(out) >= limit:
                 break
-            out.append(self._jobs[job_id])
+            out.append(self._full(self._jobs[job_id]))
         return out
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
@@ -231,7 +249,7 @@ class MemoryJobStore(MemoryFacts):
             seen += 1
             page.next_after = (job.created_at, job.id)
             if query.admits(job):
-                page.jobs.append(job)
+                page.jobs.append(self._full(job))
                 if len(page.jobs) >= query.limit:
                     return page
             if seen >= query.scan:
@@ -257,6 +275,7 @@ class MemoryJobStore(MemoryFacts):
         for job_id in old:
             self._counts[self._jobs[job_id].status.value] -= 1
             del self._jobs[job_id]
+            self._packed.pop(job_id, None)
             self._events.pop(job_id, None)
             self._job_waiters.pop(job_id, None)
             self._forget_facts(job_id)

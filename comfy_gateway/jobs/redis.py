@@ -30,7 +30,8 @@ from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
-from .redis_records import _Known
+from .redis_records import _HEAVY, _Known
+from .redis_taken import JustTaken
 from .store import STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import usage_of
 
@@ -51,12 +52,15 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         # One consumer per store instance (i.e. per process): its leases die with it.
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
-        self._notify = Notifier(redis, self._chan_events, self._chan_queues)
+        self._notify = Notifier(redis, self._chan_events, self._chan_queues, origin=uuid.uuid4().hex[:12])
         self._listeners: list[TransitionListener] = []
         self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._taken = JustTaken()
+        self._drained: dict[str, int] = {}
+        self._finished: dict[tuple[str, str], None] = {}
         self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
         self._scripts = {name: redis.register_script(getattr(lua, name))
-                         for name in ("CREATE", "UPDATE", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
+                         for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
                                      "EXPIRE_ENDED")}
 
     # -- life ---------------------------------------------------------------------------------
@@ -81,7 +85,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
                 self._chan_events, self._chan_queues, uuid.uuid4().hex,
-                owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at)]
+                owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
+                self._notify.tag]
         res = await self._scripts["CREATE"](keys=keys, args=args)
         if res[0] == "exists":
             raise KeyError(job.id)
@@ -89,16 +94,21 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             raise QueueFull(int(res[1]), max_waiting or 0)
         if res[0] == "owner_full":
             raise KeyQueueFull(owner, int(res[1]), max_owned or 0)
+        self._notify.local_queue("preprocess", "+")
+        self._notify.local_event(job.id)
         self._notify_listeners(job, None)
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        v, born, core, request, workflow = await self.redis.hmget(
-            self._job(job_id), "v", "born", "core", "request", "workflow")
+        record = self._taken.record(job_id)  # read with the take a moment ago, if it just was
+        if record is None:
+            record = await self.redis.hmget(
+                self._job(job_id), "v", "born", "core", "progress", "request", "workflow")
+        v, born, core, progress, request, workflow = record
         if core is None:
             self._known.pop(job_id, None)
             return None
-        job = self._decode(core, request, workflow)
+        job = self._decode(core, progress, request, workflow)
         self._remember(job, v, born, core, request, workflow, True)
         return job
 
@@ -135,8 +145,14 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                              then_enqueue: str | None) -> tuple[Job, JobStatus | None] | None:
         queue_keys = [*self._q(then_enqueue)[1:], self.prefix + "qseq"] if then_enqueue else []
         queue_args = [then_enqueue, self._chan_queues] if then_enqueue else []
+        # The stage handing the job over is done with it: its lease is acked in the same step.
+        done_stage = STAGES[STAGES.index(then_enqueue) - 1] if then_enqueue in STAGES[1:] else None
+        if done_stage is not None:
+            queue_keys += self._q(done_stage)[:2]
+            queue_args += [GROUP, self.consumer]
         for attempt in range(100):
             known = self._known.get(job_id) if attempt == 0 else None
+            # The progress field is not read: a change writes it only when it set it itself.
             if known is not None and (light or known.full):
                 # What this process last read or wrote: no read, the script checks it is current.
                 v, born, core, request, workflow, full = known
@@ -151,22 +167,27 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if core is None:
                 self._known.pop(job_id, None)
                 return None
-            job = self._decode(core, request, workflow)
+            job = self._decode(core, None, request, workflow)
+            progress_before = job.progress
             if job.status.terminal and not ended_too:
                 return job, None
             was_terminal, previous = job.status.terminal, job.status
-            outcome = apply(job)  # (event type or None, progress dict or None, workflow changed)
-            event_type, progress, new_workflow = outcome
+            outcome = apply(job)  # (event type or None, progress dict or None, heavy fields it set)
+            event_type, progress, heavy = outcome
             terminal = job.status.terminal and not was_terminal
             new_core = self._core(job)
-            new_workflow_json = orjson.dumps(job.workflow).decode() if new_workflow else ""
+            new_workflow_json = orjson.dumps(job.workflow).decode() if "workflow" in heavy else ""
+            new_request_json = orjson.dumps(job.request).decode() if "request" in heavy else ""
             usage = orjson.dumps(usage_of(job).to_json()) if terminal else ""
+            new_progress = job.progress.model_dump_json() if job.progress is not progress_before and job.progress \
+                else ""
             args = [v, new_core, new_workflow_json,
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
                     job_id, self._chan_events, previous.value, born or "",
-                    job.owner or "", usage, self.usage_ttl_ms, *queue_args]
+                    job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress,
+                    new_request_json, *queue_args]
             res = await self._scripts["UPDATE"](
                 keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
                       self.prefix + "active", self.prefix + "usage", *queue_keys], args=args)
@@ -176,7 +197,14 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if res == -2:
                 self._known.pop(job_id, None)  # someone wrote since: read afresh
                 continue
-            self._remember(job, str(int(v) + 1), born, new_core, request,
+            seq, queued, acked = res
+            if acked:
+                self._finished_here(done_stage or "", job_id)
+            if seq:
+                self._notify.local_event(job_id, "end" if terminal else "all")
+            if queued:
+                self._notify.local_queue(then_enqueue or "", "+")
+            self._remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
                            new_workflow_json or workflow, full)
             return job, previous
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
@@ -199,7 +227,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     ) -> Job:
         def apply(job: Job):
             event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
-            return event, None, "workflow" in fields
+            return event, None, _HEAVY & fields.keys()
 
         job = await self._change(job_id, apply, then_enqueue=then_enqueue)
         if job is None:
@@ -227,7 +255,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         def apply(job: Job):
             job.webhook = state
             job.updated_at = time.time()
-            return None, None, False
+            return None, None, ()
 
         await self._change(job_id, apply, ended_too=True)
 
@@ -240,19 +268,36 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         return ids
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        def apply(job: Job):
-            job.progress = progress
-            return "progress", progress.model_dump(), False
+        # One script writing the progress field and its event: the job record is neither read
+        # nor encoded, and its version does not move (a progress frame never conflicts with a
+        # change of state). In order per job: frames may come faster than Redis answers.
+        entry = self._locks.get(job_id)
+        if entry is None:
+            entry = self._locks[job_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                seq = await self._scripts["PROGRESS"](
+                    keys=[self._job(job_id), self._ev(job_id)],
+                    args=[progress.model_dump_json(), repr(time.time()), self._chan_events, job_id, self._notify.tag])
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(job_id, None)
+        if seq and int(seq) > 0:
+            self._notify.local_event(job_id, "progress")
 
-        await self._change(job_id, apply, light=True)  # touches neither request nor workflow
+    async def count_delivery(self, stage: str, job_id: str) -> int:
+        counted = self._taken.delivery(stage, job_id)  # counted by the take itself
+        return counted if counted is not None else await super().count_delivery(stage, job_id)
 
     # -- events -------------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
         entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
         return self._events(entries)
 
-    def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
-        return _Follower(self, job_id, after_seq)
+    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
+        return _Follower(self, job_id, after_seq, wake)
 
     async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -266,9 +311,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return
-                try:
-                    await asyncio.wait_for(asyncio.shield(fut), remaining)
-                except asyncio.TimeoutError:
+                await asyncio.wait([fut], timeout=remaining)  # not wait_for: it can swallow a cancel
+                if not fut.done():
                     return
                 if queue_change:
                     return  # a queue moved: the caller asked to hear of that too
@@ -297,9 +341,9 @@ class _Follower:
     per wake-up: wait() must instead look at Redis before each sleep (a message could have come
     while it was not registered), two round trips per event."""
 
-    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int):
+    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int, wake: str = "all"):
         self._store, self._job_id, self.seq = store, job_id, after_seq
-        self._flag = store._notify.follow(job_id)  # set: the first next() reads at once
+        self._flag = store._notify.follow(job_id, wake)  # set: the first next() reads at once
 
     async def next(self, timeout: float) -> list[JobEvent]:
         store = self._store
@@ -308,12 +352,10 @@ class _Follower:
             if self._flag.is_set():
                 # Cleared before reading: an event written after this read sets it again.
                 self._flag.clear()
-                async with store.redis.pipeline(transaction=False) as pipe:
-                    pipe.xrange(store._ev(self._job_id), min=f"{max(self.seq, 0) + 1}-0", max="+")
-                    pipe.exists(store._job(self._job_id))
-                    entries, exists = await pipe.execute()
+                entries = await store.redis.xrange(store._ev(self._job_id), min=f"{max(self.seq, 0) + 1}-0", max="+")
                 events = store._events(entries)
-                if events or not exists:
+                # Whether the job still exists only matters when nothing came (it expired).
+                if events or not await store.redis.exists(store._job(self._job_id)):
                     self.seq += len(events)
                     return events
             remaining = deadline - time.monotonic()

@@ -48,6 +48,7 @@ class RedisHistory(RedisRecords):
             cores = await self._cores([job_id for job_id, _ in batch])
             gone = []
             for (job_id, created), core in zip(batch, cores):
+                core = (core[0], core[1]) if core[0] is not None else None
                 if not query.in_range(created, job_id):
                     continue  # at the cursor's own score, at or before its place
                 if page.next_after is not None and (created, job_id) >= page.next_after:
@@ -57,7 +58,7 @@ class RedisHistory(RedisRecords):
                 if core is None:
                     gone.append(job_id)  # expired under us; the sweep forgets it too
                     continue
-                job = Job.model_validate_json(core)
+                job = self._decode(*core, None, None)
                 if query.admits(job):
                     page.jobs.append(job)
                     if len(page.jobs) >= query.limit:
@@ -68,10 +69,10 @@ class RedisHistory(RedisRecords):
                 await self.redis.zrem(index, *gone)
         return page
 
-    async def _cores(self, job_ids: list[str]) -> list[str | None]:
+    async def _cores(self, job_ids: list[str]) -> list[list[str | None]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(self._job(job_id), "core")
+                pipe.hmget(self._job(job_id), "core", "progress")
             return await pipe.execute()
 
     async def usage(self, since: float | None, until: float | None) -> list[UsageRecord]:

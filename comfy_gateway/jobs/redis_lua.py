@@ -3,7 +3,9 @@ the event announcing it, or a job leaving a queue and its place in the position 
 never be seen half done by another process.
 
 Keys (all under the store's prefix P):
-  P job:<id>      hash  core (JSON of the Job minus its big parts), request, workflow (JSON),
+  P job:<id>      hash  core (JSON of the Job minus its big parts and progress), request,
+                        workflow, progress (JSON), st, msg (its status and message, for
+                        progress events),
                         v (version, for compare-and-set), seq (last event number),
                         born (a token unique to this creation of the id, for compare-and-set),
                         prio (its priority), owner (the name of the key that sent it)
@@ -28,20 +30,25 @@ Keys (all under the store's prefix P):
                   trimmed to USAGE_TTL
 Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "<stage> +" when
 a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
-showing positions, and, on "+" only, idle takers of that stage.
+showing positions, and, on "+" only, idle takers of that stage. Each payload starts with the
+writer's tag ("@<origin> "): the writing process has already woken its own waiters when the
+script returned, and skips its own echo (redis_notify.py). A progress event's job id is marked
+"~<job id>" and the event that ends a job "!<job id>", so that followers waiting for a change of
+state, or for the end, sleep through the others.
 """
 
 from __future__ import annotations
 
 # Shared body: put a job in a stage's queue, behind every job of its priority or higher,
 # unless it is there already (waiting or taken), which makes a stage's hand-over to the next one
-# safe to repeat after a crash. KEYS qid, wait, qseq, job; values jobid, stage, queues channel.
+# safe to repeat after a crash. KEYS qid, wait, qseq, job; values jobid, stage, queues channel,
+# writer's tag.
 _ENQUEUE_FN = """
-local function enqueue(qid, wait, qseq, job, jobid, stage, chan)
+local function enqueue(qid, wait, qseq, job, jobid, stage, chan, tag)
   if redis.call('HEXISTS', qid, jobid) == 1 or redis.call('ZSCORE', wait, jobid) then return 0 end
   local prio = tonumber(redis.call('HGET', job, 'prio') or '0') or 0
   redis.call('ZADD', wait, redis.call('INCR', qseq) - prio * 1099511627776, jobid)
-  redis.call('PUBLISH', chan, stage .. ' +')
+  redis.call('PUBLISH', chan, tag .. stage .. ' +')
   return 1
 end
 """
@@ -50,7 +57,7 @@ end
 #       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
 #       events channel, queues channel, born (a token unique to this creation of the job),
-#       owner (key name), max_queued of the owner (-1: none), priority, created_at
+#       owner (key name), max_queued of the owner (-1: none), priority, created_at, writer's tag
 CREATE = _ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
@@ -73,14 +80,26 @@ if ARGV[12] ~= '' then
   redis.call('ZADD', KEYS[13], ARGV[15], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1, 'born', ARGV[11],
-           'prio', ARGV[14], 'owner', ARGV[12])
+           'prio', ARGV[14], 'owner', ARGV[12], 'st', ARGV[6], 'msg', ARGV[7])
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
 redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
            'message', ARGV[7], 'time', ARGV[8])
-enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10])
-redis.call('PUBLISH', ARGV[9], ARGV[1])
+enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10], ARGV[16])
+redis.call('PUBLISH', ARGV[9], ARGV[16] .. ARGV[1])
 return {'ok'}
+"""
+
+# Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
+# below: a process whose lease was taken over must not ack or renew another's lease)
+_OWNED_FN = """
+local function owned(q, qid, group, consumer, jobid)
+  local entry = redis.call('HGET', qid, jobid)
+  if not entry then return nil end
+  local p = redis.call('XPENDING', q, group, entry, entry, 1)
+  if #p == 0 or p[1][2] ~= consumer then return nil end
+  return entry
+end
 """
 
 # Compare-and-set of the job record plus its event. The new record was computed in Python from
@@ -89,20 +108,27 @@ return {'ok'}
 # ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
 #       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel,
 #       previous status, born ('' = not checked), owner, usage record (JSON, '' unless
-#       terminal), usage kept (ms)
+#       terminal), usage kept (ms), writer's tag, progress (JSON, '' = unchanged),
+#       request (JSON, '' = unchanged)
 # The writer may have computed the change from a copy it kept of version v rather than from a
 # fresh read: v and born (unique per creation of a job id) then both match only if nothing was
 # written since, not even by an expiry and a new job under the same id.
 # Optionally (more KEYS: qid, wait, qseq of a stage; more ARGV: stage, queues channel) the
 # job is then put in that stage's queue unless this change ended it: a stage's last change and
 # its hand-over to the next one in one step.
-# Returns the event's seq (0 without event), -1 if the job is gone, -2 on a conflict.
-UPDATE = _ENQUEUE_FN + """
+# And optionally (more KEYS: q, qid of the stage handing over; more ARGV: group, consumer) the
+# lease of the stage handing over is acked, if this consumer holds it: the hand-over is that
+# stage's last act, so the transition costs one script call instead of two.
+# Returns {the event's seq (0 without event), 1 if the job joined the stage's queue else 0,
+# 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
+UPDATE = _ENQUEUE_FN + _OWNED_FN + """
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return -2 end
 if ARGV[16] ~= '' and redis.call('HGET', KEYS[1], 'born') ~= ARGV[16] then return -2 end
-redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1)
+redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1, 'st', ARGV[6], 'msg', ARGV[7])
+if ARGV[21] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[21]) end
+if ARGV[22] ~= '' then redis.call('HSET', KEYS[1], 'request', ARGV[22]) end
 if ARGV[15] ~= ARGV[6] then
   redis.call('HINCRBY', KEYS[4], ARGV[15], -1)
   redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
@@ -131,31 +157,72 @@ if ARGV[10] == '1' then
     redis.call('XADD', KEYS[6], 'MINID', '~', string.format('%d', oldest), '*', 'r', ARGV[18])
   end
 end
-if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[13]) end
+if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[20] .. (ARGV[10] == '1' and '!' or '') .. ARGV[13]) end
+local queued = 0
 if #KEYS > 6 and ARGV[10] ~= '1' then
-  enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[20], ARGV[21])
+  queued = enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20])
 end
+local acked = 0
+if #KEYS > 10 then
+  local entry = owned(KEYS[10], KEYS[11], ARGV[25], ARGV[26], ARGV[13])
+  if entry then
+    redis.call('XACK', KEYS[10], ARGV[25], entry)
+    redis.call('XDEL', KEYS[10], entry)
+    redis.call('HDEL', KEYS[11], ARGV[13])
+    acked = 1
+  end
+end
+return {seq, queued, acked}
+"""
+
+# A progress frame: the job's progress field and a "progress" event carrying the job's current
+# status and message (kept beside the record as st, msg), nothing else; the record and its
+# version stay as they are. A job that ended takes no more progress.
+# KEYS: job, ev   ARGV: progress (JSON), time, events channel, job id, writer's tag
+# Returns the event's seq, 0 if the job ended, -1 if it is gone.
+PROGRESS = """
+local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
+if not st then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  return 0  -- written before progress had a field of its own: leave it to the next change
+end
+if st == 'completed' or st == 'failed' or st == 'cancelled' or st == 'timed_out' then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', 'progress', 'status', st,
+           'message', msg or '', 'time', ARGV[2], 'progress', ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[5] .. '~' .. ARGV[4])
 return seq
 """
 
-# KEYS: qid, wait, qseq, job   ARGV: jobid, stage, queues channel
+# KEYS: qid, wait, qseq, job   ARGV: jobid, stage, queues channel, writer's tag
 ENQUEUE = _ENQUEUE_FN + """
-return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
+return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 
 # Take one job for a consumer: first a job whose lease ran out (its taker died or stalled past
 # LEASE_SECONDS without renewing), else the first waiting one (highest priority, then oldest):
 # it leaves the waiting set and enters the stream, read at once by this consumer so that its
-# lease starts in the same step. Returns {job id, entry id, 'reclaimed'|'new', previous owner}
-# or false.
-# KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage
+# lease starts in the same step. The job's delivery count for the stage (P dlv:<id>) goes up
+# in the same step, and its record comes back with it, so that a taker needs no other round
+# trip to start. Returns {job id, entry id, 'reclaimed'|'new', previous owner, deliveries,
+# {v, born, core, progress, request, workflow}, jobs still waiting} or false.
+# KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage, writer's tag,
+# job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
 TAKE = """
+local function taken(jobid, entry, how, previous)
+  local dlv = ARGV[8] .. jobid
+  local n = redis.call('HINCRBY', dlv, ARGV[5], 1)
+  redis.call('EXPIRE', dlv, ARGV[9])
+  local rec = redis.call('HMGET', ARGV[7] .. jobid, 'v', 'born', 'core', 'progress', 'request', 'workflow')
+  return {jobid, entry, how, previous, n, rec, redis.call('ZCARD', KEYS[3])}
+end
 local stale = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
 if #stale > 0 then
   local entry = stale[1][1]
   local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], entry)
   if #claimed > 0 and claimed[1] and claimed[1][2] then
-    return {claimed[1][2][2], entry, 'reclaimed', stale[1][2]}
+    return taken(claimed[1][2][2], entry, 'reclaimed', stale[1][2])
   end
   -- the entry vanished under the pending list: drop the dangling lease
   redis.call('XACK', KEYS[1], ARGV[1], entry)
@@ -173,20 +240,8 @@ local entry = got[1][2][1]
 local jobid = entry[2][2]
 redis.call('HSET', KEYS[2], jobid, entry[1])
 redis.call('ZREM', KEYS[3], jobid)
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' -')
-return {jobid, entry[1], 'new', ''}
-"""
-
-# Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
-# below: a process whose lease was taken over must not ack or renew another's lease)
-_OWNED_FN = """
-local function owned(q, qid, group, consumer, jobid)
-  local entry = redis.call('HGET', qid, jobid)
-  if not entry then return nil end
-  local p = redis.call('XPENDING', q, group, entry, entry, 1)
-  if #p == 0 or p[1][2] ~= consumer then return nil end
-  return entry
-end
+redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[5] .. ' -')
+return taken(jobid, entry[1], 'new', '')
 """
 
 # KEYS: q, qid   ARGV: group, consumer, jobid. Resets the lease's idle time; 0 if it was lost.
@@ -209,22 +264,23 @@ return 1
 
 # Give a taken job back at once (its lease marked as run out), e.g. when the taker was
 # cancelled right as the job reached it. KEYS: q, qid   ARGV: group, consumer, jobid, idle ms,
-# queues channel, stage
+# queues channel, stage, writer's tag
 HAND_BACK = _OWNED_FN + """
 local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if not entry then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'IDLE', ARGV[4], 'JUSTID')
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' +')
+redis.call('PUBLISH', ARGV[5], ARGV[7] .. ARGV[6] .. ' +')
 return 1
 """
 
-# KEYS: q, qid, wait   ARGV: jobid, queues channel, stage. Only a waiting job can be removed.
+# KEYS: q, qid, wait   ARGV: jobid, queues channel, stage, writer's tag. Only a waiting job can be
+# removed.
 REMOVE = """
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
 local entry = redis.call('HGET', KEYS[2], ARGV[1])
 if entry then redis.call('XDEL', KEYS[1], entry) end
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' -')
+redis.call('PUBLISH', ARGV[2], ARGV[4] .. ARGV[3] .. ' -')
 return 1
 """
 

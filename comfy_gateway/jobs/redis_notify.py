@@ -6,6 +6,12 @@ queue changes, published by the store's Lua scripts) and wakes the futures that 
 A waiter registers BEFORE it looks at Redis, so a message published after its look always
 wakes it; one published before only wakes it needlessly. After the subscription breaks,
 every waiter is woken to look again, since messages sent meanwhile are lost.
+
+The process that wrote a change wakes its own waiters as soon as the script returns (local()),
+without the round trip through the subscription: a stage hand-over or a sync answer in one
+process then costs no pub/sub hop. Each message carries its writer's tag ("@<origin> " before
+the payload) so that the writer skips the echo of what it already dispatched; the other
+processes wake on it as before.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, events_channel: str, queues_channel: str):
+    def __init__(self, redis: Redis, events_channel: str, queues_channel: str, origin: str = ""):
         self._redis = redis
+        self.origin = origin
+        self.tag = f"@{origin} " if origin else ""  # prefixed by the scripts to what they publish
         self._events_channel, self._queues_channel = events_channel, queues_channel
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._queue_waiters: set[asyncio.Future[None]] = set()
@@ -36,6 +44,8 @@ class Notifier:
         self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         # Long-lived watchers of one job each (see follow()): flagged by every event of the job.
         self._followers: dict[str, set[asyncio.Event]] = defaultdict(set)
+        # Followers woken only by some events: "state" (not by progress), "end" (the last one).
+        self._wake_on: dict[asyncio.Event, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -75,12 +85,33 @@ class Notifier:
                     pass
 
     def _dispatch(self, channel: str, data: str) -> None:
+        if data.startswith("@"):
+            origin, _, data = data[1:].partition(" ")
+            if origin == self.origin:
+                return  # this process dispatched it when its script returned
+        kind = "all"
+        if data[:1] in ("~", "!"):
+            kind, data = ("progress" if data[0] == "~" else "end"), data[1:]
+        self._deliver(channel, data, kind)
+
+    def local_event(self, job_id: str, kind: str = "all") -> None:
+        """This process just wrote an event of the job (the script returned): kind "progress",
+        "end" (the event that ended it) or "all" (any other)."""
+        self._deliver(self._events_channel, job_id, kind)
+
+    def local_queue(self, stage: str, sign: str) -> None:
+        """This process just made a job available ('+') or took one out of line ('-')."""
+        self._deliver(self._queues_channel, f"{stage} {sign}")
+
+    def _deliver(self, channel: str, data: str, kind: str = "all") -> None:
         if channel == self._events_channel:
             waiters = self._job_waiters.pop(data, None)
             if waiters:
                 _wake(waiters)
             for follower in self._followers.get(data, ()):
-                follower.set()
+                wake_on = self._wake_on.get(follower)
+                if wake_on is None or kind == "end" or (wake_on == "state" and kind != "progress"):
+                    follower.set()
         elif channel == self._queues_channel:
             stage, _, sign = data.partition(" ")
             if sign == "+":  # a job to take: wake ONE idle taker (a job taken needs none)
@@ -130,16 +161,20 @@ class Notifier:
                 self._job_waiters.pop(job_id, None)
         self._queue_waiters.discard(fut)
 
-    def follow(self, job_id: str) -> asyncio.Event:
+    def follow(self, job_id: str, wake: str = "all") -> asyncio.Event:
         """A flag set by every message about the job (and after a lost subscription) until
         unfollow(): unlike watch(), it stays registered between looks, so a caller that clears
-        it before each look at Redis only needs to look again once it is set."""
+        it before each look at Redis only needs to look again once it is set. `wake`: "all",
+        "state" (progress events leave it alone) or "end" (only the event that ends the job)."""
         flag = asyncio.Event()
         flag.set()  # nothing looked at yet
         self._followers[job_id].add(flag)
+        if wake != "all":
+            self._wake_on[flag] = wake
         return flag
 
     def unfollow(self, job_id: str, flag: asyncio.Event) -> None:
+        self._wake_on.pop(flag, None)
         followers = self._followers.get(job_id)
         if followers is not None:
             followers.discard(flag)
@@ -157,9 +192,10 @@ class Notifier:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ring_waiters[stage].add(fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            pass
+            # asyncio.wait, not wait_for: wait_for returns normally when the task is cancelled
+            # right after the future was woken (a local wake-up comes at once), which would
+            # lose the cancel and let a stopped taker take the job.
+            await asyncio.wait([fut], timeout=timeout)
         except asyncio.CancelledError:
             # Woken for a job but stopped before taking it: the wake-up goes to another taker.
             self._ring_waiters.get(stage, set()).discard(fut)

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from .redis_notify import Notifier
+from .redis_taken import JustTaken
 from .redis_records import RedisRecords
 from .store import STAGES
 
@@ -27,12 +28,16 @@ PRIORITY_STEP = 2**40  # as in redis_lua.py: a waiting job's score is -priority 
 
 
 class RedisQueues(RedisRecords):
-    """Needs from the store: `redis`, `lease_seconds`, `consumer`, `_chan_queues`, `_notify`
-    and `_scripts`; key names come from RedisRecords."""
+    """Needs from the store: `redis`, `lease_seconds`, `key_ttl`, `consumer`, `_chan_queues`,
+    `_notify`, `_scripts` and `_taken`; key names come from RedisRecords."""
 
     redis: Redis
     lease_seconds: float
+    key_ttl: int
     consumer: str
+    _taken: "JustTaken"
+    _drained: dict[str, int]  # stage -> ring mark at a take that left no job waiting
+    _finished: dict[tuple[str, str], None]  # (stage, job id) acked with the job's hand-over
     _chan_queues: str
     _notify: Notifier
     _scripts: dict[str, Any]
@@ -46,17 +51,22 @@ class RedisQueues(RedisRecords):
 
     # -- queues -------------------------------------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:
-        await self._scripts["ENQUEUE"](keys=[*self._q(stage)[1:3], self.prefix + "qseq", self._job(job_id)],
-                                       args=[job_id, stage, self._chan_queues])
+        if await self._scripts["ENQUEUE"](keys=[*self._q(stage)[1:3], self.prefix + "qseq", self._job(job_id)],
+                                          args=[job_id, stage, self._chan_queues, self._notify.tag]):
+            self._notify.local_queue(stage, "+")
 
     async def dequeue(self, stage: str) -> str:
         # Woken by the queue channel when a job arrives; also every half lease, because a lease
         # running out is a matter of time that no message announces.
         while True:
             mark = self._notify.ring_mark(stage)
-            job_id = await self._take(stage)
-            if job_id is not None:
-                return job_id
+            # The last take left nobody waiting and no job was announced since: waiting for the
+            # next announcement spares a take that would come back empty (once: a lease running
+            # out is only found by looking).
+            if self._drained.pop(stage, None) != mark:
+                job_id = await self._take(stage)
+                if job_id is not None:
+                    return job_id
             await self._notify.wait_ring(stage, mark, timeout=self.lease_seconds / 2)
 
     async def _take(self, stage: str) -> str | None:
@@ -68,13 +78,15 @@ class RedisQueues(RedisRecords):
             # stuck under our name until the lease runs out.
             def give_back(done: asyncio.Future[str | None]) -> None:
                 if not done.cancelled() and done.exception() is None and done.result():
-                    asyncio.ensure_future(self.hand_back(stage, done.result()))
+                    asyncio.ensure_future(self._give_back(stage, done.result()))
 
             call.add_done_callback(give_back)
             raise
 
     async def _take_once(self, stage: str) -> str | None:
-        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage]
+        mark = self._notify.ring_mark(stage)  # announcements after this are not in `waiting`
+        args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._chan_queues, stage, self._notify.tag,
+                self._job(""), self.prefix + "dlv:", self.key_ttl]
         try:
             res = await self._scripts["TAKE"](keys=self._q(stage), args=args)
         except ResponseError as exc:
@@ -84,23 +96,50 @@ class RedisQueues(RedisRecords):
             return None
         if not res:
             return None
-        job_id, _, how, previous = res
+        job_id, _, how, previous, deliveries, record, waiting = res
+        self._taken.put(stage, job_id, int(deliveries), record)
+        if int(waiting) == 0:
+            self._drained[stage] = mark
+        if how == "new":
+            self._notify.local_queue(stage, "-")
         if how == "reclaimed":
             log.warning("%s: took over job %s from %s, whose lease ran out", stage, job_id, previous)
         return job_id
 
+    async def _give_back(self, stage: str, job_id: str) -> None:
+        """A job taken for a taker that was stopped before it got it: not a delivery."""
+        if self._taken.delivery(stage, job_id) is not None:
+            await self.redis.hincrby(f"{self.prefix}dlv:{job_id}", stage, -1)
+        self._taken.record(job_id)
+        await self.hand_back(stage, job_id)
+
+    def _finished_here(self, stage: str, job_id: str) -> None:
+        """The stage's lease of the job was acked with its hand-over (redis.py _change): the
+        worker's own ack() and renew() that may still come need no round trip."""
+        self._finished[(stage, job_id)] = None
+        while len(self._finished) > 4096:  # a worker stopped between hand-over and ack
+            del self._finished[next(iter(self._finished))]
+
     async def renew(self, stage: str, job_id: str) -> bool:
+        if (stage, job_id) in self._finished:
+            return True  # done and acked: still ours to finish
         res = await self._scripts["RENEW"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
         return bool(res)
 
     async def ack(self, stage: str, job_id: str) -> None:
+        if (stage, job_id) in self._finished:
+            del self._finished[(stage, job_id)]
+            return  # acked with the hand-over
         await self._scripts["ACK"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
 
     async def hand_back(self, stage: str, job_id: str) -> bool:
         """Make a job this process took available to any taker at once."""
         idle = int(self.lease_seconds * 1000) * 10 + 1
         res = await self._scripts["HAND_BACK"](
-            keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage])
+            keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage,
+                                           self._notify.tag])
+        if res:
+            self._notify.local_queue(stage, "+")
         return bool(res)
 
     async def hand_back_all(self) -> int:
@@ -121,7 +160,11 @@ class RedisQueues(RedisRecords):
         return count
 
     async def remove_from_queue(self, stage: str, job_id: str) -> bool:
-        return bool(await self._scripts["REMOVE"](keys=self._q(stage), args=[job_id, self._chan_queues, stage]))
+        removed = bool(await self._scripts["REMOVE"](keys=self._q(stage),
+                                                     args=[job_id, self._chan_queues, stage, self._notify.tag]))
+        if removed:
+            self._notify.local_queue(stage, "-")
+        return removed
 
     async def position(self, stage: str, job_id: str) -> int | None:
         return await self.redis.zrank(self._q(stage)[2], job_id)

@@ -12,9 +12,11 @@ from typing import NamedTuple
 import orjson
 
 from .events import JobEvent
-from .model import Job
+from .model import Job, Progress
 
 _HEAVY = {"request", "workflow"}  # written once, kept apart so the hot path rewrites little
+# Progress is a field of its own: a progress frame writes a few hundred bytes, never the record.
+_APART = _HEAVY | {"progress"}
 _KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (see _Known)
 
 
@@ -50,11 +52,13 @@ class RedisRecords:
     # -- jobs ---------------------------------------------------------------------------------
     @staticmethod
     def _core(job: Job) -> str:
-        return job.model_dump_json(exclude=_HEAVY)
+        return job.model_dump_json(exclude=_APART)
 
     @staticmethod
-    def _decode(core: str, request: str | None, workflow: str | None) -> Job:
+    def _decode(core: str, progress: str | None, request: str | None, workflow: str | None) -> Job:
         job = Job.model_validate_json(core)
+        if progress:
+            job.progress = Progress.model_validate_json(progress)
         job.request = orjson.loads(request) if request else {}
         job.workflow = orjson.loads(workflow) if workflow else None
         return job

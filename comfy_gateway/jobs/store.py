@@ -103,10 +103,12 @@ class JobStore(Protocol):
         """Return when the job has an event past after_seq, when (if asked) any queue
         changed, or after timeout. Push-based: no polling."""
 
-    def follow(self, job_id: str, after_seq: int = 0) -> EventFollower:
+    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
         """Follow the job's events past after_seq, as repeated wait() + events_after() would,
         but staying registered between reads (a shared store then reads once per wake-up).
-        close() it when done."""
+        `wake` says what the caller waits for: "all" events, a change of "state" (a progress
+        event alone need not wake it) or the "end" (only the event that ends the job need wake
+        it); the events returned are all of them either way. close() it when done."""
 
     async def advance(
         self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,

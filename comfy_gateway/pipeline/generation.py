@@ -214,17 +214,18 @@ class Generation:
                 await self._follow_to_end(job_id)
 
     async def _follow_to_end(self, job_id: str) -> None:
-        follower = self._store.follow(job_id)
+        follower = self._store.follow(job_id, wake="end")  # only the end matters here
         try:
-            events: list = []  # read first, also after a restart of the watch (events may be missed)
+            # The first next() reads every event from the first (also after a restart of the
+            # watch): an end that came before is among them.
             while True:
+                events = await follower.next(30.0)
                 if any(e.type == "final_result" for e in events):
                     return
-                if not events:
+                if not events:  # nothing for 30 s, or the job is gone
                     job = await self._store.get(job_id)
                     if job is None or job.status.terminal:
                         return
-                events = await follower.next(30.0)
         finally:
             follower.close()
 

@@ -71,8 +71,9 @@ class Postprocess:
         if job is None or job.status.terminal:
             return
         files: list[tuple[OutputFile, Path]] = []
+        # Recorded with the stage's last change (or its failure), not as a change of its own.
+        started = {"postprocess_started": time.time()}
         try:
-            await self._store.update(job_id, marks={"postprocess_started": time.time()})
             backend = next(b for b in self._pool.backends if b.name == job.backend)
             plan = OutputPlan.for_job(job, self._settings, self._box)
             warnings: list[str] = []
@@ -86,7 +87,7 @@ class Postprocess:
                     files.append((out, path))
                     await bucket.upload(job_id, out, path)
             if bucket.error is not None:
-                await self._store.update(job_id, output=[o for o, _ in files])
+                await self._store.update(job_id, output=[o for o, _ in files], marks=started)
                 await fail_job(self._store, job_id, bucket.error)
                 return
             if plan.inline:
@@ -100,11 +101,11 @@ class Postprocess:
                 message += f"; {len(warnings)} warning(s), see 'warnings'"
             await self._store.update(
                 job_id, status=JobStatus.completed, message=message, output=[o for o, _ in files],
-                warnings=warnings, marks={"postprocess_finished": time.time()},
+                warnings=warnings, marks={**started, "postprocess_finished": time.time()},
             )
         except Exception as exc:  # noqa: BLE001
-            if files:
-                await self._store.update(job_id, output=[o for o, _ in files])
+            kept = {"output": [o for o, _ in files]} if files else {}
+            await self._store.update(job_id, marks=started, **kept)
             await fail_job(self._store, job_id, exc)
 
     async def _fetch(self, backend, job_id: str, ref: OutputRef, used: set[str]) -> tuple[OutputFile, Path]:

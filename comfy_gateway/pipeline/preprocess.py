@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from ..inputs.find import find_inputs, set_at
+from ..inputs.inline import replace_sources, store_inline
 from ..inputs.resolver import InputResolver
 from ..jobs.model import JobStatus
 from ..jobs.store import JobStore
@@ -45,6 +46,7 @@ class Preprocess:
                 await self._checker.check(workflow)
             refs = find_inputs(workflow)
             inputs = []
+            inline: dict[str, str] = {}  # data: URI -> the asset it was stored as
             model_refs = []
             if refs and self._models is not None:
                 # Loader inputs (lora_name, ckpt_name...) holding a URL: model files, not images.
@@ -52,12 +54,14 @@ class Preprocess:
             if refs:
                 await self._store.update(job_id, message=f"fetching {len(refs)} input(s)")
                 blobs = await self._inputs.resolve_all(refs, names)
+                inline = await store_inline(self._inputs, blobs)
                 for ref in refs:
                     blob = blobs[ref.source]
                     # The content name stands in the stored workflow; generation puts there the
                     # name its backend gave the upload.
                     set_at(workflow, ref.path, blob.filename)
-                    inputs.append({"path": list(ref.path), "source": ref.source, "sha256": blob.sha256,
+                    inputs.append({"path": list(ref.path), "source": inline.get(ref.source, ref.source),
+                                   "sha256": blob.sha256,
                                    "filename": blob.filename, "mime": blob.mime})
             if model_refs:  # last: every other input is checked by the time they are
                 await self._store.update(job_id, message=f"fetching {len(model_refs)} model(s)")
@@ -66,10 +70,12 @@ class Preprocess:
                     set_at(workflow, item["path"], item["filename"])
                 inputs += models
             workflow = prepare_workflow(workflow, job.id)
+            # Checked inline inputs are named by their asset from now on, in the request too.
+            kept = {"request": replace_sources(job.request, inline)} if inline else {}
             # The change and the hand-over to generation in one step (none if the job ended).
             await self._store.advance(
                 job_id, "generation", status=JobStatus.generating, message="waiting for a free backend",
-                marks={"preprocess_finished": time.time()}, workflow=workflow, inputs=inputs,
+                marks={"preprocess_finished": time.time()}, workflow=workflow, inputs=inputs, **kept,
             )
         except Exception as exc:  # noqa: BLE001 - whatever happens fails this job only
             await fail_job(self._store, job_id, exc)

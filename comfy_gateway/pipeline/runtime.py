@@ -278,7 +278,7 @@ class Runtime:
     async def wait_until_done(self, job_id: str, timeout: float, known: Job | None = None) -> Job | None:
         """Wait, woken by the job's events, until it ends or the timeout passes. `known`: the
         job as the caller last read it (saves reading it first; events after it are seen)."""
-        return await self.wait_until(job_id, lambda status: status.terminal, timeout, known)
+        return await self.wait_until(job_id, lambda status: status.terminal, timeout, known, end_only=True)
 
     async def wait_until_admitted(self, job_id: str, timeout: float) -> Job | None:
         """Wait until the job is past preprocessing (its workflow built and every input fetched
@@ -289,13 +289,15 @@ class Runtime:
             checked=lambda job: INPUTS_CHECKED in job.marks)
 
     async def wait_until(self, job_id: str, done: Callable[[JobStatus], bool], timeout: float,
-                         known: Job | None = None, checked: Callable[[Job], bool] | None = None) -> Job | None:
+                         known: Job | None = None, checked: Callable[[Job], bool] | None = None,
+                         end_only: bool = False) -> Job | None:
         """Wait until `done` holds for the job's status (statuses only move forward, so once
         it holds it keeps holding), or the timeout passes; the job as then stored."""
         deadline = time.monotonic() + timeout
         # Registered before the first read, and reading every event from the first: nothing
         # that happens after that read (or after `known` was read) can slip by.
-        follower = self.store.follow(job_id)
+        # Woken by what can make `done` hold: the end only, when that is all it waits for.
+        follower = self.store.follow(job_id, wake="end" if checked is None and end_only else "state")
         try:
             job = known if known is not None else await self.store.get(job_id)
             while True:

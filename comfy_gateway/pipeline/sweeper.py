@@ -30,6 +30,9 @@ class Sweeper:
         self._act, self._interval, self._hold = act, interval, hold
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # When the loop wakes next on its own (0 while it sweeps): a new member due later
+        # than that needs no kick, it is claimed then (a kick costs a claim and a look).
+        self._wake_at = 0.0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"sweep:{self.name}")
@@ -41,7 +44,8 @@ class Sweeper:
 
     async def add(self, job_id: str, due: float, only_new: bool = False) -> None:
         await self.schedule.put(job_id, due, only_new=only_new)
-        self._kick.set()  # it may be nearer than what the loop sleeps towards
+        if due < self._wake_at or self._wake_at == 0.0:
+            self._kick.set()  # nearer than what the loop sleeps towards
 
     def kick(self) -> None:
         self._kick.set()
@@ -49,6 +53,7 @@ class Sweeper:
     async def _loop(self) -> None:
         while True:
             self._kick.clear()
+            self._wake_at = 0.0
             delay = self._interval
             try:
                 ids = await self.schedule.claim_due(time.time(), self._hold, BATCH)
@@ -64,6 +69,7 @@ class Sweeper:
                 raise
             except Exception:  # noqa: BLE001 - a store hiccup: try again next round
                 log.warning("%s sweep failed; trying again", self.name, exc_info=True)
+            self._wake_at = time.time() + delay
             try:
                 await asyncio.wait_for(self._kick.wait(), delay)
             except asyncio.TimeoutError:

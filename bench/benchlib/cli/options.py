@@ -25,15 +25,23 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--latency-workers", type=int, default=2, help="GENERATION_WORKERS of part 1's gateway")
     p.add_argument("--image-size", type=int, default=512, help="EmptyImage width and height (default 512)")
     p.add_argument("--n-throughput", type=int, default=400, help="jobs per side in part 2, split over --rounds (default 400)")
-    p.add_argument("--clients", type=int, default=16, help="concurrent gateway clients in part 2 (default 16)")
+    p.add_argument("--clients", default="4,16",
+                   help="concurrent gateway clients in part 2, one measurement per value (default 4,16)")
+    p.add_argument("--stores", default="memory,redis",
+                   help="job stores of the gateways in parts 1 and 2, one gateway each (default memory,redis); "
+                   "STORE@REV runs that store with the committed revision REV of comfy_gateway (e.g. "
+                   "redis@HEAD~3,redis: before and after in one run)"),
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                   help="the Redis of the redis-store gateways (a key prefix of the run's own, deleted "
+                   "afterwards; default redis://127.0.0.1:6379/0)")
     p.add_argument("--gen-workers", default="2,4", help="GENERATION_WORKERS values for part 2 (default 2,4)")
     p.add_argument("--rounds", type=int, default=2,
                    help="part 2: direct/gateway rounds per GENERATION_WORKERS value, alternating which "
                    "goes first; rates are total jobs / total time (default 2)")
     p.add_argument("--mem-jobs", type=int, default=10_000, help="jobs queued in part 3a (default 10000)")
-    p.add_argument("--mem-pad-nodes", type=int, default=0,
-                   help="part 3a: add N unconnected nodes to each queued workflow (real workflows are bigger "
-                   "than EmptyImage->SaveImage; default 0)")
+    p.add_argument("--mem-pad-nodes", type=int, default=50,
+                   help="part 3a: add N unconnected nodes to each queued workflow, so that it is as big as a "
+                   "real one (the README's example has 52 nodes; default 50)")
     p.add_argument("--submit-concurrency", type=int, default=32, help="concurrent POST /generate in part 3a")
     p.add_argument("--max-queue-size", type=int, default=20_000, help="MAX_QUEUE_SIZE of the gateways")
     p.add_argument("--drain", action=argparse.BooleanOptionalAction, default=True,
@@ -42,8 +50,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--big-bytes", type=parse_size, default=1 << 30, help="part 3b output size (default 1GiB)")
     p.add_argument("--sample-ms", type=float, default=50.0, help="RSS sampling interval in ms (default 50)")
     p.add_argument("--comfyui-url", help="use this running ComfyUI instead of starting one")
-    p.add_argument("--gateway-log-level", default="warning",
-                   help="API_LOG_LEVEL of the gateways (default warning: no access log lines)")
+    p.add_argument("--gateway-log-level", default="info",
+                   help="API_LOG_LEVEL of the gateways (default info, the gateway's own default: one "
+                   "access-log line per request)")
     p.add_argument("--profile-dir", type=Path, help="where --py-spy and --cprofile write their files "
                    "(default: the temp dir, removed unless --keep-temp)")
     p.add_argument("--cprofile", action="store_true", help="run each gateway under cProfile (wall-clock and heavy: "
@@ -73,6 +82,10 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     if unknown:
         p.error(f"unknown part(s): {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     args.gen_workers = [int(x) for x in str(args.gen_workers).split(",") if x.strip()]
+    args.clients = [int(x) for x in str(args.clients).split(",") if x.strip()]
+    args.stores = [x.strip() for x in str(args.stores).split(",") if x.strip()]
+    if {s.partition("@")[0] for s in args.stores} - {"memory", "redis"}:
+        p.error("--stores: memory and/or redis, each optionally @REV")
     if args.quick:
         defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20}
         for key, value in defaults.items():

@@ -1,0 +1,44 @@
+"""What a take brought back with the job: its delivery count and its record, read in the same
+script as the take (redis_lua.py TAKE), kept for the taker's next steps so that starting a stage
+costs one round trip instead of three.
+
+The count is the stage's count_delivery() answer for that take (asked once, right after it).
+The record is what the next get() of the job returns instead of reading Redis again, if it
+comes within MAX_AGE: it is the job as it was at the take, a moment earlier, which a read then
+could have returned too; a change computed from it is checked against the stored version as
+any other (redis.py _change), so a newer write is never overwritten.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+MAX_AGE = 1.0  # seconds a record read with a take stands in for a fresh read
+_MAX_KEPT = 256  # takes whose taker never asked (e.g. stopped): forgotten oldest first
+
+
+class JustTaken:
+    def __init__(self) -> None:
+        self._deliveries: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._records: OrderedDict[str, tuple[float, list[Any]]] = OrderedDict()
+
+    def put(self, stage: str, job_id: str, deliveries: int, record: list[Any]) -> None:
+        self._deliveries[(stage, job_id)] = deliveries
+        self._records[job_id] = (time.monotonic(), record)
+        for kept in (self._deliveries, self._records):
+            while len(kept) > _MAX_KEPT:
+                kept.popitem(last=False)
+
+    def delivery(self, stage: str, job_id: str) -> int | None:
+        """The count the take of the job by the stage returned (once), or None."""
+        return self._deliveries.pop((stage, job_id), None)
+
+    def record(self, job_id: str) -> list[Any] | None:
+        """[v, born, core, progress, request, workflow] as read with the take (once, while
+        fresh), or None."""
+        got = self._records.pop(job_id, None)
+        if got is None or time.monotonic() - got[0] > MAX_AGE:
+            return None
+        return got[1]
