@@ -11,7 +11,6 @@ import orjson
 from redis.asyncio import Redis
 
 from .history import HistoryPage, HistoryQuery
-from .model import Job
 from .redis_records import RedisRecords
 from .usage import UsageRecord
 
