@@ -1,14 +1,16 @@
-"""What the sync and the async client share: configuration, payloads, answers, SSE parsing."""
+"""What the sync and the async client share: configuration, payloads, answers, and turning
+server-sent events (read by httpx-sse) into StreamEvents."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from httpx_sse import ServerSentEvent
 
 from .errors import error_for
 from .models import JobResult, OutputFile, StreamEvent
@@ -91,39 +93,10 @@ def download_target(output: OutputFile | str, base_url: str, out_dir: Path,
     return url, out_dir.joinpath(*rel.parts)
 
 
-class SSEParser:
-    """Server-sent events as a browser's EventSource parses them: fields until a blank line."""
-
-    def __init__(self) -> None:
-        self._fields: dict[str, str] = {}
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> StreamEvent | None:
-        if line == "":
-            event = self._flush()
-            return event
-        if line.startswith(":"):
-            return None  # keep-alive comment
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            self._data.append(value)
-        else:
-            self._fields[name] = value
+def stream_event(sse: ServerSentEvent) -> StreamEvent | None:
+    """One server-sent event (as httpx-sse reads them) as a StreamEvent; None for one without
+    data."""
+    if not sse.data:
         return None
-
-    def _flush(self) -> StreamEvent | None:
-        fields, data = self._fields, self._data
-        self._fields, self._data = {}, []
-        if not data:
-            return None
-        body = json.loads("\n".join(data))
-        return StreamEvent.model_validate({**body, "event": fields.get("event", "message"), "id": fields.get("id")})
-
-
-def parse_lines(lines: Iterable[str]) -> Iterable[StreamEvent]:
-    parser = SSEParser()
-    for line in lines:
-        event = parser.feed(line)
-        if event is not None:
-            yield event
+    body = json.loads(sse.data)
+    return StreamEvent.model_validate({**body, "event": sse.event or "message", "id": sse.id or None})

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import httpx
+from httpx_sse import EventSource
 
 from . import _common as c
 from .errors import GatewayError, error_for, unreachable
@@ -66,14 +67,13 @@ class AsyncClient:
         return await self.result(job_id)
 
     async def _events(self, method: str, path: str, **kw: Any) -> AsyncIterator[StreamEvent]:
-        parser = c.SSEParser()
         try:
             async with self._http.stream(method, path, timeout=self._waiting, **kw) as r:
                 if not r.is_success:
                     await r.aread()
                     raise error_for(r)
-                async for line in r.aiter_lines():
-                    event = parser.feed(line)
+                async for sse in EventSource(r).aiter_sse():
+                    event = c.stream_event(sse)
                     if event is None:
                         continue
                     yield event

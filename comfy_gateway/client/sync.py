@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+from httpx_sse import EventSource
 
 from . import _common as c
 from .errors import GatewayError, error_for, unreachable
@@ -80,7 +81,10 @@ class Client:
                 if not r.is_success:
                     r.read()
                     raise error_for(r)
-                for event in c.parse_lines(r.iter_lines()):
+                for sse in EventSource(r).iter_sse():
+                    event = c.stream_event(sse)
+                    if event is None:
+                        continue
                     yield event
                     if event.event == "final_result":
                         return
