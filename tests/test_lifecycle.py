@@ -114,7 +114,7 @@ async def test_cancel_finished_or_unknown(gateway: Gateway, client: httpx.AsyncC
 
 async def test_request_timeout_stops_the_job_in_comfyui(gateway: Gateway, comfyui: str, client: httpx.AsyncClient):
     r = await client.post(gateway.url + "/generate/sync",
-                          json={"input": {"workflow_json": blur_chain(), "timeout": 1.5}})
+                          json={"input": {"workflow_json": blur_chain(8, 2048), "timeout": 1.5}})
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["status"] == "timed_out"

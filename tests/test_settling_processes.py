@@ -28,8 +28,9 @@ async def test_time_limits_hold_after_the_process_that_took_the_jobs_is_killed(
         comfyui: str, cluster: Cluster, client: httpx.AsyncClient):
     a = cluster.start(comfyui)
     b = cluster.start(comfyui)
-    # Seconds of work each, far past their 4 s limit: only a time limit can end them early.
-    jobs = [await submit(client, a.url, blur_chain(8, prefix=f"t{i}"), timeout=4) for i in range(3)]
+    # Ten seconds of work and more each on a quiet machine (twelve 2048x2048 blurs), far past
+    # their 4 s limit: only a time limit can end them early.
+    jobs = [await submit(client, a.url, blur_chain(12, 2048, prefix=f"t{i}"), timeout=4) for i in range(3)]
     await eventually(lambda: _any_in_comfy(client, comfyui, jobs), 30, "a job reached ComfyUI")
     a.kill()
 
