@@ -15,19 +15,7 @@ from comfy_gateway.jobs.model import InvalidTransition, Job, JobStatus, Progress
 from comfy_gateway.jobs.store import QueueFull
 
 from .support.redis import new_prefix, redis_store, wipe_prefix
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request):
-    if request.param == "memory":
-        yield MemoryJobStore()
-        return
-    s = await redis_store()
-    try:
-        yield s
-    finally:
-        await wipe_prefix(s.prefix)
-        await s.close()
+from .support.stores import store, two_processes  # noqa: F401  (fixtures: both stores)
 
 
 async def test_create_get_and_duplicate(store):
@@ -205,18 +193,6 @@ async def test_renew_holds_a_taken_job(store):
 
 
 # -- what only a shared store does: two store instances stand for two processes -------------
-
-@pytest.fixture
-async def two_processes():
-    """Two Redis stores on one prefix with distinct consumers, as two gateway processes are."""
-    prefix = new_prefix()
-    a = await redis_store(prefix, lease_seconds=1.0)
-    b = await redis_store(prefix, lease_seconds=1.0)
-    yield a, b
-    await wipe_prefix(prefix)
-    await a.close()
-    await b.close()
-
 
 @pytest.fixture
 async def long_leases():

@@ -13,7 +13,7 @@ from comfy_gateway.jobs.model import Job, JobStatus
 
 from .support.redis import new_prefix, redis_store, wipe_prefix
 from .support.settling import eventually
-from .test_store import store  # noqa: F401  (the same fixture: both stores)
+from .support.stores import store  # noqa: F401  (the fixture: both stores)
 
 
 

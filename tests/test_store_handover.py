@@ -6,29 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import Job
 
 from .support.redis import new_prefix, redis_store, wipe_prefix
+from .support.stores import store  # noqa: F401  (the fixture: both stores)
 
 # Far below the Redis store's fallback look (every LEASE_SECONDS / 2 = 15 s): a job found only
 # by that look fails these tests.
 PROMPTLY = 5.0
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request):
-    if request.param == "memory":
-        yield MemoryJobStore()
-        return
-    s = await redis_store()
-    try:
-        yield s
-    finally:
-        await wipe_prefix(s.prefix)
-        await s.close()
 
 
 async def test_a_job_after_the_queue_ran_empty_is_taken_at_once(store):

@@ -13,7 +13,7 @@ from comfy_gateway.jobs.store import KeyQueueFull, QueueFull
 from comfy_gateway.jobs.usage import add_up
 
 from .support.redis import redis_store, wipe_prefix
-from .test_store import store, two_processes  # noqa: F401  (the same fixtures)
+from .support.stores import store, two_processes  # noqa: F401  (fixtures: both stores)
 
 
 async def test_a_key_over_its_limit_is_refused_while_another_is_served(store):  # noqa: F811

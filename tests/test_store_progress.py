@@ -6,25 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import Job, JobStatus, Progress
 
-from .support.redis import redis_store, wipe_prefix
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request):
-    if request.param == "memory":
-        yield MemoryJobStore()
-        return
-    s = await redis_store()
-    try:
-        yield s
-    finally:
-        await wipe_prefix(s.prefix)
-        await s.close()
+from .support.stores import store  # noqa: F401  (the fixture: both stores)
 
 
 async def _generating(store, job_id: str) -> None:

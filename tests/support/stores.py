@@ -1,0 +1,36 @@
+"""Fixtures for the store suites: every store implementation (`store`: memory, and a real Redis
+under a key prefix of its own per test), and two Redis stores sharing one prefix as two gateway
+processes do (`two_processes`). Test modules import them by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from comfy_gateway.jobs.memory import MemoryJobStore
+
+from .redis import new_prefix, redis_store, wipe_prefix
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request):
+    if request.param == "memory":
+        yield MemoryJobStore()
+        return
+    s = await redis_store()
+    try:
+        yield s
+    finally:
+        await wipe_prefix(s.prefix)
+        await s.close()
+
+
+@pytest.fixture
+async def two_processes():
+    """Two Redis stores on one prefix with distinct consumers, as two gateway processes are."""
+    prefix = new_prefix()
+    a = await redis_store(prefix, lease_seconds=1.0)
+    b = await redis_store(prefix, lease_seconds=1.0)
+    yield a, b
+    await wipe_prefix(prefix)
+    await a.close()
+    await b.close()
