@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from . import redis_lua as lua
 from .events import JobEvent
+from .job_locks import JobLocks
 from .model import Job, JobStatus, Progress, WebhookState
 from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
@@ -58,7 +59,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self._taken = JustTaken()
         self._drained: dict[str, int] = {}
         self._finished: dict[tuple[str, str], None] = {}
-        self._locks: dict[str, list[Any]] = {}  # job id -> [lock, users] while changes are under way
+        self._locks = JobLocks()  # one change of a job at a time in this process
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
                                      "EXPIRE_ENDED")}
@@ -122,18 +123,9 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         job joins in the same step, unless the change ended it."""
         # One change of a job at a time in this process (e.g. a burst of progress frames): they
         # would otherwise all compute from the same version and retry each other in turns.
-        # Other processes are kept out by the compare-and-set, as before.
-        entry = self._locks.get(job_id)
-        if entry is None:
-            entry = self._locks[job_id] = [asyncio.Lock(), 0]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._locks.pop(job_id, None)
+        # Other processes are kept out by the compare-and-set.
+        async with self._locks.hold(job_id):
+            done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue)
         if done is None:
             return None
         job, previous = done
@@ -271,19 +263,10 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         # One script writing the progress field and its event: the job record is neither read
         # nor encoded, and its version does not move (a progress frame never conflicts with a
         # change of state). In order per job: frames may come faster than Redis answers.
-        entry = self._locks.get(job_id)
-        if entry is None:
-            entry = self._locks[job_id] = [asyncio.Lock(), 0]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                seq = await self._scripts["PROGRESS"](
-                    keys=[self._job(job_id), self._ev(job_id)],
-                    args=[progress.model_dump_json(), repr(time.time()), self._chan_events, job_id, self._notify.tag])
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._locks.pop(job_id, None)
+        async with self._locks.hold(job_id):
+            seq = await self._scripts["PROGRESS"](
+                keys=[self._job(job_id), self._ev(job_id)],
+                args=[progress.model_dump_json(), repr(time.time()), self._chan_events, job_id, self._notify.tag])
         if seq and int(seq) > 0:
             self._notify.local_event(job_id, "progress")
 
