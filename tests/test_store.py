@@ -14,8 +14,7 @@ from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import InvalidTransition, Job, JobStatus, Progress
 from comfy_gateway.jobs.store import QueueFull
 
-from .support.redis import new_prefix, redis_store, wipe_prefix
-from .support.stores import store, two_processes  # noqa: F401  (fixtures: both stores)
+from .support.stores import long_leases, store, two_processes  # noqa: F401  (fixtures)
 
 
 async def test_create_get_and_duplicate(store):
@@ -194,18 +193,6 @@ async def test_renew_holds_a_taken_job(store):
 
 # -- what only a shared store does: two store instances stand for two processes -------------
 
-@pytest.fixture
-async def long_leases():
-    """two_processes with leases of 2 s: long enough that renewing never races the clock."""
-    prefix = new_prefix()
-    a = await redis_store(prefix, lease_seconds=2.0)
-    b = await redis_store(prefix, lease_seconds=2.0)
-    yield a, b
-    await wipe_prefix(prefix)
-    await a.close()
-    await b.close()
-
-
 async def test_a_taker_that_never_acks_loses_the_job_after_its_lease(two_processes):
     a, b = two_processes
     await a.create(Job(id="j"))
@@ -355,53 +342,3 @@ async def test_listeners_hear_each_change_once_and_cannot_break_it(store):
     await store.update("a", status=JobStatus.failed)  # dropped: the job already ended
     assert heard == [("a", None, "queued"), ("a", "queued", "preprocessing"), ("a", "preprocessing", "timed_out")]
     assert (await store.get("a")).status is JobStatus.timed_out
-
-
-# -- priorities (issue 15): higher first, first come first served within one, every stage ------
-
-async def test_higher_priority_is_taken_first_and_fifo_within_one(store):
-    order = [("low0", 0), ("high0", 5), ("low1", 0), ("mid0", 2), ("high1", 5), ("mid1", 2)]
-    for job_id, priority in order:
-        await store.create(Job(id=job_id, priority=priority))
-    expected = ["high0", "high1", "mid0", "mid1", "low0", "low1"]
-    assert [await store.position("preprocess", j) for j in expected] == list(range(6))
-    assert await store.queue_sizes(2) == {"preprocess": 4, "generation": 0, "postprocess": 0}
-    assert await store.queue_sizes(6) == {"preprocess": 0, "generation": 0, "postprocess": 0}
-    assert await store.remove_from_queue("preprocess", "mid0")
-    assert await store.position("preprocess", "mid1") == 2
-    taken = [await store.dequeue("preprocess") for _ in range(5)]
-    assert taken == ["high0", "high1", "mid1", "low0", "low1"]
-    # The next stages order by the job's priority too, whatever order the jobs arrive in.
-    for job_id in taken:
-        await store.advance(job_id, "generation", status=JobStatus.preprocessing)
-        await store.ack("preprocess", job_id)
-    for job_id in reversed(taken):
-        await store.enqueue("postprocess", job_id)
-    assert [await store.dequeue("generation") for _ in range(5)] == taken
-    assert [await store.dequeue("postprocess") for _ in range(5)] == ["high1", "high0", "mid1", "low1", "low0"]
-
-
-async def test_fifo_holds_at_the_highest_priority_too(store):
-    # Redis scores reach -1000 * 2^40: they must keep every digit of the arrival number.
-    for i in range(3):
-        await store.create(Job(id=f"top{i}", priority=1000))
-    await store.create(Job(id="next", priority=999))
-    assert [await store.dequeue("preprocess") for _ in range(4)] == ["top0", "top1", "top2", "next"]
-
-
-async def test_a_late_high_priority_job_overtakes_in_every_process(two_processes):
-    a, b = two_processes
-    for i in range(3):
-        await a.create(Job(id=f"low{i}"))
-    await b.create(Job(id="urgent", priority=3))
-    for s in (a, b):
-        assert await s.position("preprocess", "urgent") == 0
-        assert await s.position("preprocess", "low0") == 1
-    assert await b.dequeue("preprocess") == "urgent"
-    assert [await a.dequeue("preprocess") for _ in range(3)] == ["low0", "low1", "low2"]
-    for job_id in ("low0", "low1", "low2"):
-        await a.ack("preprocess", job_id)
-    # A job taken in priority order keeps its lease: b "dies", a takes it over.
-    assert await asyncio.wait_for(a.dequeue("preprocess"), 30) == "urgent"
-    assert await b.renew("preprocess", "urgent") is False
-    await a.ack("preprocess", "urgent")
