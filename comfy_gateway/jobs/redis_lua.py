@@ -32,23 +32,39 @@ Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "
 a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
 showing positions, and, on "+" only, idle takers of that stage. Each payload starts with the
 writer's tag ("@<origin> "): the writing process has already woken its own waiters when the
-script returned, and skips its own echo (redis_notify.py). A progress event's job id is marked
+script returned, and skips its own echo (redis_notify.py); when no other process listens, nothing
+is published at all (`announce`). A progress event's job id is marked
 "~<job id>" and the event that ends a job "!<job id>", so that followers waiting for a change of
 state, or for the end, sleep through the others.
 """
 
 from __future__ import annotations
 
+# Shared body: publish `tag .. body` on a channel, unless the only process listening there is
+# the writer itself (it wakes its own waiters when the script returns, redis_notify.py). Each
+# process also listens on "<channel><tag>" on the same connection, so NUMSUB of that channel
+# says, atomically, whether the writer's own subscription is among the channel's: a lone
+# process then publishes nothing, and a writer whose subscription dropped still publishes.
+_ANNOUNCE_FN = """
+local function announce(chan, tag, body)
+  if tag ~= '' then
+    local n = redis.call('PUBSUB', 'NUMSUB', chan, chan .. tag)
+    if tonumber(n[2]) - tonumber(n[4]) <= 0 then return end
+  end
+  redis.call('PUBLISH', chan, tag .. body)
+end
+"""
+
 # Shared body: put a job in a stage's queue, behind every job of its priority or higher,
 # unless it is there already (waiting or taken), which makes a stage's hand-over to the next one
 # safe to repeat after a crash. KEYS qid, wait, qseq, job; values jobid, stage, queues channel,
 # writer's tag.
-_ENQUEUE_FN = """
+_ENQUEUE_FN = _ANNOUNCE_FN + """
 local function enqueue(qid, wait, qseq, job, jobid, stage, chan, tag)
   if redis.call('HEXISTS', qid, jobid) == 1 or redis.call('ZSCORE', wait, jobid) then return 0 end
   local prio = tonumber(redis.call('HGET', job, 'prio') or '0') or 0
   redis.call('ZADD', wait, redis.call('INCR', qseq) - prio * 1099511627776, jobid)
-  redis.call('PUBLISH', chan, tag .. stage .. ' +')
+  announce(chan, tag, stage .. ' +')
   return 1
 end
 """
@@ -86,7 +102,7 @@ redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
            'message', ARGV[7], 'time', ARGV[8])
 enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10], ARGV[16])
-redis.call('PUBLISH', ARGV[9], ARGV[16] .. ARGV[1])
+announce(ARGV[9], ARGV[16], ARGV[1])
 return {'ok'}
 """
 
@@ -157,7 +173,7 @@ if ARGV[10] == '1' then
     redis.call('XADD', KEYS[6], 'MINID', '~', string.format('%d', oldest), '*', 'r', ARGV[18])
   end
 end
-if seq > 0 then redis.call('PUBLISH', ARGV[14], ARGV[20] .. (ARGV[10] == '1' and '!' or '') .. ARGV[13]) end
+if seq > 0 then announce(ARGV[14], ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13]) end
 local queued = 0
 if #KEYS > 6 and ARGV[10] ~= '1' then
   queued = enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20])
@@ -180,7 +196,7 @@ return {seq, queued, acked}
 # version stay as they are. A job that ended takes no more progress.
 # KEYS: job, ev   ARGV: progress (JSON), time, events channel, job id, writer's tag
 # Returns the event's seq, 0 if the job ended, -1 if it is gone.
-PROGRESS = """
+PROGRESS = _ANNOUNCE_FN + """
 local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
 if not st then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -191,7 +207,7 @@ redis.call('HSET', KEYS[1], 'progress', ARGV[1])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', 'progress', 'status', st,
            'message', msg or '', 'time', ARGV[2], 'progress', ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[5] .. '~' .. ARGV[4])
+announce(ARGV[3], ARGV[5], '~' .. ARGV[4])
 return seq
 """
 
@@ -209,7 +225,7 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], AR
 # {v, born, core, progress, request, workflow}, jobs still waiting} or false.
 # KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage, writer's tag,
 # job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
-TAKE = """
+TAKE = _ANNOUNCE_FN + """
 local function taken(jobid, entry, how, previous)
   local dlv = ARGV[8] .. jobid
   local n = redis.call('HINCRBY', dlv, ARGV[5], 1)
@@ -240,7 +256,7 @@ local entry = got[1][2][1]
 local jobid = entry[2][2]
 redis.call('HSET', KEYS[2], jobid, entry[1])
 redis.call('ZREM', KEYS[3], jobid)
-redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[5] .. ' -')
+announce(ARGV[4], ARGV[6], ARGV[5] .. ' -')
 return taken(jobid, entry[1], 'new', '')
 """
 
@@ -265,22 +281,22 @@ return 1
 # Give a taken job back at once (its lease marked as run out), e.g. when the taker was
 # cancelled right as the job reached it. KEYS: q, qid   ARGV: group, consumer, jobid, idle ms,
 # queues channel, stage, writer's tag
-HAND_BACK = _OWNED_FN + """
+HAND_BACK = _ANNOUNCE_FN + _OWNED_FN + """
 local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if not entry then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'IDLE', ARGV[4], 'JUSTID')
-redis.call('PUBLISH', ARGV[5], ARGV[7] .. ARGV[6] .. ' +')
+announce(ARGV[5], ARGV[7], ARGV[6] .. ' +')
 return 1
 """
 
 # KEYS: q, qid, wait   ARGV: jobid, queues channel, stage, writer's tag. Only a waiting job can be
 # removed.
-REMOVE = """
+REMOVE = _ANNOUNCE_FN + """
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
 local entry = redis.call('HGET', KEYS[2], ARGV[1])
 if entry then redis.call('XDEL', KEYS[1], entry) end
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[4] .. ARGV[3] .. ' -')
+announce(ARGV[2], ARGV[4], ARGV[3] .. ' -')
 return 1
 """
 

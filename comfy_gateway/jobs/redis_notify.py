@@ -11,7 +11,8 @@ The process that wrote a change wakes its own waiters as soon as the script retu
 without the round trip through the subscription: a stage hand-over or a sync answer in one
 process then costs no pub/sub hop. Each message carries its writer's tag ("@<origin> " before
 the payload) so that the writer skips the echo of what it already dispatched; the other
-processes wake on it as before.
+processes wake on it as before. A lone process is told nothing at all: the scripts publish only
+when some other process listens on the channel (redis_lua.py `announce`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Notifier:
         self._redis = redis
         self.origin = origin
         self.tag = f"@{origin} " if origin else ""  # prefixed by the scripts to what they publish
+        self._own_channels = [events_channel + self.tag, queues_channel + self.tag] if origin else []
         self._events_channel, self._queues_channel = events_channel, queues_channel
         self._job_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._queue_waiters: set[asyncio.Future[None]] = set()
@@ -64,7 +66,9 @@ class Notifier:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._events_channel, self._queues_channel)
+                # The "<channel><tag>" pair is never published to: its subscriber count tells
+                # the scripts whether this process is among a channel's listeners (redis_lua.py).
+                await pubsub.subscribe(self._events_channel, self._queues_channel, *self._own_channels)
                 self._subscribed.set()
                 self._wake_all()  # anything published while we were away is unknown: look again
                 backoff = 0.1
