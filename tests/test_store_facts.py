@@ -10,6 +10,7 @@ import time
 import pytest
 
 from comfy_gateway.jobs.model import Job, JobStatus
+from comfy_gateway.jobs.store import QueueFull
 
 from .support.redis import new_prefix, redis_store, wipe_prefix
 from .support.settling import eventually
@@ -77,3 +78,23 @@ async def test_concurrent_expiry_sweeps_count_each_job_once(two_processes):
     assert sum(gone) == len(old)
     assert (await b.status_counts())["cancelled"] == 1  # c is still kept
     assert await a.get("old0") is None and await a.get("c") is not None
+
+
+async def test_a_job_is_in_the_deadlines_schedule_from_creation_to_its_end(store):
+    """The job and its time limit are stored in one step, and the limit goes with its end."""
+    due = time.time() + 60
+    await store.create(Job(id="limited", deadline=due))
+    await store.create(Job(id="unlimited"))
+    deadlines = store.schedule("deadlines")
+    assert await deadlines.due("limited") == pytest.approx(due)
+    assert await deadlines.due("unlimited") is None
+    with pytest.raises(KeyError):  # the same id again: the first job keeps its limit
+        await store.create(Job(id="limited", deadline=due + 100))
+    assert await deadlines.due("limited") == pytest.approx(due)
+    with pytest.raises(QueueFull):
+        await store.create(Job(id="refused", deadline=due), max_waiting=1)
+    assert await deadlines.due("refused") is None
+    await store.update("limited", status=JobStatus.preprocessing)
+    assert await deadlines.due("limited") == pytest.approx(due)
+    await store.update("limited", status=JobStatus.cancelled, message="cancelled")
+    assert await deadlines.due("limited") is None

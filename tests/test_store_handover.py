@@ -72,3 +72,24 @@ async def test_a_hand_over_ends_the_lease_of_the_stage_that_made_it():
         await wipe_prefix(prefix)
         await a.close()
         await b.close()
+
+
+async def test_a_job_that_ends_while_taken_leaves_no_lease_behind():
+    """A job that ends while this process holds it (cancelled, failed, completed) is acked in
+    the same step: no other process takes it over when the worker stops before its own ack."""
+    from comfy_gateway.jobs.model import JobStatus
+
+    prefix = new_prefix()
+    a = await redis_store(prefix)
+    b = await redis_store(prefix, lease_seconds=0.0)  # takes over any lease at once
+    try:
+        await a.create(Job(id="j"))
+        assert await asyncio.wait_for(a.dequeue("preprocess"), PROMPTLY) == "j"
+        await a.update("j", status=JobStatus.cancelled, message="cancelled by the client")
+        assert await b._take_once("preprocess") is None  # nothing left to take over
+        assert await a.renew("preprocess", "j")  # the worker finishing up is not told it lost it
+        await a.ack("preprocess", "j")
+    finally:
+        await wipe_prefix(prefix)
+        await a.close()
+        await b.close()

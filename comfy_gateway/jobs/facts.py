@@ -35,12 +35,18 @@ class MemorySchedule:
         self._due: dict[str, float] = {}
 
     async def put(self, job_id: str, due: float, only_new: bool = False) -> None:
+        self.put_now(job_id, due, only_new)
+
+    def put_now(self, job_id: str, due: float, only_new: bool = False) -> None:
         if only_new:
             self._due.setdefault(job_id, due)
         else:
             self._due[job_id] = due
 
     async def drop(self, job_id: str) -> None:
+        self.forget(job_id)
+
+    def forget(self, job_id: str) -> None:
         self._due.pop(job_id, None)
 
     async def due(self, job_id: str) -> float | None:
@@ -68,9 +74,17 @@ class MemoryFacts:
 
     def schedule(self, name: str) -> Schedule:
         """The named schedule ("deadlines", "outbox"), shared by every process of the store."""
+        return self._schedule(name)
+
+    def _schedule(self, name: str) -> MemorySchedule:
         if name not in self._schedules:
             self._schedules[name] = MemorySchedule()
         return self._schedules[name]
+
+    @property
+    def _deadlines(self) -> MemorySchedule:
+        """Jobs join it when created and leave it when they end (memory.py), as in Redis."""
+        return self._schedule("deadlines")
 
     async def count_delivery(self, stage: str, job_id: str) -> int:
         """Count one more taking of the job by the stage; how many there have been."""

@@ -69,6 +69,8 @@ class MemoryJobStore(MemoryFacts):
             if waiting >= max_waiting:
                 raise QueueFull(waiting, max_waiting)
         job.marks.setdefault("created", job.created_at)
+        if job.deadline is not None:  # as in the Redis store: the job and its time limit at once
+            self._deadlines.put_now(job.id, job.deadline, only_new=True)
         if job.owner:
             self._active[job.owner] += 1
         self._jobs[job.id] = job
@@ -116,6 +118,7 @@ class MemoryJobStore(MemoryFacts):
         return job
 
     def _ended(self, job: Job) -> None:
+        self._deadlines.forget(job.id)
         if job.owner:
             self._active[job.owner] -= 1
             if self._active[job.owner] <= 0:

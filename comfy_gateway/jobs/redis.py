@@ -59,6 +59,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self._taken = JustTaken()
         self._drained: dict[str, int] = {}
         self._finished: dict[tuple[str, str], None] = {}
+        self._held: dict[str, str] = {}
         self._locks = JobLocks()  # one change of a job at a time in this process
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
@@ -81,13 +82,13 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         keys = [self._job(job.id), self._ev(job.id), *self._q("preprocess"),
                 self._q("generation")[2], self._q("postprocess")[2], self.prefix + "qseq",
                 self._q("generation")[1], self.prefix + "counts", self.prefix + "created",
-                self.prefix + "active", self._created_by(owner)]
+                self.prefix + "active", self._created_by(owner), self._deadlines_key]
         args = [job.id, self._core(job), orjson.dumps(job.request),
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
                 self._chan_events, self._chan_queues, uuid.uuid4().hex,
                 owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
-                self._notify.tag]
+                self._notify.tag, repr(job.deadline) if job.deadline is not None else ""]
         res = await self._scripts["CREATE"](keys=keys, args=args)
         if res[0] == "exists":
             raise KeyError(job.id)
@@ -136,12 +137,9 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     async def _change_locked(self, job_id: str, apply, ended_too: bool, light: bool,
                              then_enqueue: str | None) -> tuple[Job, JobStatus | None] | None:
         queue_keys = [*self._q(then_enqueue)[1:], self.prefix + "qseq"] if then_enqueue else []
-        queue_args = [then_enqueue, self._chan_queues] if then_enqueue else []
+        queue_args = [then_enqueue, self._chan_queues] if then_enqueue else ["", ""]
         # The stage handing the job over is done with it: its lease is acked in the same step.
-        done_stage = STAGES[STAGES.index(then_enqueue) - 1] if then_enqueue in STAGES[1:] else None
-        if done_stage is not None:
-            queue_keys += self._q(done_stage)[:2]
-            queue_args += [GROUP, self.consumer]
+        handing_over = STAGES[STAGES.index(then_enqueue) - 1] if then_enqueue in STAGES[1:] else None
         for attempt in range(100):
             known = self._known.get(job_id) if attempt == 0 else None
             # The progress field is not read: a change writes it only when it set it itself.
@@ -167,6 +165,10 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             outcome = apply(job)  # (event type or None, progress dict or None, heavy fields it set)
             event_type, progress, heavy = outcome
             terminal = job.status.terminal and not was_terminal
+            # So is a stage that holds the job when it ends: an ended job needs no lease.
+            done_stage = handing_over or (self._lease_held(job_id) if terminal else None)
+            lease_keys = self._q(done_stage)[:2] if done_stage else []
+            lease_args = [GROUP, self.consumer] if done_stage else []
             new_core = self._core(job)
             new_workflow_json = orjson.dumps(job.workflow).decode() if "workflow" in heavy else ""
             new_request_json = orjson.dumps(job.request).decode() if "request" in heavy else ""
@@ -179,10 +181,11 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
                     job_id, self._chan_events, previous.value, born or "",
                     job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress,
-                    new_request_json, *queue_args]
+                    new_request_json, *queue_args, *lease_args]
             res = await self._scripts["UPDATE"](
                 keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
-                      self.prefix + "active", self.prefix + "usage", *queue_keys], args=args)
+                      self.prefix + "active", self.prefix + "usage", self._deadlines_key, *queue_keys,
+                      *lease_keys], args=args)
             if res == -1:
                 self._known.pop(job_id, None)
                 return None

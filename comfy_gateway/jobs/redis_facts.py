@@ -49,8 +49,17 @@ class RedisFacts:
     def schedule(self, name: str) -> Schedule:
         made: dict[str, RedisSchedule] = self.__dict__.setdefault("_schedules", {})
         if name not in made:
-            made[name] = RedisSchedule(self.redis, f"{self.prefix}sched:{name}")
+            made[name] = RedisSchedule(self.redis, self._sched_key(name))
         return made[name]
+
+    def _sched_key(self, name: str) -> str:
+        return f"{self.prefix}sched:{name}"
+
+    @property
+    def _deadlines_key(self) -> str:
+        """The "deadlines" schedule, which a job joins when created and leaves when it ends,
+        in the same scripts (redis_lua.py CREATE, UPDATE)."""
+        return self._sched_key("deadlines")
 
     async def count_delivery(self, stage: str, job_id: str) -> int:
         key = f"{self.prefix}dlv:{job_id}"

@@ -70,10 +70,12 @@ end
 """
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
-#       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>
+#       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>,
+#       sched:deadlines
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
 #       events channel, queues channel, born (a token unique to this creation of the job),
-#       owner (key name), max_queued of the owner (-1: none), priority, created_at, writer's tag
+#       owner (key name), max_queued of the owner (-1: none), priority, created_at, writer's tag,
+#       deadline ('' = none: its time limit, in the same step, so no job exists without one)
 CREATE = _ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
@@ -99,6 +101,7 @@ redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 
            'prio', ARGV[14], 'owner', ARGV[12], 'st', ARGV[6], 'msg', ARGV[7])
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
 redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
+if ARGV[17] ~= '' then redis.call('ZADD', KEYS[14], 'NX', ARGV[17], ARGV[1]) end
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
            'message', ARGV[7], 'time', ARGV[8])
 enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10], ARGV[16])
@@ -120,7 +123,9 @@ end
 
 # Compare-and-set of the job record plus its event. The new record was computed in Python from
 # version v; if another process wrote in between, nothing is written and Python retries.
-# KEYS: job, ev, ended, counts, active, usage
+# KEYS: job, ev, ended, counts, active, usage, sched:deadlines (a job that ends leaves it), then
+#       the stage's qid, wait, qseq when the job joins a queue (ARGV stage not ''), then
+#       q, qid of a stage whose lease this process holds and acks in the same step
 # ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
 #       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel,
 #       previous status, born ('' = not checked), owner, usage record (JSON, '' unless
@@ -129,12 +134,13 @@ end
 # The writer may have computed the change from a copy it kept of version v rather than from a
 # fresh read: v and born (unique per creation of a job id) then both match only if nothing was
 # written since, not even by an expiry and a new job under the same id.
-# Optionally (more KEYS: qid, wait, qseq of a stage; more ARGV: stage, queues channel) the
-# job is then put in that stage's queue unless this change ended it: a stage's last change and
-# its hand-over to the next one in one step.
-# And optionally (more KEYS: q, qid of the stage handing over; more ARGV: group, consumer) the
-# lease of the stage handing over is acked, if this consumer holds it: the hand-over is that
-# stage's last act, so the transition costs one script call instead of two.
+# Optionally (more KEYS: qid, wait, qseq of a stage; ARGV stage, queues channel, else '', '')
+# the job is then put in that stage's queue unless this change ended it: a stage's last change
+# and its hand-over to the next one in one step.
+# And optionally (more KEYS: q, qid of a stage; more ARGV: group, consumer) that stage's lease
+# is acked, if this consumer holds it: the stage handing the job over, or the one holding it
+# when the change ends it (a job that ended needs no lease), so that a stage's last act costs
+# one script call instead of two.
 # Returns {the event's seq (0 without event), 1 if the job joined the stage's queue else 0,
 # 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
 UPDATE = _ENQUEUE_FN + _OWNED_FN + """
@@ -164,6 +170,7 @@ if ARGV[10] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[11])
   redis.call('EXPIRE', KEYS[2], ARGV[11])
   redis.call('ZADD', KEYS[3], ARGV[12], ARGV[6] .. '|' .. ARGV[13])
+  redis.call('ZREM', KEYS[7], ARGV[13])
   if ARGV[17] ~= '' and tonumber(redis.call('HINCRBY', KEYS[5], ARGV[17], -1)) <= 0 then
     redis.call('HDEL', KEYS[5], ARGV[17])
   end
@@ -174,17 +181,20 @@ if ARGV[10] == '1' then
   end
 end
 if seq > 0 then announce(ARGV[14], ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13]) end
-local queued = 0
-if #KEYS > 6 and ARGV[10] ~= '1' then
-  queued = enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20])
+local queued, k = 0, 8
+if ARGV[23] ~= '' then
+  if ARGV[10] ~= '1' then
+    queued = enqueue(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20])
+  end
+  k = k + 3
 end
 local acked = 0
-if #KEYS > 10 then
-  local entry = owned(KEYS[10], KEYS[11], ARGV[25], ARGV[26], ARGV[13])
+if #KEYS > k then
+  local entry = owned(KEYS[k], KEYS[k + 1], ARGV[25], ARGV[26], ARGV[13])
   if entry then
-    redis.call('XACK', KEYS[10], ARGV[25], entry)
-    redis.call('XDEL', KEYS[10], entry)
-    redis.call('HDEL', KEYS[11], ARGV[13])
+    redis.call('XACK', KEYS[k], ARGV[25], entry)
+    redis.call('XDEL', KEYS[k], entry)
+    redis.call('HDEL', KEYS[k + 1], ARGV[13])
     acked = 1
   end
 end

@@ -38,6 +38,7 @@ class RedisQueues(RedisRecords):
     _taken: "JustTaken"
     _drained: dict[str, int]  # stage -> ring mark at a take that left no job waiting
     _finished: dict[tuple[str, str], None]  # (stage, job id) acked with the job's hand-over
+    _held: dict[str, str]  # job id -> the stage whose lease of it this process holds
     _chan_queues: str
     _notify: Notifier
     _scripts: dict[str, Any]
@@ -98,6 +99,7 @@ class RedisQueues(RedisRecords):
             return None
         job_id, _, how, previous, deliveries, record, waiting = res
         self._taken.put(stage, job_id, int(deliveries), record)
+        self._held[job_id] = stage
         if int(waiting) == 0:
             self._drained[stage] = mark
         if how == "new":
@@ -117,6 +119,8 @@ class RedisQueues(RedisRecords):
         """The stage's lease of the job was acked with its hand-over (redis.py _change): the
         worker's own ack() and renew() that may still come need no round trip."""
         self._finished[(stage, job_id)] = None
+        if self._held.get(job_id) == stage:
+            del self._held[job_id]
         while len(self._finished) > 4096:  # a worker stopped between hand-over and ack
             del self._finished[next(iter(self._finished))]
 
@@ -126,7 +130,13 @@ class RedisQueues(RedisRecords):
         res = await self._scripts["RENEW"](keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id])
         return bool(res)
 
+    def _lease_held(self, job_id: str) -> str | None:
+        """The stage whose lease of the job this process holds (took, and has not acked)."""
+        return self._held.get(job_id)
+
     async def ack(self, stage: str, job_id: str) -> None:
+        if self._held.get(job_id) == stage:
+            del self._held[job_id]
         if (stage, job_id) in self._finished:
             del self._finished[(stage, job_id)]
             return  # acked with the hand-over
@@ -134,6 +144,8 @@ class RedisQueues(RedisRecords):
 
     async def hand_back(self, stage: str, job_id: str) -> bool:
         """Make a job this process took available to any taker at once."""
+        if self._held.get(job_id) == stage:
+            del self._held[job_id]
         idle = int(self.lease_seconds * 1000) * 10 + 1
         res = await self._scripts["HAND_BACK"](
             keys=self._q(stage)[:2], args=[GROUP, self.consumer, job_id, idle, self._chan_queues, stage,

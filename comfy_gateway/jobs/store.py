@@ -78,7 +78,8 @@ class JobStore(Protocol):
     async def close(self) -> None: ...
 
     async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
-        """Store a new job and put it in the preprocess queue, in one step.
+        """Store a new job and put it in the preprocess queue, in one step; a job with a
+        deadline joins the "deadlines" schedule in that step too, and leaves it when it ends.
         Raises KeyError if the id exists, QueueFull past max_waiting, KeyQueueFull when the
         job's owner already has max_owned jobs that have not ended."""
 
@@ -175,7 +176,8 @@ class JobStore(Protocol):
 
     # -- job facts (facts.py): what any live process enforces ---------------------------------
     def schedule(self, name: str) -> Schedule:
-        """A named schedule of due times ("deadlines", "outbox") in the store."""
+        """A named schedule of due times ("deadlines", "outbox") in the store. The store itself
+        keeps "deadlines" in step with its jobs (see create)."""
 
     async def count_delivery(self, stage: str, job_id: str) -> int:
         """Count one more taking of the job by the stage (every process sees the same count)."""

@@ -81,7 +81,6 @@ class Runtime:
         self._sweeper: asyncio.Task[None] | None = None
         self.canceller = Canceller(self.store, self.pool)
         self.deadlines = Deadlines(self.store, self._expire, settings.sweep_interval)
-        self.store.add_listener(self.deadlines.on_transition)
         self.draining = False  # after SIGTERM: no new jobs, finish what is in flight
         self.metrics = metrics.Metrics()
         metrics.install(self.metrics)
@@ -240,8 +239,7 @@ class Runtime:
         hook = WebhookState() if self.webhooks.target(payload) else None
         job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout,
                   owner=key.name, request_id=request_id, priority=int(payload.get("priority") or 0))
-        # The time limit is in the store before the job is: no job can exist without one.
-        await self.deadlines.add(job.id, job.deadline, only_new=True)  # an existing job keeps its own
+        # The time limit enters the store with the job (create), so no job exists without one.
         if hook is not None:
             await self.webhooks.owe(job.id, job.deadline)
         try:
@@ -250,9 +248,7 @@ class Runtime:
                                               max_owned=key.max_queued)
         except KeyError:  # lost a race with the same id
             return await self.submit(payload, key)
-        except BaseException:
-            await self.deadlines.schedule.drop(job.id)
-            raise
+        self.deadlines.expect(job.deadline)
         return job, True
 
     async def cancel(self, job_id: str) -> Job:

@@ -44,7 +44,11 @@ class Sweeper:
 
     async def add(self, job_id: str, due: float, only_new: bool = False) -> None:
         await self.schedule.put(job_id, due, only_new=only_new)
-        if due < self._wake_at or self._wake_at == 0.0:
+        self.expect(due)
+
+    def expect(self, due: float | None) -> None:
+        """Something is due then (put in the schedule by someone else, e.g. the store)."""
+        if due is not None and (due < self._wake_at or self._wake_at == 0.0):
             self._kick.set()  # nearer than what the loop sleeps towards
 
     def kick(self) -> None:
