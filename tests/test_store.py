@@ -342,3 +342,16 @@ async def test_listeners_hear_each_change_once_and_cannot_break_it(store):
     await store.update("a", status=JobStatus.failed)  # dropped: the job already ended
     assert heard == [("a", None, "queued"), ("a", "queued", "preprocessing"), ("a", "preprocessing", "timed_out")]
     assert (await store.get("a")).status is JobStatus.timed_out
+
+
+async def test_status_alone_follows_the_job(store):
+    assert await store.status("nobody") is None
+    await store.create(Job(id="a"))
+    assert await store.status("a") is JobStatus.queued
+    await store.update("a", status=JobStatus.preprocessing)
+    await store.set_progress("a", Progress(value=1, max=2))
+    assert await store.status("a") is JobStatus.preprocessing
+    await store.update("a", status=JobStatus.cancelled, message="c")
+    assert await store.status("a") is JobStatus.cancelled
+    await store.expire(time.time() + 1)
+    assert await store.status("a") is None

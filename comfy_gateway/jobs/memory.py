@@ -97,6 +97,10 @@ class MemoryJobStore(MemoryFacts):
         job = self._jobs.get(job_id)
         return self._full(job) if job is not None else None
 
+    async def status(self, job_id: str) -> JobStatus | None:
+        job = self._jobs.get(job_id)
+        return job.status if job is not None else None
+
     async def update(
         self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
         marks: dict[str, float] | None = None, **fields: Any,

@@ -114,6 +114,13 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self._remember(job, v, born, core, request, workflow, True)
         return job
 
+    async def status(self, job_id: str) -> JobStatus | None:
+        status = await self.redis.hget(self._job(job_id), "st")  # kept beside the record
+        if status is None:  # gone, or written before the field existed
+            job = await self.get(job_id)
+            return job.status if job is not None else None
+        return JobStatus(status)
+
     async def _change(self, job_id: str, apply, *, ended_too: bool = False, light: bool = False,
                       then_enqueue: str | None = None) -> Job | None:
         """Read the job, let `apply` change it and name its event, write both atomically;

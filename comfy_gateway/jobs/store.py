@@ -85,6 +85,9 @@ class JobStore(Protocol):
 
     async def get(self, job_id: str) -> Job | None: ...
 
+    async def status(self, job_id: str) -> JobStatus | None:
+        """The job's status alone, without reading or decoding its record; None when gone."""
+
     async def update(
         self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
         marks: dict[str, float] | None = None, **fields: Any,

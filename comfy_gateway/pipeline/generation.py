@@ -155,8 +155,8 @@ class Generation:
             task.add_done_callback(self._pending.discard)
 
         async def still_wanted() -> bool:
-            current = await self._store.get(job_id)
-            return current is not None and not current.status.terminal
+            status = await self._store.status(job_id)
+            return status is not None and not status.terminal
 
         on_preview = None
         if self._previews is not None and job.request.get("previews"):
