@@ -12,7 +12,6 @@ script (compare-and-set on a version field), so no reader sees one without the o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -33,7 +32,8 @@ from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
 from .redis_records import _HEAVY, _Known
 from .redis_taken import JustTaken
-from .store import STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
+from .following import JobEvents, Wake
+from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import usage_of
 
 
@@ -193,7 +193,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             if acked:
                 self._finished_here(done_stage or "", job_id)
             if seq:
-                self._notify.local_event(job_id, "end" if terminal else "all")
+                self._notify.local_event(job_id, "end" if terminal else "other")
             if queued:
                 self._notify.local_queue(then_enqueue or "", "+")
             self._remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
@@ -279,32 +279,17 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
         return self._events(entries)
 
-    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
-        return _Follower(self, job_id, after_seq, wake)
+    def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
+               idle: float = 30.0) -> JobEvents:
+        return JobEvents(self._read_events, self._notify.watchers, job_id, after, wake=wake,
+                         queue_changes=queue_changes, idle=idle)
 
-    async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        fut = self._notify.watch(job_id, queue_change)  # before looking: no wake-up can slip by
-        try:
-            while True:
-                last = await self.redis.hget(self._job(job_id), "seq")
-                if last is None or int(last) > after_seq:
-                    return
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                await asyncio.wait([fut], timeout=remaining)  # not wait_for: it can swallow a cancel
-                if not fut.done():
-                    return
-                if queue_change:
-                    return  # a queue moved: the caller asked to hear of that too
-                # A job wake-up can be stale (a message published before we looked, delivered
-                # after): watch again, then look again, instead of returning with nothing new.
-                self._notify.unwatch(job_id, fut)
-                fut = self._notify.watch(job_id, queue_change)
-        finally:
-            self._notify.unwatch(job_id, fut)
+    async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
+        events = await self.events_after(job_id, after)
+        # Whether the job still exists only matters when nothing came (it expired).
+        if not events and not await self.redis.exists(self._job(job_id)):
+            return None
+        return events
 
     # -- sweeping -----------------------------------------------------------------------------
     async def expire(self, older_than: float) -> int:
@@ -317,40 +302,6 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 args=[self._job(""), self._ev(""), self.prefix + "dlv:", self._created_by(""), *old[i:i + 500]]))
         await self._forget_idle_consumers()
         return gone
-
-
-class _Follower:
-    """Registered with the notifier for as long as it lives, so it reads the job's events once
-    per wake-up: wait() must instead look at Redis before each sleep (a message could have come
-    while it was not registered), two round trips per event."""
-
-    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int, wake: str = "all"):
-        self._store, self._job_id, self.seq = store, job_id, after_seq
-        self._flag = store._notify.follow(job_id, wake)  # set: the first next() reads at once
-
-    async def next(self, timeout: float) -> list[JobEvent]:
-        store = self._store
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._flag.is_set():
-                # Cleared before reading: an event written after this read sets it again.
-                self._flag.clear()
-                entries = await store.redis.xrange(store._ev(self._job_id), min=f"{max(self.seq, 0) + 1}-0", max="+")
-                events = store._events(entries)
-                # Whether the job still exists only matters when nothing came (it expired).
-                if events or not await store.redis.exists(store._job(self._job_id)):
-                    self.seq += len(events)
-                    return events
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            try:
-                await asyncio.wait_for(self._flag.wait(), remaining)
-            except asyncio.TimeoutError:
-                return []
-
-    def close(self) -> None:
-        self._store._notify.unfollow(self._job_id, self._flag)
 
 
 def connect(url: str, password: str | None = None) -> Redis:
