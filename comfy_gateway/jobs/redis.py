@@ -17,7 +17,8 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import orjson
 from redis.asyncio import Redis
@@ -30,11 +31,20 @@ from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
-from .redis_records import _HEAVY, _Known
+from .redis_records import _HEAVY, Change, _Known
+from .redis_results import RECORD_FIELDS, Created, Record, parse_update
 from .redis_taken import JustTaken
 from .following import JobEvents, Wake
 from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import usage_of
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A change written: the job after it, and its status before (None: the job had ended
+    and was left as it was)."""
+    job: Job
+    previous: JobStatus | None
 
 
 class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
@@ -88,13 +98,13 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 self._chan_events, self._chan_queues, uuid.uuid4().hex,
                 owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
                 self._notify.tag]
-        res = await self._scripts["CREATE"](keys=keys, args=args)
-        if res[0] == "exists":
+        created = Created.parse(await self._scripts["CREATE"](keys=keys, args=args))
+        if created.outcome == "exists":
             raise KeyError(job.id)
-        if res[0] == "full":
-            raise QueueFull(int(res[1]), max_waiting or 0)
-        if res[0] == "owner_full":
-            raise KeyQueueFull(owner, int(res[1]), max_owned or 0)
+        if created.outcome == "full":
+            raise QueueFull(created.count, max_waiting or 0)
+        if created.outcome == "owner_full":
+            raise KeyQueueFull(owner, created.count, max_owned or 0)
         self._notify.local_queue("preprocess", "+")
         self._notify.local_event(job.id)
         self._notify_listeners(job, None)
@@ -103,17 +113,15 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     async def get(self, job_id: str) -> Job | None:
         record = self._taken.record(job_id)  # read with the take a moment ago, if it just was
         if record is None:
-            record = await self.redis.hmget(
-                self._job(job_id), "v", "born", "core", "progress", "request", "workflow")
-        v, born, core, progress, request, workflow = record
-        if core is None:
+            record = Record.of(await self.redis.hmget(self._job(job_id), *RECORD_FIELDS))
+        if record.core is None:
             self._known.pop(job_id, None)
             return None
-        job = self._decode(core, progress, request, workflow)
-        self._remember(job, v, born, core, request, workflow, True)
+        job = self._decode(record.core, record.progress, record.request, record.workflow)
+        self._remember(job, record.v, record.born, record.core, record.request, record.workflow, True)
         return job
 
-    async def _change(self, job_id: str, apply, *, ended_too: bool = False, light: bool = False,
+    async def _change(self, job_id: str, apply: Callable[[Job], Change], *, ended_too: bool = False, light: bool = False,
                       then_enqueue: str | None = None) -> Job | None:
         """Read the job, let `apply` change it and name its event, write both atomically;
         retried when another process wrote in between. None if the job does not exist.
@@ -128,13 +136,12 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue)
         if done is None:
             return None
-        job, previous = done
-        if previous is not None and job.status is not previous:
-            self._notify_listeners(job, previous)
-        return job
+        if done.previous is not None and done.job.status is not done.previous:
+            self._notify_listeners(done.job, done.previous)
+        return done.job
 
-    async def _change_locked(self, job_id: str, apply, ended_too: bool, light: bool,
-                             then_enqueue: str | None) -> tuple[Job, JobStatus | None] | None:
+    async def _change_locked(self, job_id: str, apply: Callable[[Job], Change], ended_too: bool, light: bool,
+                             then_enqueue: str | None) -> Changed | None:
         queue_keys = [*self._q(then_enqueue)[1:], self.prefix + "qseq"] if then_enqueue else []
         queue_args = [then_enqueue, self._chan_queues] if then_enqueue else []
         # The stage handing the job over is done with it: its lease is acked in the same step.
@@ -147,7 +154,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             # The progress field is not read: a change writes it only when it set it itself.
             if known is not None and (light or known.full):
                 # What this process last read or wrote: no read, the script checks it is current.
-                v, born, core, request, workflow, full = known
+                v, born, core, request, workflow, full = \
+                    known.v, known.born, known.core, known.request, known.workflow, known.full
             elif light:
                 v, born, core = await self.redis.hmget(self._job(job_id), "v", "born", "core")
                 request = workflow = None
@@ -162,10 +170,10 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             job = self._decode(core, None, request, workflow)
             progress_before = job.progress
             if job.status.terminal and not ended_too:
-                return job, None
+                return Changed(job, None)
             was_terminal, previous = job.status.terminal, job.status
-            outcome = apply(job)  # (event type or None, progress dict or None, heavy fields it set)
-            event_type, progress, heavy = outcome
+            change = apply(job)
+            event_type, progress, heavy = change.event, change.progress, change.heavy
             terminal = job.status.terminal and not was_terminal
             new_core = self._core(job)
             new_workflow_json = orjson.dumps(job.workflow).decode() if "workflow" in heavy else ""
@@ -183,22 +191,22 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             res = await self._scripts["UPDATE"](
                 keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
                       self.prefix + "active", self.prefix + "usage", *queue_keys], args=args)
-            if res == -1:
+            updated = parse_update(res)
+            if updated == "gone":
                 self._known.pop(job_id, None)
                 return None
-            if res == -2:
+            if updated == "conflict":
                 self._known.pop(job_id, None)  # someone wrote since: read afresh
                 continue
-            seq, queued, acked = res
-            if acked:
+            if updated.acked:
                 self._finished_here(done_stage or "", job_id)
-            if seq:
+            if updated.seq:
                 self._notify.local_event(job_id, "end" if terminal else "other")
-            if queued:
+            if updated.queued:
                 self._notify.local_queue(then_enqueue or "", "+")
             self._remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
                            new_workflow_json or workflow, full)
-            return job, previous
+            return Changed(job, previous)
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
 
     async def update(
@@ -217,9 +225,9 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self, job_id: str, then_enqueue: str | None, *, status: JobStatus | None = None,
         message: str | None = None, marks: dict[str, float] | None = None, **fields: Any,
     ) -> Job:
-        def apply(job: Job):
+        def apply(job: Job) -> Change:
             event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
-            return event, None, _HEAVY & fields.keys()
+            return Change(event, None, frozenset(_HEAVY & fields.keys()))
 
         job = await self._change(job_id, apply, then_enqueue=then_enqueue)
         if job is None:
@@ -244,10 +252,10 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         return {s.value: max(int(counts.get(s.value, 0)), 0) for s in JobStatus}
 
     async def set_webhook(self, job_id: str, state: WebhookState) -> None:
-        def apply(job: Job):
+        def apply(job: Job) -> Change:
             job.webhook = state
             job.updated_at = time.time()
-            return None, None, ()
+            return Change()
 
         await self._change(job_id, apply, ended_too=True)
 
