@@ -108,21 +108,30 @@ class FailingFollows:
 
     fail = 2
 
-    def follow(self, job_id: str, after_seq: int = 0, **kw):
-        inner = super().follow(job_id, after_seq, **kw)  # type: ignore[misc]
+    def events(self, job_id: str, after: int = 0, **kw):
+        inner = super().events(job_id, after, **kw)  # type: ignore[misc]
         store = self
 
-        class Follower:
-            async def next(self, timeout: float):
+        class Failing:
+            def __aiter__(self):
+                return self
+
+            async def __anext__(self):
                 if store.fail > 0:
                     store.fail -= 1
                     raise ConnectionError("Redis went away (injected)")
-                return await inner.next(timeout)
+                return await inner.__anext__()
 
             def close(self) -> None:
                 inner.close()
 
-        return Follower()
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc) -> None:
+                inner.close()
+
+        return Failing()
 
 
 class FailingMemoryStore(FailingFollows, MemoryJobStore):

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from comfy_gateway.jobs.following import Tick
 from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import InvalidTransition, Job, JobStatus, Progress
 from comfy_gateway.jobs.store import QueueFull
@@ -103,11 +104,12 @@ def _count_looks(store, job_id: str):
     return store.redis
 
 
-async def test_wait_wakes_on_event_without_polling(store):
+async def test_a_follower_wakes_on_event_without_polling(store):
     job_id = f"idle-{uuid.uuid4().hex[:8]}"
     await store.create(Job(id=job_id))
     counter = _count_looks(store, job_id)
-    waiter = asyncio.create_task(store.wait(job_id, 1, queue_change=False, timeout=30))
+    events = store.events(job_id, after=1)
+    waiter = asyncio.create_task(anext(events))
     # A window in which a store that polls would look again and again (at any period up to a
     # second): one that waits for the event looks once, and once more at most if a stale
     # wake-up (the create's own notice, delivered late) reaches it.
@@ -115,16 +117,19 @@ async def test_wait_wakes_on_event_without_polling(store):
     assert not waiter.done()
     assert counter.looks <= 2, f"the store looked {counter.looks} times while nothing happened"
     await store.update(job_id, message="news")
-    await asyncio.wait_for(waiter, 10)  # woken by the update: long before its own 30 s timeout
+    event = await asyncio.wait_for(waiter, 10)  # woken by the update: long before its 30 s idle tick
+    assert (event.seq, event.message) == (2, "news")
+    events.close()
 
 
-async def test_wait_wakes_on_queue_change_when_asked(store):
+async def test_a_follower_hears_of_queue_changes_when_asked(store):
     await store.create(Job(id="a"))
     await store.create(Job(id="b"))
-    waiter = asyncio.create_task(store.wait("b", 1, queue_change=True, timeout=30))
-    await asyncio.sleep(0.01)
-    assert await store.dequeue("preprocess") == "a"
-    await asyncio.wait_for(waiter, 2)
+    async with store.events("b", after=1, queue_changes=True) as events:
+        waiter = asyncio.create_task(anext(events))
+        await asyncio.sleep(0.01)
+        assert await store.dequeue("preprocess") == "a"
+        assert await asyncio.wait_for(waiter, 2) == Tick("queue_moved")
     assert await store.position("preprocess", "b") == 0
 
 
@@ -248,12 +253,12 @@ async def test_positions_sizes_and_events_are_the_same_from_every_process(two_pr
     with pytest.raises(QueueFull):
         await b.create(Job(id="over"), max_waiting=10)
     # A waiter in one process wakes on an event written by the other.
-    waiter = asyncio.create_task(a.wait("j1", 1, queue_change=False, timeout=30))
-    await asyncio.sleep(0.05)
-    assert not waiter.done()
-    await b.update("j1", status=JobStatus.preprocessing, message="on b")
-    await asyncio.wait_for(waiter, 10)
-    assert [e.message for e in await a.events_after("j1", 1)] == ["on b"]
+    async with a.events("j1", after=1) as events:
+        waiter = asyncio.create_task(anext(events))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await b.update("j1", status=JobStatus.preprocessing, message="on b")
+        assert (await asyncio.wait_for(waiter, 10)).message == "on b"
 
 
 async def test_concurrent_writers_never_lose_an_update(two_processes):

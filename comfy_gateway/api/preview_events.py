@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any, Awaitable
+from typing import Any
 
 import orjson
 
+from ..jobs.events import JobEvent
+from ..jobs.following import GONE, JobEvents, Tick
 from ..jobs.model import Job
 from ..pipeline.preview_hub import PreviewEvent, PreviewHub, Subscription
 
@@ -50,19 +52,20 @@ class Previews:
                 "image": {"content_type": p.mime, "base64": base64.b64encode(p.image).decode()}}
         return {"event": "preview", "data": orjson.dumps(data).decode()}
 
-    async def or_wait(self, wait: Awaitable[None]) -> None:
-        """Await `wait` (the store's), returning early when a preview arrives."""
+    async def or_next(self, events: JobEvents) -> JobEvent | Tick | None:
+        """The next item the job's `events` give, or None when a preview arrives first (the
+        item is then read later: stopping a follower's wait loses nothing)."""
         if self._sub is None:
-            await wait
-            return
-        store_wait = asyncio.ensure_future(wait)
+            return await anext(events, GONE)
+        reading = asyncio.ensure_future(anext(events, GONE))
         preview_wait = asyncio.ensure_future(self._sub.wait())
         try:
-            await asyncio.wait({store_wait, preview_wait}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reading, preview_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (store_wait, preview_wait):
+            for task in (reading, preview_wait):
                 task.cancel()
-            await asyncio.gather(store_wait, preview_wait, return_exceptions=True)
+            await asyncio.gather(reading, preview_wait, return_exceptions=True)
+        return reading.result() if not reading.cancelled() else None
 
     def close(self) -> None:
         if self._sub is not None:

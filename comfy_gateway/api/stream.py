@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from ..jobs.events import JobEvent
+from ..jobs.following import GONE, IDLE
 from ..jobs.model import Job
 from ..pipeline.runtime import Runtime
 from .preview_events import Previews
@@ -48,38 +49,46 @@ async def _job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
     seq, sub = parse_last_event_id(last_event_id)
     last_position: Any = None
     last_queue_emit = 0.0
-    while True:
-        # Events first, then the job: the record read is then at least as new as every event
-        # rendered with it (a shared store returns snapshots, and a final_result event must
-        # carry the final record).
-        events = await store.events_after(job_id, seq)
-        job = await store.get(job_id)
-        if job is None:
-            return
-        for event in events:
-            seq, sub = event.seq, 0
-            yield await _render(runtime, job, event, base_url)
-            if event.type == "final_result":
+    # Registered before anything is read: nothing written after that can slip by.
+    async with store.events(job_id, after=seq, idle=0.0) as events:
+        job: Job | None = None
+        while True:
+            # idle 0: what has come already, without waiting (the stored events past `seq` go
+            # out before any queue position is shown).
+            item = await previews.or_next(events)
+            if item == GONE:
                 return
-        preview = previews.take(job)
-        if preview is not None:
-            yield preview
-            continue
-        position, sizes = await runtime.queue_position(job)
-        waiting = position["position"] is not None
-        snapshot = (position, sizes)
-        now = time.monotonic()
-        if waiting and snapshot != last_position and now - last_queue_emit >= QUEUE_EVENT_MIN_INTERVAL:
-            sub += 1
-            last_position, last_queue_emit = snapshot, now
-            yield _event(f"{seq}.{sub}", "queue", _data(job, job.status.value, job.message, position, sizes))
-            continue
-        if waiting and snapshot != last_position:
-            # A change came too soon after the last update: wake for job events only, then look again.
-            await previews.or_wait(store.wait(job_id, seq, queue_change=False,
-                                              timeout=QUEUE_EVENT_MIN_INTERVAL - (now - last_queue_emit)))
-        else:
-            await previews.or_wait(store.wait(job_id, seq, queue_change=waiting, timeout=IDLE_WAIT))
+            if job is None or item != IDLE or events.idle > 0:
+                # Read after the event it is rendered with: at least as new as it (a shared
+                # store returns snapshots, and a final_result event must carry the final record).
+                job = await store.get(job_id)
+                if job is None:
+                    return
+            events.idle, events.queue_changes = 0.0, False
+            if isinstance(item, JobEvent):
+                seq, sub = item.seq, 0
+                yield await _render(runtime, job, item, base_url)
+                if item.type == "final_result":
+                    return
+                continue
+            preview = previews.take(job)
+            if preview is not None:
+                yield preview
+                continue
+            position, sizes = await runtime.queue_position(job)
+            waiting = position["position"] is not None
+            snapshot = (position, sizes)
+            now = time.monotonic()
+            if waiting and snapshot != last_position and now - last_queue_emit >= QUEUE_EVENT_MIN_INTERVAL:
+                sub += 1
+                last_position, last_queue_emit = snapshot, now
+                yield _event(f"{seq}.{sub}", "queue", _data(job, job.status.value, job.message, position, sizes))
+                continue
+            if waiting and snapshot != last_position:
+                # A change came too soon after the last update: wake for job events only, then look again.
+                events.idle = QUEUE_EVENT_MIN_INTERVAL - (now - last_queue_emit)
+            else:
+                events.idle, events.queue_changes = IDLE_WAIT, waiting
 
 
 def _data(job: Job, status: str, message: str, position: dict[str, Any], sizes: dict[str, int],

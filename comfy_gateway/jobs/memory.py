@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter, deque
@@ -15,18 +14,11 @@ from .facts import MemoryFacts
 from .history import HistoryPage, HistoryQuery
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
-from .store import (STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, WaitingFollower,
-                    notify_listeners)
+from .following import JobEvents, Wake, Watchers, kind_of
+from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import UsageRecord, usage_of
 
 log = logging.getLogger(__name__)
-
-
-def _wake(futures: set[asyncio.Future[None]]) -> None:
-    for fut in futures:
-        if not fut.done():
-            fut.set_result(None)
-    futures.clear()
 
 
 class MemoryJobStore(MemoryFacts):
@@ -38,8 +30,7 @@ class MemoryJobStore(MemoryFacts):
         # workflow is ~5 KB of JSON but ~24 KiB as Python objects, times every queued job.
         self._packed: dict[str, bytes] = {}
         self._events: dict[str, list[JobEvent]] = {}
-        self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._queue_waiters: set[asyncio.Future[None]] = set()
+        self._watchers = Watchers()  # the followers of jobs (events())
         self._queues = {stage: StageQueue() for stage in STAGES}
         self._counts: Counter[str] = Counter()  # jobs kept per status, for the metrics gauge
         self._listeners: list[TransitionListener] = []
@@ -154,17 +145,21 @@ class MemoryJobStore(MemoryFacts):
     def _record(self, job: Job, type_: str, progress: dict[str, Any] | None = None) -> None:
         log = self._events[job.id]
         log.append(JobEvent(len(log) + 1, type_, job.status.value, job.message, time.time(), progress))
-        waiters = self._job_waiters.pop(job.id, None)
-        if waiters:
-            _wake(waiters)
+        self._watchers.event(job.id, kind_of(type_))
 
     # -- events -----------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
         log = self._events.get(job_id, [])
         return log[max(seq, 0):]
 
-    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
-        return WaitingFollower(self, job_id, after_seq)
+    def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
+               idle: float = 30.0) -> JobEvents:
+        return JobEvents(self._read_events, self._watchers, job_id, after, wake=wake,
+                         queue_changes=queue_changes, idle=idle)
+
+    async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
+        log = self._events.get(job_id)
+        return None if log is None else log[after:]
 
     async def advance(self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
                       marks: dict[str, float] | None = None, **fields: Any) -> Job:
@@ -172,22 +167,6 @@ class MemoryJobStore(MemoryFacts):
         if not job.status.terminal:
             await self.enqueue(stage, job_id)
         return job
-
-    async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
-        if len(self._events.get(job_id, ())) > after_seq:
-            return
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._job_waiters.setdefault(job_id, set()).add(fut)
-        if queue_change:
-            self._queue_waiters.add(fut)
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._job_waiters.get(job_id, set()).discard(fut)
-            self._queue_waiters.discard(fut)
 
     # -- queues -----------------------------------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:
@@ -226,8 +205,7 @@ class MemoryJobStore(MemoryFacts):
         return {stage: len(q) for stage, q in self._queues.items()}
 
     def _queue_changed(self) -> None:
-        if self._queue_waiters:
-            _wake(self._queue_waiters)
+        self._watchers.queue_changed()
 
     async def hand_back_all(self) -> int:
         return 0  # no other process to hand them to
@@ -284,6 +262,6 @@ class MemoryJobStore(MemoryFacts):
             del self._jobs[job_id]
             self._packed.pop(job_id, None)
             self._events.pop(job_id, None)
-            self._job_waiters.pop(job_id, None)
+            self._watchers.job_gone(job_id)
             self._forget_facts(job_id)
         return len(old)

@@ -12,13 +12,13 @@ script (compare-and-set on a version field), so no reader sees one without the o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import orjson
 from redis.asyncio import Redis
@@ -31,10 +31,20 @@ from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_notify import Notifier
 from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
-from .redis_records import _HEAVY, _Known
+from .redis_records import _HEAVY, Change, _Known
+from .redis_results import RECORD_FIELDS, Created, Record, parse_update
 from .redis_taken import JustTaken
-from .store import STAGES, EventFollower, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
+from .following import JobEvents, Wake
+from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import usage_of
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A change written: the job after it, and its status before (None: the job had ended
+    and was left as it was)."""
+    job: Job
+    previous: JobStatus | None
 
 
 class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
@@ -89,13 +99,13 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 self._chan_events, self._chan_queues, uuid.uuid4().hex,
                 owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
                 self._notify.tag, repr(job.deadline) if job.deadline is not None else ""]
-        res = await self._scripts["CREATE"](keys=keys, args=args)
-        if res[0] == "exists":
+        created = Created.parse(await self._scripts["CREATE"](keys=keys, args=args))
+        if created.outcome == "exists":
             raise KeyError(job.id)
-        if res[0] == "full":
-            raise QueueFull(int(res[1]), max_waiting or 0)
-        if res[0] == "owner_full":
-            raise KeyQueueFull(owner, int(res[1]), max_owned or 0)
+        if created.outcome == "full":
+            raise QueueFull(created.count, max_waiting or 0)
+        if created.outcome == "owner_full":
+            raise KeyQueueFull(owner, created.count, max_owned or 0)
         self._notify.local_queue("preprocess", "+")
         self._notify.local_event(job.id)
         self._notify_listeners(job, None)
@@ -104,14 +114,12 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     async def get(self, job_id: str) -> Job | None:
         record = self._taken.record(job_id)  # read with the take a moment ago, if it just was
         if record is None:
-            record = await self.redis.hmget(
-                self._job(job_id), "v", "born", "core", "progress", "request", "workflow")
-        v, born, core, progress, request, workflow = record
-        if core is None:
+            record = Record.of(await self.redis.hmget(self._job(job_id), *RECORD_FIELDS))
+        if record.core is None:
             self._known.pop(job_id, None)
             return None
-        job = self._decode(core, progress, request, workflow)
-        self._remember(job, v, born, core, request, workflow, True)
+        job = self._decode(record.core, record.progress, record.request, record.workflow)
+        self._remember(job, record.v, record.born, record.core, record.request, record.workflow, True)
         return job
 
     async def status(self, job_id: str) -> JobStatus | None:
@@ -121,7 +129,7 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             return job.status if job is not None else None
         return JobStatus(status)
 
-    async def _change(self, job_id: str, apply, *, ended_too: bool = False, light: bool = False,
+    async def _change(self, job_id: str, apply: Callable[[Job], Change], *, ended_too: bool = False, light: bool = False,
                       then_enqueue: str | None = None) -> Job | None:
         """Read the job, let `apply` change it and name its event, write both atomically;
         retried when another process wrote in between. None if the job does not exist.
@@ -136,13 +144,12 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue)
         if done is None:
             return None
-        job, previous = done
-        if previous is not None and job.status is not previous:
-            self._notify_listeners(job, previous)
-        return job
+        if done.previous is not None and done.job.status is not done.previous:
+            self._notify_listeners(done.job, done.previous)
+        return done.job
 
-    async def _change_locked(self, job_id: str, apply, ended_too: bool, light: bool,
-                             then_enqueue: str | None) -> tuple[Job, JobStatus | None] | None:
+    async def _change_locked(self, job_id: str, apply: Callable[[Job], Change], ended_too: bool, light: bool,
+                             then_enqueue: str | None) -> Changed | None:
         queue_keys = [*self._q(then_enqueue)[1:], self.prefix + "qseq"] if then_enqueue else []
         queue_args = [then_enqueue, self._chan_queues] if then_enqueue else ["", ""]
         # The stage handing the job over is done with it: its lease is acked in the same step.
@@ -152,7 +159,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             # The progress field is not read: a change writes it only when it set it itself.
             if known is not None and (light or known.full):
                 # What this process last read or wrote: no read, the script checks it is current.
-                v, born, core, request, workflow, full = known
+                v, born, core, request, workflow, full = \
+                    known.v, known.born, known.core, known.request, known.workflow, known.full
             elif light:
                 v, born, core = await self.redis.hmget(self._job(job_id), "v", "born", "core")
                 request = workflow = None
@@ -167,10 +175,10 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             job = self._decode(core, None, request, workflow)
             progress_before = job.progress
             if job.status.terminal and not ended_too:
-                return job, None
+                return Changed(job, None)
             was_terminal, previous = job.status.terminal, job.status
-            outcome = apply(job)  # (event type or None, progress dict or None, heavy fields it set)
-            event_type, progress, heavy = outcome
+            change = apply(job)
+            event_type, progress, heavy = change.event, change.progress, change.heavy
             terminal = job.status.terminal and not was_terminal
             # So is a stage that holds the job when it ends: an ended job needs no lease.
             done_stage = handing_over or (self._lease_held(job_id) if terminal else None)
@@ -193,22 +201,22 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
                       self.prefix + "active", self.prefix + "usage", self._deadlines_key, *queue_keys,
                       *lease_keys], args=args)
-            if res == -1:
+            updated = parse_update(res)
+            if updated == "gone":
                 self._known.pop(job_id, None)
                 return None
-            if res == -2:
+            if updated == "conflict":
                 self._known.pop(job_id, None)  # someone wrote since: read afresh
                 continue
-            seq, queued, acked = res
-            if acked:
+            if updated.acked:
                 self._finished_here(done_stage or "", job_id)
-            if seq:
-                self._notify.local_event(job_id, "end" if terminal else "all")
-            if queued:
+            if updated.seq:
+                self._notify.local_event(job_id, "end" if terminal else "other")
+            if updated.queued:
                 self._notify.local_queue(then_enqueue or "", "+")
             self._remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
                            new_workflow_json or workflow, full)
-            return job, previous
+            return Changed(job, previous)
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
 
     async def update(
@@ -227,9 +235,9 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self, job_id: str, then_enqueue: str | None, *, status: JobStatus | None = None,
         message: str | None = None, marks: dict[str, float] | None = None, **fields: Any,
     ) -> Job:
-        def apply(job: Job):
+        def apply(job: Job) -> Change:
             event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
-            return event, None, _HEAVY & fields.keys()
+            return Change(event, None, frozenset(_HEAVY & fields.keys()))
 
         job = await self._change(job_id, apply, then_enqueue=then_enqueue)
         if job is None:
@@ -254,10 +262,10 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         return {s.value: max(int(counts.get(s.value, 0)), 0) for s in JobStatus}
 
     async def set_webhook(self, job_id: str, state: WebhookState) -> None:
-        def apply(job: Job):
+        def apply(job: Job) -> Change:
             job.webhook = state
             job.updated_at = time.time()
-            return None, None, ()
+            return Change()
 
         await self._change(job_id, apply, ended_too=True)
 
@@ -289,32 +297,17 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
         return self._events(entries)
 
-    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
-        return _Follower(self, job_id, after_seq, wake)
+    def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
+               idle: float = 30.0) -> JobEvents:
+        return JobEvents(self._read_events, self._notify.watchers, job_id, after, wake=wake,
+                         queue_changes=queue_changes, idle=idle)
 
-    async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        fut = self._notify.watch(job_id, queue_change)  # before looking: no wake-up can slip by
-        try:
-            while True:
-                last = await self.redis.hget(self._job(job_id), "seq")
-                if last is None or int(last) > after_seq:
-                    return
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                await asyncio.wait([fut], timeout=remaining)  # not wait_for: it can swallow a cancel
-                if not fut.done():
-                    return
-                if queue_change:
-                    return  # a queue moved: the caller asked to hear of that too
-                # A job wake-up can be stale (a message published before we looked, delivered
-                # after): watch again, then look again, instead of returning with nothing new.
-                self._notify.unwatch(job_id, fut)
-                fut = self._notify.watch(job_id, queue_change)
-        finally:
-            self._notify.unwatch(job_id, fut)
+    async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
+        events = await self.events_after(job_id, after)
+        # Whether the job still exists only matters when nothing came (it expired).
+        if not events and not await self.redis.exists(self._job(job_id)):
+            return None
+        return events
 
     # -- sweeping -----------------------------------------------------------------------------
     async def expire(self, older_than: float) -> int:
@@ -327,40 +320,6 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 args=[self._job(""), self._ev(""), self.prefix + "dlv:", self._created_by(""), *old[i:i + 500]]))
         await self._forget_idle_consumers()
         return gone
-
-
-class _Follower:
-    """Registered with the notifier for as long as it lives, so it reads the job's events once
-    per wake-up: wait() must instead look at Redis before each sleep (a message could have come
-    while it was not registered), two round trips per event."""
-
-    def __init__(self, store: RedisJobStore, job_id: str, after_seq: int, wake: str = "all"):
-        self._store, self._job_id, self.seq = store, job_id, after_seq
-        self._flag = store._notify.follow(job_id, wake)  # set: the first next() reads at once
-
-    async def next(self, timeout: float) -> list[JobEvent]:
-        store = self._store
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._flag.is_set():
-                # Cleared before reading: an event written after this read sets it again.
-                self._flag.clear()
-                entries = await store.redis.xrange(store._ev(self._job_id), min=f"{max(self.seq, 0) + 1}-0", max="+")
-                events = store._events(entries)
-                # Whether the job still exists only matters when nothing came (it expired).
-                if events or not await store.redis.exists(store._job(self._job_id)):
-                    self.seq += len(events)
-                    return events
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            try:
-                await asyncio.wait_for(self._flag.wait(), remaining)
-            except asyncio.TimeoutError:
-                return []
-
-    def close(self) -> None:
-        self._store._notify.unfollow(self._job_id, self._flag)
 
 
 def connect(url: str, password: str | None = None) -> Redis:

@@ -2,10 +2,11 @@
 
 Why not one blocked XREAD per waiting client: every SSE stream and sync call would then hold a
 Redis connection of its own. Here a single connection listens to two channels (job events and
-queue changes, published by the store's Lua scripts) and wakes the futures that wait locally.
-A waiter registers BEFORE it looks at Redis, so a message published after its look always
-wakes it; one published before only wakes it needlessly. After the subscription breaks,
-every waiter is woken to look again, since messages sent meanwhile are lost.
+queue changes, published by the store's Lua scripts) and wakes the local followers of jobs
+(following.py Watchers) and idle takers of jobs. A follower registers BEFORE it looks at Redis,
+so a message published after its look always wakes it; one published before only wakes it
+needlessly. After the subscription breaks, every follower and taker is woken to look again,
+since messages sent meanwhile are lost.
 
 The process that wrote a change wakes its own waiters as soon as the script returns (local()),
 without the round trip through the subscription: a stage hand-over or a sync answer in one
@@ -23,6 +24,8 @@ from collections import defaultdict
 
 from redis.asyncio import Redis
 
+from .following import EventKind, Watchers
+
 log = logging.getLogger(__name__)
 
 
@@ -39,15 +42,10 @@ class Notifier:
         self.tag = f"@{origin} " if origin else ""  # prefixed by the scripts to what they publish
         self._own_channels = [events_channel + self.tag, queues_channel + self.tag] if origin else []
         self._events_channel, self._queues_channel = events_channel, queues_channel
-        self._job_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
-        self._queue_waiters: set[asyncio.Future[None]] = set()
+        self.watchers = Watchers()  # the followers of jobs in this process
         # Per stage: how many "queue changed" messages came, and who waits for the next one.
         self._rings: dict[str, int] = defaultdict(int)
         self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
-        # Long-lived watchers of one job each (see follow()): flagged by every event of the job.
-        self._followers: dict[str, set[asyncio.Event]] = defaultdict(set)
-        # Followers woken only by some events: "state" (not by progress), "end" (the last one).
-        self._wake_on: dict[asyncio.Event, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -93,29 +91,22 @@ class Notifier:
             origin, _, data = data[1:].partition(" ")
             if origin == self.origin:
                 return  # this process dispatched it when its script returned
-        kind = "all"
+        kind: EventKind = "other"
         if data[:1] in ("~", "!"):
             kind, data = ("progress" if data[0] == "~" else "end"), data[1:]
         self._deliver(channel, data, kind)
 
-    def local_event(self, job_id: str, kind: str = "all") -> None:
-        """This process just wrote an event of the job (the script returned): kind "progress",
-        "end" (the event that ended it) or "all" (any other)."""
+    def local_event(self, job_id: str, kind: EventKind = "other") -> None:
+        """This process just wrote an event of the job (the script returned)."""
         self._deliver(self._events_channel, job_id, kind)
 
     def local_queue(self, stage: str, sign: str) -> None:
         """This process just made a job available ('+') or took one out of line ('-')."""
         self._deliver(self._queues_channel, f"{stage} {sign}")
 
-    def _deliver(self, channel: str, data: str, kind: str = "all") -> None:
+    def _deliver(self, channel: str, data: str, kind: EventKind = "other") -> None:
         if channel == self._events_channel:
-            waiters = self._job_waiters.pop(data, None)
-            if waiters:
-                _wake(waiters)
-            for follower in self._followers.get(data, ()):
-                wake_on = self._wake_on.get(follower)
-                if wake_on is None or kind == "end" or (wake_on == "state" and kind != "progress"):
-                    follower.set()
+            self.watchers.event(data, kind)
         elif channel == self._queues_channel:
             stage, _, sign = data.partition(" ")
             if sign == "+":  # a job to take: wake ONE idle taker (a job taken needs none)
@@ -125,9 +116,7 @@ class Notifier:
                 # woken taker always looks (it can only fail to if it is being stopped).
                 self._rings[stage] += 1
                 self._wake_one_taker(stage)
-            if self._queue_waiters:
-                waiters, self._queue_waiters = self._queue_waiters, set()
-                _wake(waiters)
+            self.watchers.queue_changed()
 
     def _wake_one_taker(self, stage: str) -> None:
         waiters = self._ring_waiters.get(stage)
@@ -140,50 +129,11 @@ class Notifier:
     def _wake_all(self) -> None:
         for stage in list(self._ring_waiters):
             self._rings[stage] += 1
-        for followers in self._followers.values():
-            for follower in followers:
-                follower.set()
-        groups = [*self._job_waiters.values(), self._queue_waiters, *self._ring_waiters.values()]
-        self._job_waiters, self._ring_waiters = defaultdict(set), defaultdict(set)
-        self._queue_waiters = set()
+        self.watchers.wake_all()
+        groups = list(self._ring_waiters.values())
+        self._ring_waiters = defaultdict(set)
         for group in groups:
             _wake(group)
-
-    # -- job events ---------------------------------------------------------------------------
-    def watch(self, job_id: str, queue_change: bool) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._job_waiters[job_id].add(fut)
-        if queue_change:
-            self._queue_waiters.add(fut)
-        return fut
-
-    def unwatch(self, job_id: str, fut: asyncio.Future[None]) -> None:
-        waiters = self._job_waiters.get(job_id)
-        if waiters is not None:
-            waiters.discard(fut)
-            if not waiters:
-                self._job_waiters.pop(job_id, None)
-        self._queue_waiters.discard(fut)
-
-    def follow(self, job_id: str, wake: str = "all") -> asyncio.Event:
-        """A flag set by every message about the job (and after a lost subscription) until
-        unfollow(): unlike watch(), it stays registered between looks, so a caller that clears
-        it before each look at Redis only needs to look again once it is set. `wake`: "all",
-        "state" (progress events leave it alone) or "end" (only the event that ends the job)."""
-        flag = asyncio.Event()
-        flag.set()  # nothing looked at yet
-        self._followers[job_id].add(flag)
-        if wake != "all":
-            self._wake_on[flag] = wake
-        return flag
-
-    def unfollow(self, job_id: str, flag: asyncio.Event) -> None:
-        self._wake_on.pop(flag, None)
-        followers = self._followers.get(job_id)
-        if followers is not None:
-            followers.discard(flag)
-            if not followers:
-                self._followers.pop(job_id, None)
 
     # -- takers -------------------------------------------------------------------------------
     def ring_mark(self, stage: str) -> int:

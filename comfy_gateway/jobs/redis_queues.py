@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from .redis_notify import Notifier
+from .redis_results import Taken
 from .redis_taken import JustTaken
 from .redis_records import RedisRecords
 from .store import STAGES
@@ -95,18 +96,18 @@ class RedisQueues(RedisRecords):
                 raise
             await self._ensure_group(stage)  # the stream was deleted under us (FLUSHDB)
             return None
-        if not res:
+        taken = Taken.parse(res)
+        if taken is None:
             return None
-        job_id, _, how, previous, deliveries, record, waiting = res
-        self._taken.put(stage, job_id, int(deliveries), record)
-        self._held[job_id] = stage
-        if int(waiting) == 0:
+        self._taken.put(stage, taken.job_id, taken.deliveries, taken.record)
+        self._held[taken.job_id] = stage
+        if taken.waiting == 0:
             self._drained[stage] = mark
-        if how == "new":
+        if taken.how == "new":
             self._notify.local_queue(stage, "-")
-        if how == "reclaimed":
-            log.warning("%s: took over job %s from %s, whose lease ran out", stage, job_id, previous)
-        return job_id
+        if taken.how == "reclaimed":
+            log.warning("%s: took over job %s from %s, whose lease ran out", stage, taken.job_id, taken.previous)
+        return taken.job_id
 
     async def _give_back(self, stage: str, job_id: str) -> None:
         """A job taken for a taker that was stopped before it got it: not a delivery."""

@@ -7,7 +7,8 @@ and redis_lua.py's scripts expect the same layout. Mixed into RedisJobStore (red
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -20,7 +21,17 @@ _APART = _HEAVY | {"progress"}
 _KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (see _Known)
 
 
-class _Known(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What an `apply` callback of the store's _change did to a job: the event it records
+    (None: none), the progress that event carries, and the heavy fields it set (rewritten)."""
+    event: str | None = None
+    progress: dict[str, Any] | None = None
+    heavy: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
     """A job record as this process last read or wrote it, at version v of the job born as
     `born`. A change computed from it is written only if both still match (UPDATE checks), so
     a stale copy costs one failed attempt and a read, never a wrong write."""

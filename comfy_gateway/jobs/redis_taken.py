@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
+
+from .redis_results import Record
 
 MAX_AGE = 1.0  # seconds a record read with a take stands in for a fresh read
 _MAX_KEPT = 256  # takes whose taker never asked (e.g. stopped): forgotten oldest first
@@ -22,9 +23,9 @@ _MAX_KEPT = 256  # takes whose taker never asked (e.g. stopped): forgotten oldes
 class JustTaken:
     def __init__(self) -> None:
         self._deliveries: OrderedDict[tuple[str, str], int] = OrderedDict()
-        self._records: OrderedDict[str, tuple[float, list[Any]]] = OrderedDict()
+        self._records: OrderedDict[str, tuple[float, Record]] = OrderedDict()
 
-    def put(self, stage: str, job_id: str, deliveries: int, record: list[Any]) -> None:
+    def put(self, stage: str, job_id: str, deliveries: int, record: Record) -> None:
         self._deliveries[(stage, job_id)] = deliveries
         self._records[job_id] = (time.monotonic(), record)
         for kept in (self._deliveries, self._records):
@@ -35,9 +36,8 @@ class JustTaken:
         """The count the take of the job by the stage returned (once), or None."""
         return self._deliveries.pop((stage, job_id), None)
 
-    def record(self, job_id: str) -> list[Any] | None:
-        """[v, born, core, progress, request, workflow] as read with the take (once, while
-        fresh), or None."""
+    def record(self, job_id: str) -> Record | None:
+        """The job's record as read with the take (once, while fresh), or None."""
         got = self._records.pop(job_id, None)
         if got is None or time.monotonic() - got[0] > MAX_AGE:
             return None

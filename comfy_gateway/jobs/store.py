@@ -7,6 +7,7 @@ from typing import Any, Callable, Protocol
 
 from .events import JobEvent
 from .facts import Schedule
+from .following import JobEvents, Wake
 from .history import HistoryPage, HistoryQuery
 from .model import Job, JobStatus, Progress, WebhookState
 from .usage import UsageRecord
@@ -43,32 +44,6 @@ class KeyQueueFull(QueueFull):
         self.key, self.waiting, self.limit = key, active, limit
 
 
-class EventFollower(Protocol):
-    """One reader following one job's events (see JobStore.follow)."""
-
-    async def next(self, timeout: float) -> list[JobEvent]:
-        """The job's events past those already returned, waiting for some up to timeout;
-        empty on timeout, or (a shared store) when the job is gone."""
-
-    def close(self) -> None: ...
-
-
-class WaitingFollower:
-    """follow() made of wait() and events_after(), for a store where both are cheap."""
-
-    def __init__(self, store: "JobStore", job_id: str, after_seq: int = 0):
-        self._store, self._job_id, self.seq = store, job_id, after_seq
-
-    async def next(self, timeout: float) -> list[JobEvent]:
-        await self._store.wait(self._job_id, self.seq, queue_change=False, timeout=timeout)
-        events = await self._store.events_after(self._job_id, self.seq)
-        self.seq += len(events)
-        return events
-
-    def close(self) -> None:
-        pass
-
-
 class JobStore(Protocol):
     shared: bool  # True when other processes use the same store (and can take jobs over)
 
@@ -103,16 +78,10 @@ class JobStore(Protocol):
 
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]: ...
 
-    async def wait(self, job_id: str, after_seq: int, *, queue_change: bool, timeout: float) -> None:
-        """Return when the job has an event past after_seq, when (if asked) any queue
-        changed, or after timeout. Push-based: no polling."""
-
-    def follow(self, job_id: str, after_seq: int = 0, *, wake: str = "all") -> EventFollower:
-        """Follow the job's events past after_seq, as repeated wait() + events_after() would,
-        but staying registered between reads (a shared store then reads once per wake-up).
-        `wake` says what the caller waits for: "all" events, a change of "state" (a progress
-        event alone need not wake it) or the "end" (only the event that ends the job need wake
-        it); the events returned are all of them either way. close() it when done."""
+    def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
+               idle: float = 30.0) -> JobEvents:
+        """Follow the job: its events past `after` as they come, and Ticks (following.py).
+        Registered at once: make it before reading the job, close it when leaving early."""
 
     async def advance(
         self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,

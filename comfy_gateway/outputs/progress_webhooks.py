@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from ..jobs.events import JobEvent
+from ..jobs.following import GONE, Tick
 from ..jobs.model import Job, JobStatus
 from ..jobs.store import JobStore
 from ..net.guard import UrlRefused
@@ -72,32 +73,31 @@ class ProgressWebhooks:
         except UrlRefused as exc:
             log.info("event webhooks of job %s not sent: %s", job_id, exc)
             return
-        follower = self._store.follow(job_id)
         pending: JobEvent | None = None
         sending: asyncio.Task[None] | None = None
-        # One read at a time, never cancelled halfway (a read cut short may have consumed its
-        # wake-up without returning the events).
-        reading: asyncio.Future[list[JobEvent]] | None = None
+        # One read at a time, kept while a delivery ends (the next event is read meanwhile).
+        reading: asyncio.Future[JobEvent | Tick | None] | None = None
         ended = False
+        events = self._store.events(job_id, idle=IDLE_WAIT)
         try:
             while not ended:
                 if reading is None:
-                    reading = asyncio.ensure_future(follower.next(IDLE_WAIT))
+                    reading = asyncio.ensure_future(anext(events, None))
                 waits = {reading} | ({sending} if sending is not None else set())
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if sending is not None and sending.done():
                     sending = None
                 if reading.done():
-                    events, reading = reading.result(), None
-                    if not events and (await self._store.get(job_id)) is None:
+                    item, reading = reading.result(), None
+                    if item is None or item == GONE:
                         return  # expired, or gone from a shared store
-                    for event in events:
-                        if event.type == "final_result":
+                    if isinstance(item, JobEvent):
+                        if item.type == "final_result":
                             ended = True
-                        elif event.type in wanted:
+                        elif item.type in wanted:
                             if pending is not None:
                                 self.dropped += 1
-                            pending = event
+                            pending = item
                 if sending is None and pending is not None:
                     sending = asyncio.ensure_future(self._send(job_id, url, extra, pending))
                     pending = None
@@ -111,7 +111,7 @@ class ProgressWebhooks:
             if reading is not None:
                 reading.cancel()
                 await asyncio.gather(reading, return_exceptions=True)
-            follower.close()
+            events.close()
 
     async def _send(self, job_id: str, url: str, extra: dict[str, Any], event: JobEvent) -> None:
         body = {"type": f"job.{event.type}", "id": job_id, "seq": event.seq, "status": event.status,

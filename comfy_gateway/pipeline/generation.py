@@ -19,6 +19,7 @@ from ..comfy.errors import PromptCancelled, PromptLost, PromptNotAccepted, Promp
 from ..comfy.history import output_refs, raise_for_status
 from ..inputs.find import set_at
 from ..inputs.resolver import InputResolver
+from ..jobs.following import Tick
 from ..jobs.model import Job, JobStatus, Progress
 from ..jobs.store import JobStore
 from .failures import fail_job
@@ -214,20 +215,15 @@ class Generation:
                 await self._follow_to_end(job_id)
 
     async def _follow_to_end(self, job_id: str) -> None:
-        follower = self._store.follow(job_id, wake="end")  # only the end matters here
-        try:
-            # The first next() reads every event from the first (also after a restart of the
-            # watch): an end that came before is among them.
-            while True:
-                events = await follower.next(30.0)
-                if any(e.type == "final_result" for e in events):
-                    return
-                if not events:  # nothing for 30 s, or the job is gone
+        # Every event from the first is read (also after a restart of the watch): an end that
+        # came before is among them. Only the end wakes it.
+        async with self._store.events(job_id, wake="end") as events:
+            async for item in events:
+                if isinstance(item, Tick):  # nothing for 30 s, or the job is gone
                     job = await self._store.get(job_id)
                     if job is None or job.status.terminal:
                         return
-        finally:
-            follower.close()
+            # The iterator stopped after the event that ends the job.
 
     async def _place_inputs(self, job: Job, backend: Backend) -> tuple[dict[str, Any], dict[str, str]]:
         """The workflow with each input's name on this backend, uploading what it lacks; and

@@ -16,6 +16,7 @@ from ..access.keys import ANONYMOUS, ApiKey, KeyRing
 from ..comfy.pool import BackendPool
 from ..inputs.resolver import InputResolver
 from ..jobs.factory import make_store
+from ..jobs.following import GONE, Tick
 from ..jobs.model import Job, JobStatus, WebhookState
 from ..jobs.sealing import SecretBox
 from ..jobs.store import STAGES, JobStore
@@ -293,8 +294,7 @@ class Runtime:
         # Registered before the first read, and reading every event from the first: nothing
         # that happens after that read (or after `known` was read) can slip by.
         # Woken by what can make `done` hold: the end only, when that is all it waits for.
-        follower = self.store.follow(job_id, wake="end" if checked is None and end_only else "state")
-        try:
+        async with self.store.events(job_id, wake="end" if checked is None and end_only else "state") as events:
             job = known if known is not None else await self.store.get(job_id)
             while True:
                 if job is None or done(job.status) or (checked is not None and checked(job)):
@@ -302,15 +302,14 @@ class Runtime:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return job
-                events = await follower.next(remaining)
-                # Read the record again only when an event says `done` now holds, or when
-                # nothing came (timeout, or it expired); the events carry each new status.
-                # Events are read before the record, so the record is at least as new.
-                if not events or any(e.type != "progress" and done(JobStatus(e.status)) for e in events) \
-                        or (checked is not None and any(e.type == "status" for e in events)):
+                events.idle = remaining
+                item = await anext(events, GONE)
+                # Read the record again only when an event says `done` now holds, or on a tick
+                # (the time is up, or the job is gone); the events carry each new status, and
+                # are read before the record, so the record is at least as new.
+                if isinstance(item, Tick) or (item.type != "progress" and done(JobStatus(item.status))) \
+                        or (checked is not None and item.type == "status"):
                     job = await self.store.get(job_id)
-        finally:
-            follower.close()
 
     def workers(self) -> dict[str, int]:
         connected = sum(1 for b in self.pool.backends if b.connected.is_set())

@@ -14,6 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
+from ...jobs.events import JobEvent
 from ...jobs.model import Job, Progress
 from ...pipeline.runtime import Runtime
 from ...pipeline.preview_hub import PreviewEvent
@@ -53,40 +54,39 @@ async def _v2_events(runtime: Runtime, request: Request, job_id: str,
     the latest step's image only, never stored (see api/preview_events.py)."""
     store = runtime.store
     seen = await store.events_after(job_id, 0)
-    seq = seen[-1].seq if seen else 0
     last: tuple[str, int | None] | None = None
     last_sent = 0.0
     progress: list[dict[str, Any]] = []
-    while True:
-        job = await store.get(job_id)
-        if job is None:
-            return
-        view = await render(runtime, job, request)
-        if view["status"] in TERMINAL:
-            for out in view["outputs"]:
-                yield _event("output", out)
-            yield _event("status", {"status": view["status"], "queue_position": None})
-            return
-        now = (view["status"], view["queue_position"])
-        if now != last:
-            first = last is None
-            last, last_sent = now, time.monotonic()
-            yield _event("status", {"status": now[0], "queue_position": now[1]})
-            if first and now[0] == "running" and view["progress"]:
-                yield _event("progress", view["progress"])
-        for frame in progress:  # after the status they may have changed
-            yield frame
-        if (shown := previews.latest(job)) is not None:
-            yield _preview_event(shown)
-        # While it waits, every queue's change wakes the stream, but at most so often.
-        calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
-        await previews.or_wait(store.wait(job_id, seq, queue_change=now[0] == "queued" and calm,
-                                          timeout=IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL))
-        progress = []
-        for event in await store.events_after(job_id, seq):
-            seq = event.seq
-            if event.type == "progress" and event.progress:
-                progress.append(_event("progress", progress_of(Progress.model_validate(event.progress))))
+    async with store.events(job_id, after=seen[-1].seq if seen else 0) as events:
+        while True:
+            job = await store.get(job_id)
+            if job is None:
+                return
+            view = await render(runtime, job, request)
+            if view["status"] in TERMINAL:
+                for out in view["outputs"]:
+                    yield _event("output", out)
+                yield _event("status", {"status": view["status"], "queue_position": None})
+                return
+            now = (view["status"], view["queue_position"])
+            if now != last:
+                first = last is None
+                last, last_sent = now, time.monotonic()
+                yield _event("status", {"status": now[0], "queue_position": now[1]})
+                if first and now[0] == "running" and view["progress"]:
+                    yield _event("progress", view["progress"])
+            for frame in progress:  # after the status they may have changed
+                yield frame
+            if (shown := previews.latest(job)) is not None:
+                yield _preview_event(shown)
+            # While it waits, every queue's change wakes the stream, but at most so often.
+            calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
+            events.queue_changes = now[0] == "queued" and calm
+            events.idle = IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL
+            item = await previews.or_next(events)
+            progress = []
+            if isinstance(item, JobEvent) and item.type == "progress" and item.progress:
+                progress.append(_event("progress", progress_of(Progress.model_validate(item.progress))))
 
 
 @router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}},

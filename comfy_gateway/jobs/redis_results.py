@@ -1,0 +1,72 @@
+"""What the Redis store's scripts and reads return, as named values rather than positions in
+a list: a job's record, the outcome of CREATE, UPDATE and TAKE (redis_lua.py documents them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+RECORD_FIELDS = ("v", "born", "core", "progress", "request", "workflow")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A job's hash as read (RECORD_FIELDS, in that order): None where a field is missing; a
+    record whose `core` is None is a job that does not exist."""
+    v: str | None
+    born: str | None
+    core: str | None
+    progress: str | None
+    request: str | None
+    workflow: str | None
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> "Record":
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    outcome: Literal["ok", "exists", "full", "owner_full"]
+    count: int  # "full": jobs waiting; "owner_full": the owner's jobs not ended; else 0
+
+    @classmethod
+    def parse(cls, res: Sequence[Any]) -> "Created":
+        return cls(res[0], int(res[1]) if len(res) > 1 else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    seq: int  # the event's number, 0 when the change recorded none
+    queued: bool  # the job joined the stage queue asked for
+    acked: bool  # the lease of the stage handing over was acked
+
+
+UPDATE_GONE, UPDATE_CONFLICT = -1, -2
+
+
+def parse_update(res: Any) -> Updated | Literal["gone", "conflict"]:
+    if res == UPDATE_GONE:
+        return "gone"
+    if res == UPDATE_CONFLICT:
+        return "conflict"
+    seq, queued, acked = res
+    return Updated(int(seq), bool(queued), bool(acked))
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    job_id: str
+    entry: str  # its entry id in the stage's stream (the lease)
+    how: Literal["new", "reclaimed"]  # reclaimed: its previous taker's lease ran out
+    previous: str  # that previous taker ("" for a new take)
+    deliveries: int  # how many times the stage has taken it, this take included
+    record: Record  # the job as read in the same step
+    waiting: int  # jobs still waiting in the stage after this take
+
+    @classmethod
+    def parse(cls, res: Any) -> "Taken | None":
+        if not res:
+            return None
+        job_id, entry, how, previous, deliveries, record, waiting = res
+        return cls(job_id, entry, how, previous, int(deliveries), Record.of(record), int(waiting))
