@@ -21,6 +21,7 @@ from .api.modifier_docs import install_modifier_docs
 from .api.render import render_result
 from .console import mount_console
 from .logs import setup_logging
+from .loop_lag import LoopLagSampler
 from .pipeline.runtime import Runtime
 from .settings import Settings
 
@@ -44,14 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     setup_logging(settings.log_format, settings.api_log_level)
     runtime = Runtime(settings, render=lambda job: render_result(job, settings.base_url))
+    loop_lag = LoopLagSampler(runtime.metrics.registry, settings.loop_lag_interval)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         reload_on_sighup(runtime.keys)
+        loop_lag.start()
         try:
             yield
         finally:
+            await loop_lag.stop()
             if not runtime.draining:  # not drained by the server on a signal (uvicorn main:app)
                 await runtime.drain(settings.shutdown_grace)
             await runtime.stop()

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # /metrics needs an API key like every other route; true opens it for a scraper that
     # cannot send one (keep it on a private network then: it shows load, not job data).
     metrics_open: bool = False
+    # Seconds between two samples of the event loop's lag (comfy_gateway_event_loop_lag_seconds,
+    # see loop_lag.py); 0 turns the sampler off.
+    loop_lag_interval: float = Field(0.01, ge=0, le=10)
 
     # Named keys with limits of their own (TOML, see the README's "Keys, quotas, priorities");
     # replaces API_KEYS when set. Read again on SIGHUP.

@@ -108,13 +108,20 @@ class Bench:
                 raise RuntimeError("comfy_gateway.testing.fake_comfyui is not there (yet): memory parts need it")
             say("waiting for comfy_gateway/testing/fake_comfyui.py to appear ...")
             time.sleep(min(30, max(1, deadline - time.monotonic())))
-        self.fake = start_fake_comfyui(self.pm, self.python, self.newdir("fake-base"), self.args.start_timeout,
-                                       src=self.src)
-        say(f"fake ComfyUI ready at {self.fake.url} (pid {self.fake.pid})")
+        self.fake = self.new_fake()
         return self.fake.url
 
+    def new_fake(self) -> Managed:
+        """Another fake ComfyUI of this run's own (the caller stops it with stop())."""
+        fake = start_fake_comfyui(self.pm, self.python, self.newdir("fake-base"), self.args.start_timeout,
+                                  src=self.src)
+        say(f"fake ComfyUI ready at {fake.url} (pid {fake.pid})")
+        return fake
+
     def gateway(self, comfy_url: str, *, workers: int, max_queue: int | None = None, tag: str = "",
-                store: str = "memory") -> Managed:
+                store: str = "memory", env: dict[str, str] | None = None) -> Managed:
+        """A gateway in front of `comfy_url` (several: comma-separated). `env`: settings on top
+        of the store's (pass one `store_env()` to several gateways to share a Redis prefix)."""
         profile_to = None
         if self.args.cprofile:
             self.args.profile_dir = self.args.profile_dir or self.tmp / "profiles"
@@ -126,7 +133,7 @@ class Bench:
             workdir=self.newdir("gateway-cwd"), generation_workers=workers,
             max_queue_size=max_queue or self.args.max_queue_size, log_level=self.args.gateway_log_level,
             timeout=self.args.start_timeout, profile_to=profile_to, src=self.source_of(store),
-            extra_env=self.store_env(store))
+            extra_env={**self.store_env(store), **(env or {})})
         gw.info["profile"] = str(profile_to) if profile_to else None
         say(f"gateway ({store} store, GENERATION_WORKERS={workers}) ready at {gw.url} (pid {gw.pid}, "
             f"{time.monotonic() - t0:.1f}s)")

@@ -113,3 +113,29 @@ class CpuMeter:
 
     def per_job_ms(self, jobs: int) -> dict[str, float]:
         return {n: round(v / jobs * 1000, 3) for n, v in self.used.items()}
+
+
+class MachineCpu:
+    """Cores the whole machine kept busy over a `with` block (every process, ours or not), out
+    of how many it has: whether a phase was bounded by the cores rather than by what it ran."""
+
+    def __enter__(self) -> "MachineCpu":
+        self._t0, self._c0 = time.monotonic(), psutil.cpu_times()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        c1, wall = psutil.cpu_times(), max(time.monotonic() - self._t0, 1e-9)
+        idle = (c1.idle - self._c0.idle) + (getattr(c1, "iowait", 0.0) - getattr(self._c0, "iowait", 0.0))
+        total = sum(c1) - sum(self._c0)
+        self.cores = psutil.cpu_count() or 1
+        self.busy_cores = self.cores * (1.0 - idle / total) if total > 0 else float("nan")
+        self.wall = wall
+
+
+def redis_server_pid(port: int = 6379) -> int | None:
+    """The local redis-server's pid (its CPU is part of what a Redis-store job costs), if visible."""
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if (p.info.get("name") or "").startswith("redis-server") and (f":{port}" in cmd or not cmd.strip()):
+            return p.pid
+    return None

@@ -20,9 +20,11 @@ from benchlib.cli.options import PARTS
 from benchlib.common import say
 from benchlib.context import Bench
 from benchlib.latency import latency
+from benchlib.loop_stall import loop_stall
 from benchlib.memory import mem_big, mem_queue
 from benchlib.procs import REPO as SRC_DEFAULT, ProcessManager, imported_from, snapshot_source
 from benchlib.report import git_rev as _git_rev, report
+from benchlib.scaleout import scaleout
 from benchlib.stats import Figure
 from benchlib.throughput import throughput
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         bench.raw["gateway_source"] = {"rev": args.gateway_rev or "worktree", "imported_from": where}
         steps: dict[str, Callable[[Bench], Awaitable[None]]] = {
             "latency": latency, "throughput": throughput,
-            "mem-queue": mem_queue, "mem-big": mem_big}
+            "mem-queue": mem_queue, "mem-big": mem_big, "scaleout": scaleout, "loop-stall": loop_stall}
         for part in PARTS:
             if part not in args.parts:
                 continue

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchlib.stats import parse_size
 
-PARTS = ("latency", "throughput", "mem-queue", "mem-big")
+PARTS = ("latency", "throughput", "mem-queue", "mem-big", "scaleout", "loop-stall")
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
@@ -49,6 +49,23 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--drain-timeout", type=float, default=150.0, help="seconds to wait for the drain")
     p.add_argument("--big-bytes", type=parse_size, default=1 << 30, help="part 3b output size (default 1GiB)")
     p.add_argument("--sample-ms", type=float, default=50.0, help="RSS sampling interval in ms (default 50)")
+    p.add_argument("--scaleout-jobs", type=int, default=600, help="scaleout: jobs per phase (default 600)")
+    p.add_argument("--scaleout-clients", type=int, default=32,
+                   help="scaleout: concurrent sync clients, spread over the processes (default 32)")
+    p.add_argument("--scaleout-fakes", type=int, default=1,
+                   help="scaleout: fake ComfyUIs behind each gateway process (default 1)")
+    p.add_argument("--scaleout-workers", type=int, default=4, help="scaleout: GENERATION_WORKERS (default 4)")
+    p.add_argument("--scaleout-node-seconds", type=float, default=0.0,
+                   help="scaleout: seconds a FakeSlow node takes per prompt (default 0: the fake answers at once)")
+    p.add_argument("--stall-jobs", type=int, default=4, help="loop-stall: jobs per store (default 4)")
+    p.add_argument("--stall-concurrency", type=int, default=2, help="loop-stall: jobs at once (default 2)")
+    p.add_argument("--stall-input-bytes", type=parse_size, default=25_000_000,
+                   help="loop-stall: size of each job's data: URI (default 25000000)")
+    p.add_argument("--stall-node-seconds", type=float, default=3.0,
+                   help="loop-stall: seconds of the FakeSlow node (default 3)")
+    p.add_argument("--stall-steps", type=int, default=100, help="loop-stall: progress frames per job (default 100)")
+    p.add_argument("--stall-probe-ms", type=float, default=15.0,
+                   help="loop-stall: interval of the /queue-info probe (default 15 ms)")
     p.add_argument("--comfyui-url", help="use this running ComfyUI instead of starting one")
     p.add_argument("--gateway-log-level", default="info",
                    help="API_LOG_LEVEL of the gateways (default info, the gateway's own default: one "
@@ -87,7 +104,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     if {s.partition("@")[0] for s in args.stores} - {"memory", "redis"}:
         p.error("--stores: memory and/or redis, each optionally @REV")
     if args.quick:
-        defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20}
+        defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20,
+                    "scaleout_jobs": 150, "stall_jobs": 2}
         for key, value in defaults.items():
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
