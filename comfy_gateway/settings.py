@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     metrics_open: bool = False
     # Seconds between two samples of the event loop's lag (comfy_gateway_event_loop_lag_seconds,
     # see loop_lag.py); 0 turns the sampler off.
-    loop_lag_interval: float = Field(0.01, ge=0, le=10)
+    loop_lag_interval: float = Field(0.05, ge=0, le=10)
 
     # Named keys with limits of their own (TOML, see the README's "Keys, quotas, priorities");
     # replaces API_KEYS when set. Read again on SIGHUP.
