@@ -124,6 +124,10 @@ class InputResolver:
         return {**self.cache.stats(), "downloads": self.downloads, "downloads_in_flight": len(self._flights)}
 
     # -- the three kinds of source ------------------------------------------------------------
+    async def obtain_inline(self, uri: str) -> tuple[Blob, str | None]:
+        """A data: URI's bytes, decoded (off the event loop when big) and within the limits."""
+        return await self._obtain("data", uri)
+
     async def _obtain(self, kind: str, source: str) -> tuple[Blob, str | None]:
         if kind == "url":
             known = self.cache.by_url(source)

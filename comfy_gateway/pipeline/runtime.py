@@ -15,6 +15,7 @@ from ..comfy.object_info import ObjectInfoCache
 from ..access.keys import ANONYMOUS, ApiKey, KeyRing
 from ..comfy.pool import BackendPool
 from ..inputs.resolver import InputResolver
+from ..inputs.inline import store_big_inline
 from ..jobs.factory import make_store
 from ..jobs.following import GONE, Tick
 from ..jobs.model import Job, JobStatus, WebhookState
@@ -222,6 +223,9 @@ class Runtime:
         """Create and queue a job for `key`; (job, created). The same request_id with the same
         payload gives back the existing job; with another payload it is a DuplicateRequest.
         Raises KeyQueueFull when the key has max_queued jobs that have not ended."""
+        # Big inline inputs become assets first: the same bytes give the same reference, so the
+        # request's identity (its hash) is what it was, and the record stays small.
+        payload = await store_big_inline(self.inputs, payload)
         digest = request_hash(payload)
         request_id = payload.get("request_id")
         job_id = job_id_for(request_id, key.name if self.keys.scoped else None)
