@@ -19,6 +19,8 @@ from ...pipeline.runtime import Runtime
 from ...pipeline.preview_hub import PreviewEvent
 from ..deps import runtime_of
 from ..preview_events import Previews
+from ..queue_watch import queue_watch
+from ..shared_reads import shared_reads
 from .errors import V2Route
 from .jobs import job_or_404, render
 from .view import TERMINAL, progress_of
@@ -51,42 +53,45 @@ async def _v2_events(runtime: Runtime, request: Request, job_id: str,
                      previews: Previews) -> AsyncIterator[dict[str, Any]]:
     """A job asking for previews (`gateway: {"previews": true}`) also gets `preview` events:
     the latest step's image only, never stored (see api/preview_events.py)."""
-    store = runtime.store
-    seen = await store.events_after(job_id, 0)
+    # Shared with every other stream of the job (see api/stream.py): waits, reads, queue places.
+    shared, watch = shared_reads(runtime), queue_watch(runtime)
+    seen, _ = await shared.read(job_id, 0)
     seq = seen[-1].seq if seen else 0
     last: tuple[str, int | None] | None = None
     last_sent = 0.0
-    progress: list[dict[str, Any]] = []
-    while True:
-        job = await store.get(job_id)
-        if job is None:
-            return
-        view = await render(runtime, job, request)
-        if view["status"] in TERMINAL:
-            for out in view["outputs"]:
-                yield _event("output", out)
-            yield _event("status", {"status": view["status"], "queue_position": None})
-            return
-        now = (view["status"], view["queue_position"])
-        if now != last:
-            first = last is None
-            last, last_sent = now, time.monotonic()
-            yield _event("status", {"status": now[0], "queue_position": now[1]})
-            if first and now[0] == "running" and view["progress"]:
-                yield _event("progress", view["progress"])
-        for frame in progress:  # after the status they may have changed
-            yield frame
-        if (shown := previews.latest(job)) is not None:
-            yield _preview_event(shown)
-        # While it waits, every queue's change wakes the stream, but at most so often.
-        calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
-        await previews.or_wait(store.wait(job_id, seq, queue_change=now[0] == "queued" and calm,
-                                          timeout=IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL))
-        progress = []
-        for event in await store.events_after(job_id, seq):
-            seq = event.seq
-            if event.type == "progress" and event.progress:
-                progress.append(_event("progress", progress_of(Progress.model_validate(event.progress))))
+    with watch.follow(job_id) as follower:
+        while True:
+            events, job = await shared.read(job_id, seq)
+            if job is None:
+                return
+            progress = []
+            for event in events:
+                seq = event.seq
+                if event.type == "progress" and event.progress:
+                    progress.append(_event("progress", progress_of(Progress.model_validate(event.progress))))
+            place, _ = await watch.place(follower, job)
+            view = await render(runtime, job, request, queue=place)
+            if view["status"] in TERMINAL:
+                for out in view["outputs"]:
+                    yield _event("output", out)
+                yield _event("status", {"status": view["status"], "queue_position": None})
+                return
+            now = (view["status"], view["queue_position"])
+            if now != last:
+                first = last is None
+                last, last_sent = now, time.monotonic()
+                yield _event("status", {"status": now[0], "queue_position": now[1]})
+                if first and now[0] == "running" and view["progress"]:
+                    yield _event("progress", view["progress"])
+            for frame in progress:  # after the status they may have changed
+                yield frame
+            if (shown := previews.latest(job)) is not None:
+                yield _preview_event(shown)
+            # While it waits, a change of its place wakes the stream, but at most so often.
+            calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
+            queued = now[0] == "queued"
+            await previews.or_wait(shared.wait(job_id, seq, IDLE_WAIT if calm or not queued else QUEUE_EVENT_MIN_INTERVAL,
+                                               follower.changed if queued and calm else None))
 
 
 @router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}},

@@ -1,0 +1,87 @@
+"""What the streams of one job share: the wait for its next event, the read of its events and
+record, and the rendering of its final result.
+
+The 150 followers of one job are woken by the same event: each used to wait in the store, read
+the store and render the result on its own, 150 times the work (and, with Redis, 150 times the
+connections of a pool that refuses past its size). Here the first stream of a job to look does
+it, and the others at the same point (same job, same last event) get its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable
+
+from prometheus_client import Counter
+
+from ..inputs.singleflight import SingleFlight
+from ..jobs.events import JobEvent
+from ..jobs.model import Job
+from ..pipeline.runtime import Runtime
+
+STORE_WAIT = 30.0  # each stream waits for as long as it likes, on a shared wait this long at most
+FINALS_KEPT = 256  # final events kept rendered: the jobs that ended last
+
+
+class SharedReads:
+    def __init__(self, runtime: Runtime):
+        self._store = runtime.store
+        self._reads: SingleFlight[tuple[list[JobEvent], Job | None]] = SingleFlight()
+        self._waits: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._finals: OrderedDict[tuple[str, int, str], dict[str, Any]] = OrderedDict()
+        self.final_renders = Counter("comfy_gateway_final_results_rendered",
+                                     "final_result events rendered (once per job, shared by its streams)",
+                                     registry=runtime.metrics.registry)
+
+    async def read(self, job_id: str, seq: int) -> tuple[list[JobEvent], Job | None]:
+        """The job's events after `seq`, then its record (at least as new as those events)."""
+        return await self._reads.run((job_id, seq), lambda: self._read(job_id, seq))
+
+    async def _read(self, job_id: str, seq: int) -> tuple[list[JobEvent], Job | None]:
+        # Events first, then the job: the record read is then at least as new as every event
+        # rendered with it (a shared store returns snapshots, and a final_result event must
+        # carry the final record).
+        events = await self._store.events_after(job_id, seq)
+        return events, await self._store.get(job_id)
+
+    async def wait(self, job_id: str, seq: int, timeout: float, also: asyncio.Future[None] | None = None) -> None:
+        """Return when the job has an event past `seq`, when `also` is done, or after timeout."""
+        key = (job_id, seq)
+        task = self._waits.get(key)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._store.wait(job_id, seq, queue_change=False, timeout=STORE_WAIT))
+            self._waits[key] = task
+            task.add_done_callback(lambda t, k=key: self._waited(k, t))
+        # asyncio.wait leaves the shared task running when this stream times out or leaves.
+        await asyncio.wait({task, also} if also is not None else {task}, timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+
+    def _waited(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+        if self._waits.get(key) is task:
+            del self._waits[key]
+        if not task.cancelled():
+            task.exception()  # seen here; the stream's next read meets the store's trouble itself
+
+    def final(self, job: Job, event: JobEvent, base_url: str, render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The job's final_result event, rendered by `render` once for all its streams."""
+        key = (job.id, event.seq, base_url)
+        done = self._finals.get(key)
+        if done is None:
+            self.final_renders.inc()
+            done = self._finals[key] = render()
+            while len(self._finals) > FINALS_KEPT:
+                self._finals.popitem(last=False)
+        return done
+
+
+_shared: "weakref.WeakKeyDictionary[Runtime, SharedReads]" = weakref.WeakKeyDictionary()
+
+
+def shared_reads(runtime: Runtime) -> SharedReads:
+    """The process's shared reads (one per runtime)."""
+    shared = _shared.get(runtime)
+    if shared is None:
+        shared = _shared[runtime] = SharedReads(runtime)
+    return shared
