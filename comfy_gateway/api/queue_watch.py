@@ -5,9 +5,8 @@ Left to each stream, one queue change woke every such stream at once, and each r
 to place its own job: 2,850 followers of 19 waiting jobs made one change cost seconds of
 event loop (issue 11, bench part `fanout`). Here one task waits for queue changes, places every
 followed job from one reading of the queues (pipeline/queue_places.py), and wakes only the
-streams whose place changed, a batch at a time, so that other requests are answered between
-batches. The places are computed at most once per QUEUE_EVENT_MIN_INTERVAL, the rate at which
-a stream may show them anyway.
+streams whose place changed, a batch at a time (wake_batches.py). The places are computed at
+most once per QUEUE_EVENT_MIN_INTERVAL, the rate at which a stream may show them anyway.
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ from ..inputs.singleflight import SingleFlight
 from ..jobs.model import Job
 from ..pipeline.queue_places import Place, queue_places, stage_of
 from ..pipeline.runtime import Runtime
+from .wake_batches import wake_in_batches
 
 log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 0.2  # queue places computed at most five times a second, for all streams
 IDLE_WAIT = 30.0
-WAKE_BATCH = 50  # streams woken at a time; between batches the loop serves other requests
-WAKE_PAUSE = 0.002
 NEVER = 1 << 62  # an event seq no job reaches: the watcher's store wait returns on queue changes
 
 
@@ -130,20 +128,12 @@ class QueueWatch:
         self._last = time.monotonic()
         self.snapshots.inc()
         places = await queue_places(self._runtime, jobs.values())
-        woken = 0
         for job_id, place in places.items():
             job = jobs[job_id]
             if self._places.get(job_id) == (job.status.value, place):
                 continue
             self._places[job_id] = (job.status.value, place)
-            for follower in list(self._followers.get(job_id, ())):
-                if not follower.changed.done():
-                    follower.changed.set_result(None)
-                    woken += 1
-                    if woken % WAKE_BATCH == 0:
-                        # Not sleep(0): the woken streams' sends take a few turns of the loop,
-                        # and a short pause lets them (and other requests) through first.
-                        await asyncio.sleep(WAKE_PAUSE)
+            await wake_in_batches(f.changed for f in list(self._followers.get(job_id, ())))
 
 
 _watches: "weakref.WeakKeyDictionary[Runtime, QueueWatch]" = weakref.WeakKeyDictionary()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from prometheus_client import Counter
 
@@ -20,6 +20,7 @@ from ..inputs.singleflight import SingleFlight
 from ..jobs.events import JobEvent
 from ..jobs.model import Job
 from ..pipeline.runtime import Runtime
+from .wake_batches import wake_in_batches
 
 STORE_WAIT = 30.0  # each stream waits for as long as it likes, on a shared wait this long at most
 FINALS_KEPT = 256  # final events kept rendered: the jobs that ended last
@@ -49,20 +50,26 @@ class SharedReads:
     async def wait(self, job_id: str, seq: int, timeout: float, also: asyncio.Future[None] | None = None) -> None:
         """Return when the job has an event past `seq`, when `also` is done, or after timeout."""
         key = (job_id, seq)
-        task = self._waits.get(key)
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._store.wait(job_id, seq, queue_change=False, timeout=STORE_WAIT))
-            self._waits[key] = task
-            task.add_done_callback(lambda t, k=key: self._waited(k, t))
-        # asyncio.wait leaves the shared task running when this stream times out or leaves.
-        await asyncio.wait({task, also} if also is not None else {task}, timeout=timeout,
-                           return_when=asyncio.FIRST_COMPLETED)
+        group = self._waits.get(key)
+        if group is None or group.store_wait.done():
+            group = self._waits[key] = _WaitGroup(self._store.wait(job_id, seq, queue_change=False, timeout=STORE_WAIT))
+            group.store_wait.add_done_callback(lambda t, k=key, g=group: self._waited(k, g))
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        group.waiters[woken] = None
+        try:
+            await asyncio.wait({woken, also} if also is not None else {woken}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            group.waiters.pop(woken, None)
 
-    def _waited(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
-        if self._waits.get(key) is task:
+    def _waited(self, key: tuple[str, int], group: "_WaitGroup") -> None:
+        if self._waits.get(key) is group:
             del self._waits[key]
-        if not task.cancelled():
-            task.exception()  # seen here; the stream's next read meets the store's trouble itself
+        if not group.store_wait.cancelled():
+            group.store_wait.exception()  # seen here; the stream's next read meets the store's trouble itself
+        # The job's streams wake a batch at a time: all at once, they would hold up every
+        # other request while they read, render and send.
+        group.release = asyncio.ensure_future(wake_in_batches(group.waiters))
 
     def final(self, job: Job, event: JobEvent, base_url: str, render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The job's final_result event, rendered by `render` once for all its streams."""
@@ -74,6 +81,15 @@ class SharedReads:
             while len(self._finals) > FINALS_KEPT:
                 self._finals.popitem(last=False)
         return done
+
+
+class _WaitGroup:
+    """The streams waiting for the same job past the same event, on one wait in the store."""
+
+    def __init__(self, store_wait: Awaitable[None]):
+        self.store_wait = asyncio.ensure_future(store_wait)
+        self.waiters: dict[asyncio.Future[None], None] = {}
+        self.release: asyncio.Future[int] | None = None
 
 
 _shared: "weakref.WeakKeyDictionary[Runtime, SharedReads]" = weakref.WeakKeyDictionary()
