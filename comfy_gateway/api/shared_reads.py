@@ -61,6 +61,8 @@ class SharedReads:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             group.waiters.pop(woken, None)
+            if not group.waiters and not group.store_wait.done():
+                group.store_wait.cancel()  # the job's last stream left: nobody to wake
 
     def _waited(self, key: tuple[str, int], group: "_WaitGroup") -> None:
         if self._waits.get(key) is group:
