@@ -19,6 +19,7 @@ import psutil
 from benchlib.cli.options import PARTS
 from benchlib.common import say
 from benchlib.context import Bench
+from benchlib.fanout import fanout
 from benchlib.latency import latency
 from benchlib.loop_stall import loop_stall
 from benchlib.memory import mem_big, mem_queue
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         bench.raw["gateway_source"] = {"rev": args.gateway_rev or "worktree", "imported_from": where}
         steps: dict[str, Callable[[Bench], Awaitable[None]]] = {
             "latency": latency, "throughput": throughput,
-            "mem-queue": mem_queue, "mem-big": mem_big, "scaleout": scaleout, "loop-stall": loop_stall}
+            "mem-queue": mem_queue, "mem-big": mem_big, "scaleout": scaleout, "loop-stall": loop_stall,
+            "fanout": fanout}
         for part in PARTS:
             if part not in args.parts:
                 continue

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from typing import Any, Awaitable
 
 import orjson
 
-from ..jobs.events import JobEvent
-from ..jobs.following import GONE, JobEvents, Tick
 from ..jobs.model import Job
 from ..pipeline.preview_hub import PreviewEvent, PreviewHub, Subscription
 
@@ -52,20 +50,20 @@ class Previews:
                 "image": {"content_type": p.mime, "base64": base64.b64encode(p.image).decode()}}
         return {"event": "preview", "data": orjson.dumps(data).decode()}
 
-    async def or_next(self, events: JobEvents) -> JobEvent | Tick | None:
-        """The next item the job's `events` give, or None when a preview arrives first (the
-        item is then read later: stopping a follower's wait loses nothing)."""
+    async def or_wait(self, wait: Awaitable[None]) -> None:
+        """Await `wait` (for the job's next event), returning early when a preview arrives
+        (stopping that wait loses nothing: the stream reads the job's events next)."""
         if self._sub is None:
-            return await anext(events, GONE)
-        reading = asyncio.ensure_future(anext(events, GONE))
+            await wait
+            return
+        event_wait = asyncio.ensure_future(wait)
         preview_wait = asyncio.ensure_future(self._sub.wait())
         try:
-            await asyncio.wait({reading, preview_wait}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({event_wait, preview_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reading, preview_wait):
+            for task in (event_wait, preview_wait):
                 task.cancel()
-            await asyncio.gather(reading, preview_wait, return_exceptions=True)
-        return reading.result() if not reading.cancelled() else None
+            await asyncio.gather(event_wait, preview_wait, return_exceptions=True)
 
     def close(self) -> None:
         if self._sub is not None:

@@ -13,11 +13,13 @@ from typing import Any, AsyncIterator
 import orjson
 
 from ..jobs.events import JobEvent
-from ..jobs.following import GONE, IDLE
 from ..jobs.model import Job
+from ..pipeline.queue_places import Place
 from ..pipeline.runtime import Runtime
 from .preview_events import Previews
+from .queue_watch import queue_watch
 from .render import render_result
+from .shared_reads import shared_reads
 
 QUEUE_EVENT_MIN_INTERVAL = 0.2  # at most five position updates a second per stream
 IDLE_WAIT = 30.0
@@ -45,39 +47,29 @@ async def job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
 
 async def _job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
                       base_url: str, previews: "Previews") -> AsyncIterator[dict[str, Any]]:
-    store = runtime.store
+    # The streams of one job share their waits, reads and final render (shared_reads.py), and
+    # the streams of waiting jobs one watch of the queues (queue_watch.py): thousands of
+    # followers cost about what a few do.
+    shared, watch = shared_reads(runtime), queue_watch(runtime)
     seq, sub = parse_last_event_id(last_event_id)
     last_position: Any = None
     last_queue_emit = 0.0
-    # Registered before anything is read: nothing written after that can slip by.
-    async with store.events(job_id, after=seq, idle=0.0) as events:
-        job: Job | None = None
+    with watch.follow(job_id) as follower:
         while True:
-            # idle 0: what has come already, without waiting (the stored events past `seq` go
-            # out before any queue position is shown).
-            item = await previews.or_next(events)
-            if item == GONE:
+            events, job = await shared.read(job_id, seq)
+            if job is None:
                 return
-            if job is None or item != IDLE or events.idle > 0:
-                # Read after the event it is rendered with: at least as new as it (a shared
-                # store returns snapshots, and a final_result event must carry the final record).
-                job = await store.get(job_id)
-                if job is None:
+            for event in events:
+                seq, sub = event.seq, 0
+                yield await _render(runtime, job, event, base_url, await watch.place(follower, job))
+                if event.type == "final_result":
                     return
-            events.idle, events.queue_changes = 0.0, False
-            if isinstance(item, JobEvent):
-                seq, sub = item.seq, 0
-                yield await _render(runtime, job, item, base_url)
-                if item.type == "final_result":
-                    return
-                continue
             preview = previews.take(job)
             if preview is not None:
                 yield preview
                 continue
-            position, sizes = await runtime.queue_position(job)
+            position, sizes = snapshot = await watch.place(follower, job)
             waiting = position["position"] is not None
-            snapshot = (position, sizes)
             now = time.monotonic()
             if waiting and snapshot != last_position and now - last_queue_emit >= QUEUE_EVENT_MIN_INTERVAL:
                 sub += 1
@@ -86,9 +78,9 @@ async def _job_events(runtime: Runtime, job_id: str, last_event_id: str | None,
                 continue
             if waiting and snapshot != last_position:
                 # A change came too soon after the last update: wake for job events only, then look again.
-                events.idle = QUEUE_EVENT_MIN_INTERVAL - (now - last_queue_emit)
+                await previews.or_wait(shared.wait(job_id, seq, QUEUE_EVENT_MIN_INTERVAL - (now - last_queue_emit)))
             else:
-                events.idle, events.queue_changes = IDLE_WAIT, waiting
+                await previews.or_wait(shared.wait(job_id, seq, IDLE_WAIT, follower.changed if waiting else None))
 
 
 def _data(job: Job, status: str, message: str, position: dict[str, Any], sizes: dict[str, int],
@@ -105,12 +97,14 @@ def _data(job: Job, status: str, message: str, position: dict[str, Any], sizes: 
     }
 
 
-async def _render(runtime: Runtime, job: Job, event: JobEvent, base_url: str) -> dict[str, Any]:
-    position, sizes = await runtime.queue_position(job)
+async def _render(runtime: Runtime, job: Job, event: JobEvent, base_url: str, place: Place) -> dict[str, Any]:
+    position, sizes = place
     if event.type == "final_result":
-        data = _data(job, "final_result", event.message, position, sizes, event_time=event.time)
-        data["result"] = render_result(job, base_url)
-        return _event(str(event.seq), "final_result", data)
+        def final() -> dict[str, Any]:
+            data = _data(job, "final_result", event.message, position, sizes, event_time=event.time)
+            data["result"] = render_result(job, base_url)
+            return _event(str(event.seq), "final_result", data)
+        return shared_reads(runtime).final(job, event, base_url, final)
     data = _data(job, event.status, event.message, position, sizes, event.progress, event.time)
     return _event(str(event.seq), event.type, data)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from . import redis_lua as lua
 from .events import JobEvent
@@ -327,4 +327,7 @@ def connect(url: str, password: str | None = None) -> Redis:
     kw: dict[str, Any] = {"decode_responses": True, "health_check_interval": 30}
     if password:
         kw["password"] = password
-    return Redis.from_url(url, **kw)
+    # A pool that makes a caller wait for a free connection instead of failing it: redis-py's
+    # default pool raises "Too many connections" past 100 callers at once, and one job's
+    # followers (or a burst of requests) are easily more.
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=100, timeout=20, **kw))

@@ -45,6 +45,7 @@ from .postprocess import Postprocess
 from .preprocess import Preprocess
 from .preview_hub import PreviewHub
 from .preview_relay import RedisPreviewRelay
+from .queue_places import Place, queue_places
 from .router import BackendRouter
 from .workers import WorkerPool
 
@@ -358,21 +359,9 @@ class Runtime:
             for b in self.pool.backends
         ]
 
-    async def queue_position(self, job: Job) -> dict[str, Any]:
+    async def queue_position(self, job: Job) -> Place:
         """Where the job waits now: its stage queue, its place there and the wait ahead."""
-        sizes = await self.store.queue_sizes()
-        stage = _stage_of(job)
-        position = await self.store.position(stage, job.id) if stage else None
-        # In the stages after this one, only jobs of its priority or higher will be ahead of it.
-        ahead = await self.store.queue_sizes(job.priority) if stage and job.priority > 0 else sizes
-        return {
-            "current_queue": stage,
-            "position": position,
-            "queue_size": sizes.get(stage, 0) if stage else 0,
-            "estimated_wait_time": (
-                estimate_wait(stage, position, ahead, self.workers(), self.stats) if stage else 0.0
-            ),
-        }, sizes
+        return (await queue_places(self, [job]))[job.id]
 
     def retry_after(self) -> int:
         """Seconds until a slot in the queue should free up, from measured durations."""
@@ -380,11 +369,3 @@ class Runtime:
         workers = self.workers()
         per_slot = max(m / max(workers[s], 1) for m, s in zip(means, STAGES))
         return max(1, math.ceil(per_slot))
-
-
-def _stage_of(job: Job) -> str | None:
-    """The stage a job is in (waiting or worked on); None once it has ended."""
-    return {
-        "queued": "preprocess", "preprocessing": "preprocess", "generating": "generation",
-        "postprocessing": "postprocess",
-    }.get(job.status.value)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchlib.stats import parse_size
 
-PARTS = ("latency", "throughput", "mem-queue", "mem-big", "scaleout", "loop-stall")
+PARTS = ("latency", "throughput", "mem-queue", "mem-big", "scaleout", "loop-stall", "fanout")
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
@@ -17,7 +17,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
                    help=f"comma-separated parts to run, of: {', '.join(PARTS)} (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="scaled-down sizes: 30 latency jobs, 80 throughput jobs, 1000 queued jobs, "
-                   "100 MiB output")
+                   "100 MiB output, 600 followers of 6 jobs")
     p.add_argument("--n-latency", type=int, default=200, help="serial jobs per side in part 1 (default 200)")
     p.add_argument("--warmup", type=int, default=20, help="warm-up jobs per side before part 1 (default 20)")
     p.add_argument("--order", choices=("interleaved", "sequential"), default="interleaved",
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--clients", default="4,16",
                    help="concurrent gateway clients in part 2, one measurement per value (default 4,16)")
     p.add_argument("--stores", default="memory,redis",
-                   help="job stores of the gateways in parts 1 and 2, one gateway each (default memory,redis); "
+                   help="job stores of the gateways in parts 1, 2 and 4, one gateway each (default memory,redis); "
                    "STORE@REV runs that store with the committed revision REV of comfy_gateway (e.g. "
                    "redis@HEAD~3,redis: before and after in one run)"),
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
                    help="part 3a: after un-hanging, wait for the queue to drain (default on)")
     p.add_argument("--drain-timeout", type=float, default=150.0, help="seconds to wait for the drain")
     p.add_argument("--big-bytes", type=parse_size, default=1 << 30, help="part 3b output size (default 1GiB)")
+    p.add_argument("--fanout-followers", type=int, default=3000,
+                   help="part 4: clients following the jobs' streams, one connection each (default 3000)")
+    p.add_argument("--fanout-jobs", type=int, default=20, help="part 4: jobs they follow, evenly (default 20)")
+    p.add_argument("--fanout-seconds", type=float, default=0.5,
+                   help="part 4: how long each job runs at the fake (FakeSlow; default 0.5)")
     p.add_argument("--sample-ms", type=float, default=50.0, help="RSS sampling interval in ms (default 50)")
     p.add_argument("--scaleout-jobs", type=int, default=600, help="scaleout: jobs per phase (default 600)")
     p.add_argument("--scaleout-clients", type=int, default=32,
@@ -105,7 +110,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
         p.error("--stores: memory and/or redis, each optionally @REV")
     if args.quick:
         defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20,
-                    "scaleout_jobs": 150, "stall_jobs": 2}
+PARTS = ("latency", "throughput", "mem-queue", "mem-big", "scaleout", "loop-stall", "fanout")
         for key, value in defaults.items():
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)

@@ -14,12 +14,13 @@ import orjson
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
-from ...jobs.events import JobEvent
 from ...jobs.model import Job, Progress
 from ...pipeline.runtime import Runtime
 from ...pipeline.preview_hub import PreviewEvent
 from ..deps import runtime_of
 from ..preview_events import Previews
+from ..queue_watch import queue_watch
+from ..shared_reads import shared_reads
 from .errors import V2Route
 from .jobs import job_or_404, render
 from .view import TERMINAL, progress_of
@@ -52,17 +53,24 @@ async def _v2_events(runtime: Runtime, request: Request, job_id: str,
                      previews: Previews) -> AsyncIterator[dict[str, Any]]:
     """A job asking for previews (`gateway: {"previews": true}`) also gets `preview` events:
     the latest step's image only, never stored (see api/preview_events.py)."""
-    store = runtime.store
-    seen = await store.events_after(job_id, 0)
+    # Shared with every other stream of the job (see api/stream.py): waits, reads, queue places.
+    shared, watch = shared_reads(runtime), queue_watch(runtime)
+    seen, _ = await shared.read(job_id, 0)
+    seq = seen[-1].seq if seen else 0
     last: tuple[str, int | None] | None = None
     last_sent = 0.0
-    progress: list[dict[str, Any]] = []
-    async with store.events(job_id, after=seen[-1].seq if seen else 0) as events:
+    with watch.follow(job_id) as follower:
         while True:
-            job = await store.get(job_id)
+            events, job = await shared.read(job_id, seq)
             if job is None:
                 return
-            view = await render(runtime, job, request)
+            progress = []
+            for event in events:
+                seq = event.seq
+                if event.type == "progress" and event.progress:
+                    progress.append(_event("progress", progress_of(Progress.model_validate(event.progress))))
+            place, _ = await watch.place(follower, job)
+            view = await render(runtime, job, request, queue=place)
             if view["status"] in TERMINAL:
                 for out in view["outputs"]:
                     yield _event("output", out)
@@ -79,14 +87,11 @@ async def _v2_events(runtime: Runtime, request: Request, job_id: str,
                 yield frame
             if (shown := previews.latest(job)) is not None:
                 yield _preview_event(shown)
-            # While it waits, every queue's change wakes the stream, but at most so often.
+            # While it waits, a change of its place wakes the stream, but at most so often.
             calm = time.monotonic() - last_sent >= QUEUE_EVENT_MIN_INTERVAL
-            events.queue_changes = now[0] == "queued" and calm
-            events.idle = IDLE_WAIT if calm or now[0] != "queued" else QUEUE_EVENT_MIN_INTERVAL
-            item = await previews.or_next(events)
-            progress = []
-            if isinstance(item, JobEvent) and item.type == "progress" and item.progress:
-                progress.append(_event("progress", progress_of(Progress.model_validate(item.progress))))
+            queued = now[0] == "queued"
+            await previews.or_wait(shared.wait(job_id, seq, IDLE_WAIT if calm or not queued else QUEUE_EVENT_MIN_INTERVAL,
+                                               follower.changed if queued and calm else None))
 
 
 @router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}},

@@ -27,9 +27,10 @@ LIST_SCAN = 500  # jobs looked at for one page of a filtered list
 STATUSES = {"queued", "running", "succeeded", "canceling", "canceled", "failed", "expired"}
 
 
-async def render(runtime: Runtime, job: Job, request: Request, *, with_queue: bool = True) -> dict[str, Any]:
-    queue = None
-    if with_queue and not job.status.terminal:
+async def render(runtime: Runtime, job: Job, request: Request, *, with_queue: bool = True,
+                 queue: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`queue`: the job's place when the caller has it (a stream's shared one), else read here."""
+    if queue is None and with_queue and not job.status.terminal:
         queue, _ = await runtime.queue_position(job)
     s = runtime.settings
     return v2_job(job, str(request.base_url), retention=s.result_ttl, url_expiry=s.s3_url_expiry, queue=queue)
