@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
         p.error("--stores: memory and/or redis, each optionally @REV")
     if args.quick:
         defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20,
-PARTS = ("latency", "throughput", "mem-queue", "mem-big", "scaleout", "loop-stall", "fanout")
+                    "scaleout_jobs": 150, "stall_jobs": 2, "fanout_followers": 600, "fanout_jobs": 6}
         for key, value in defaults.items():
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
