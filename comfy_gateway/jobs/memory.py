@@ -69,8 +69,7 @@ class MemoryJobStore(MemoryFacts):
         job.marks.setdefault("created", job.created_at)
         if job.owner:
             self._active[job.owner] += 1
-        # A copy: updates reach the stored job, not the caller's object (as with Redis).
-        self._jobs[job.id] = job.model_copy()
+        self._jobs[job.id] = job  # packing it (enqueue) leaves the caller's object whole
         self._events[job.id] = []
         self._record(job, "status")
         self._counts[job.status.value] += 1
