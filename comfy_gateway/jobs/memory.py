@@ -7,11 +7,10 @@ import time
 from collections import Counter, deque
 from typing import Any
 
-import orjson
-
 from .events import JobEvent
 from .facts import MemoryFacts
 from .history import HistoryPage, HistoryQuery
+from .memory_packed import PackedJob
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
 from .following import JobEvents, Wake, Watchers, kind_of
@@ -25,10 +24,9 @@ class MemoryJobStore(MemoryFacts):
     shared = False  # one process: nothing else can take over its jobs
 
     def __init__(self, usage_ttl: float = 90 * 86400) -> None:
-        self._jobs: dict[str, Job] = {}
-        # Requests of jobs nobody has read since they were queued, as JSON bytes: a 52-node
-        # workflow is ~5 KB of JSON but ~24 KiB as Python objects, times every queued job.
-        self._packed: dict[str, bytes] = {}
+        # A job waiting in a queue is packed (memory_packed.py) until a worker takes it or
+        # something changes it; reading it meanwhile unpacks a copy.
+        self._jobs: dict[str, Job | PackedJob] = {}
         self._events: dict[str, list[JobEvent]] = {}
         self._watchers = Watchers()  # the followers of jobs (events())
         self._queues = {stage: StageQueue() for stage in STAGES}
@@ -64,29 +62,28 @@ class MemoryJobStore(MemoryFacts):
             self._deadlines.put_now(job.id, job.deadline, only_new=True)
         if job.owner:
             self._active[job.owner] += 1
-        self._jobs[job.id] = job
+        self._jobs[job.id] = job  # packing it (enqueue) leaves the caller's object whole
         self._events[job.id] = []
         self._record(job, "status")
         self._counts[job.status.value] += 1
         await self.enqueue("preprocess", job.id)
         self._notify(job, None)
-        # Kept packed until someone reads the job (its preprocess worker, at the latest); the
-        # caller's object keeps its request (updates reach the stored copy, as with Redis).
-        stored = job.model_copy()
-        stored.request = {}
-        self._packed[job.id] = orjson.dumps(job.request)
-        self._jobs[job.id] = stored
         return job
 
-    def _full(self, job: Job) -> Job:
-        packed = self._packed.pop(job.id, None)
-        if packed is not None:
-            job.request = orjson.loads(packed)
-        return job
+    def _live(self, job_id: str) -> Job:
+        """The stored job, unpacked for good: for whoever changes it or is about to work on it."""
+        entry = self._jobs[job_id]
+        if isinstance(entry, PackedJob):
+            entry = self._jobs[job_id] = entry.unpack()
+        return entry
+
+    @staticmethod
+    def _read(entry: Job | PackedJob) -> Job:
+        return entry.unpack() if isinstance(entry, PackedJob) else entry
 
     async def get(self, job_id: str) -> Job | None:
-        job = self._jobs.get(job_id)
-        return self._full(job) if job is not None else None
+        entry = self._jobs.get(job_id)
+        return self._read(entry) if entry is not None else None
 
     async def status(self, job_id: str) -> JobStatus | None:
         job = self._jobs.get(job_id)
@@ -96,7 +93,7 @@ class MemoryJobStore(MemoryFacts):
         self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
         marks: dict[str, float] | None = None, **fields: Any,
     ) -> Job:
-        job = self._full(self._jobs[job_id])
+        job = self._live(job_id)
         if job.status.terminal:
             return job
         previous = job.status
@@ -130,15 +127,15 @@ class MemoryJobStore(MemoryFacts):
         notify_listeners(self._listeners, job, previous)
 
     async def set_webhook(self, job_id: str, state: WebhookState) -> None:
-        job = self._jobs.get(job_id)
-        if job is not None:
+        if job_id in self._jobs:
+            job = self._live(job_id)
             job.webhook = state
             job.updated_at = time.time()
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        job = self._jobs.get(job_id)
-        if job is None or job.status.terminal:
+        if job_id not in self._jobs or self._jobs[job_id].status.terminal:
             return
+        job = self._live(job_id)
         job.progress = progress
         self._record(job, "progress", progress.model_dump())
 
@@ -172,13 +169,18 @@ class MemoryJobStore(MemoryFacts):
     async def enqueue(self, stage: str, job_id: str) -> None:
         if job_id in self._queues[stage] or job_id in self._taken[stage]:
             return
-        job = self._jobs.get(job_id)
-        self._queues[stage].put(job_id, job.priority if job is not None else 0)
+        queue, entry = self._queues[stage], self._jobs.get(job_id)
+        # Packed only when it will wait: with a worker idle it is taken at once.
+        if isinstance(entry, Job) and not queue.has_idle_taker():
+            entry = self._jobs[job_id] = PackedJob.of(entry) or entry
+        queue.put(job_id, entry.priority if entry is not None else 0)
         self._queue_changed()
 
     async def dequeue(self, stage: str) -> str:
         job_id = await self._queues[stage].get()
         self._taken[stage].add(job_id)
+        if job_id in self._jobs:
+            self._live(job_id)  # its worker reads it next
         self._queue_changed()
         return job_id
 
@@ -217,7 +219,7 @@ class MemoryJobStore(MemoryFacts):
         for job_id in reversed(self._jobs):
             if len(out) >= limit:
                 break
-            out.append(self._full(self._jobs[job_id]))
+            out.append(self._read(self._jobs[job_id]))
         return out
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
@@ -234,7 +236,7 @@ class MemoryJobStore(MemoryFacts):
             seen += 1
             page.next_after = (job.created_at, job.id)
             if query.admits(job):
-                page.jobs.append(self._full(job))
+                page.jobs.append(self._read(job))
                 if len(page.jobs) >= query.limit:
                     return page
             if seen >= query.scan:
@@ -260,7 +262,6 @@ class MemoryJobStore(MemoryFacts):
         for job_id in old:
             self._counts[self._jobs[job_id].status.value] -= 1
             del self._jobs[job_id]
-            self._packed.pop(job_id, None)
             self._events.pop(job_id, None)
             self._watchers.job_gone(job_id)
             self._forget_facts(job_id)

@@ -40,6 +40,10 @@ class StageQueue:
         self._drop(job_id)
         return job_id
 
+    def has_idle_taker(self) -> bool:
+        """Whether a get() is waiting: the next job put is taken at once."""
+        return any(not fut.done() for fut in self._getters)
+
     def _wake_next(self) -> None:
         while self._getters:
             fut = self._getters.popleft()
