@@ -72,9 +72,11 @@ class Lab:
             p.stop()
         import redis
 
+        from comfy_gateway.jobs.redis_keys import RedisKeys  # where the gateway puts its keys
+
         r = redis.Redis.from_url(REDIS_URL)
         for prefix in self.prefixes:
-            keys = list(r.scan_iter(match=prefix + "*", count=1000))
+            keys = list(r.scan_iter(match=RedisKeys(prefix).pattern, count=1000))
             for i in range(0, len(keys), 500):
                 r.delete(*keys[i:i + 500])
         r.close()
