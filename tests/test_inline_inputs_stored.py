@@ -12,6 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from PIL import Image
 
+from comfy_gateway.jobs.redis_keys import RedisKeys
+
 from .conftest import png_bytes
 from .support.redis import REDIS_URL, new_prefix, wipe_prefix
 
