@@ -213,6 +213,13 @@ class Settings(BaseSettings):
             raise ValueError("API_CACHE is 'memory' or 'redis'")
         return v
 
+    @field_validator("redis_prefix")
+    @classmethod
+    def _taggable_prefix(cls, v: str) -> str:
+        from .jobs.redis_keys import check_prefix  # the key layout's own rule
+
+        return check_prefix(v)
+
     @property
     def redis_location(self) -> str:
         """The Redis URL without any password (that one is passed apart, never logged)."""

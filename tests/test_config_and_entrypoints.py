@@ -53,6 +53,14 @@ def test_bad_settings_are_refused_at_start(tmp_path):
     assert "invalid configuration: MAX_QUEUE_SIZE: Input should be greater than or equal to 1" in proc.output()
 
 
+def test_a_redis_prefix_that_would_move_the_hash_tag_is_refused_at_start(tmp_path):
+    env = {**os.environ, "API_CACHE": "redis", "REDIS_PREFIX": "{mine}:", "API_PORT": str(free_port())}
+    proc = Proc([sys.executable, "-m", "comfy_gateway.cli", "serve"], env, tmp_path / "bad.log", cwd=tmp_path)
+    assert proc.proc.wait(30) == 2
+    proc.stop()
+    assert "invalid configuration: REDIS_PREFIX: Value error, REDIS_PREFIX must not contain '{' or '}'" in proc.output()
+
+
 def test_several_workers_need_a_shared_store(tmp_path):
     env = {**os.environ, "API_WORKERS": "2", "API_PORT": str(free_port())}
     proc = Proc([sys.executable, "-m", "comfy_gateway.cli", "serve"], env, tmp_path / "w.log", cwd=tmp_path)

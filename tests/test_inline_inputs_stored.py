@@ -12,6 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from PIL import Image
 
+from comfy_gateway.jobs.redis_keys import RedisKeys
+
 from .conftest import png_bytes
 from .support.redis import REDIS_URL, new_prefix, wipe_prefix
 
@@ -49,7 +51,7 @@ async def test_inline_input_is_stored_as_an_asset_and_still_runs(store, comfyui,
         if store == "redis":  # the record as stored: no trace of the inline bytes
             red = aioredis.from_url(REDIS_URL, decode_responses=True)
             try:
-                record = await red.hgetall(f"{prefix}job:{result['id']}")
+                record = await red.hgetall(RedisKeys(prefix).job(result["id"]))
             finally:
                 await red.aclose()
             assert record["core"] and "data:" not in record["core"] and "data:" not in record["request"]

@@ -274,11 +274,11 @@ async def test_concurrent_writers_never_lose_an_update(two_processes):
 async def test_ended_jobs_carry_the_result_ttl(two_processes):
     a, _ = two_processes
     await a.create(Job(id="j"))
-    assert await a.redis.ttl(a.prefix + "job:j") == -1  # a live job never expires on its own
+    assert await a.redis.ttl(a.keys.job("j")) == -1  # a live job never expires on its own
     await a.update("j", status=JobStatus.failed, message="x")
     # Redis drops them on its own a while after the sweep should have (a safety net).
-    assert a.result_ttl < await a.redis.ttl(a.prefix + "job:j") <= a.key_ttl
-    assert a.result_ttl < await a.redis.ttl(a.prefix + "ev:j") <= a.key_ttl
+    assert a.result_ttl < await a.redis.ttl(a.keys.job("j")) <= a.key_ttl
+    assert a.result_ttl < await a.redis.ttl(a.keys.events("j")) <= a.key_ttl
 
 
 async def test_a_job_between_two_queues_counts_toward_the_limit(store):

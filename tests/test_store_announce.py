@@ -9,6 +9,7 @@ import asyncio
 
 from comfy_gateway.jobs.model import Job, JobStatus, Progress
 from comfy_gateway.jobs.redis import connect
+from comfy_gateway.jobs.redis_keys import RedisKeys
 
 from .support.redis import REDIS_URL, new_prefix, redis_store, wipe_prefix
 
@@ -17,19 +18,20 @@ class Observer:
     def __init__(self, prefix: str):
         self._redis = connect(REDIS_URL)
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        self._prefix = prefix
+        self._base = RedisKeys(prefix).base  # every channel's name starts with it
+        self._pattern = RedisKeys(prefix).pattern
         self.seen: list[tuple[str, str]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "Observer":
-        await self._pubsub.psubscribe(self._prefix + "*")
+        await self._pubsub.psubscribe(self._pattern)
         self._task = asyncio.create_task(self._listen())
         return self
 
     async def _listen(self) -> None:
         async for msg in self._pubsub.listen():
             if msg["type"] == "pmessage":
-                self.seen.append((msg["channel"][len(self._prefix):], msg["data"]))
+                self.seen.append((msg["channel"][len(self._base):], msg["data"]))
 
     async def __aexit__(self, *exc) -> None:
         assert self._task is not None

@@ -63,7 +63,7 @@ async def test_a_hand_over_ends_the_lease_of_the_stage_that_made_it():
         assert await asyncio.wait_for(a.dequeue("preprocess"), PROMPTLY) == "j"
         await a.update("j", status=JobStatus.preprocessing)
         await a.advance("j", "generation", status=JobStatus.generating)
-        assert await b._take_once("preprocess") is None  # nothing left to take over
+        assert await b.queues.take_once("preprocess") is None  # nothing left to take over
         assert await a.renew("preprocess", "j")  # the worker finishing up is not told it lost it
         await a.ack("preprocess", "j")
         assert await asyncio.wait_for(b.dequeue("generation"), PROMPTLY) == "j"
@@ -86,7 +86,7 @@ async def test_a_job_that_ends_while_taken_leaves_no_lease_behind():
         await a.create(Job(id="j"))
         assert await asyncio.wait_for(a.dequeue("preprocess"), PROMPTLY) == "j"
         await a.update("j", status=JobStatus.cancelled, message="cancelled by the client")
-        assert await b._take_once("preprocess") is None  # nothing left to take over
+        assert await b.queues.take_once("preprocess") is None  # nothing left to take over
         assert await a.renew("preprocess", "j")  # the worker finishing up is not told it lost it
         await a.ack("preprocess", "j")
     finally:

@@ -88,7 +88,7 @@ async def test_usage_outlives_the_process_that_wrote_it(two_processes):  # noqa:
         assert [j.id for j in (await later.history(HistoryQuery(owner="alice"))).jobs] == ["j"]
         await later.expire(time.time() + 1)
         assert (await later.history(HistoryQuery(owner="alice"))).jobs == []
-        assert await later.redis.exists(later.prefix + "created:alice") == 0
+        assert await later.redis.exists(later.keys.created_by("alice")) == 0
         assert add_up(await later.usage(None, None))["alice"]["jobs"]["failed"] == 1  # kept longer
     finally:
         await later.close()

@@ -30,9 +30,11 @@ def _client(url: str):
 
 
 def delete_prefix(url: str, prefix: str) -> int:
+    from comfy_gateway.jobs.redis_keys import RedisKeys  # where the gateway puts its keys
+
     r = _client(url)
     try:
-        keys = list(r.scan_iter(match=prefix + "*", count=1000))
+        keys = list(r.scan_iter(match=RedisKeys(prefix).pattern, count=1000))
         for i in range(0, len(keys), 500):
             r.delete(*keys[i:i + 500])
         return len(keys)

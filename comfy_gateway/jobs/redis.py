@@ -1,7 +1,9 @@
 """The Redis job store: the same protocol as the memory one, shared by any number of gateway
-processes. Key layout and the atomic steps are in redis_lua.py; waking is in redis_notify.py;
-key names and the job record format in redis_records.py; the stage queues (take, ack, renew,
-hand back, positions, sizes) in redis_queues.py.
+processes. It is the job records and their events (here), composed with parts of one reason
+each, which it delegates to: key and channel names (redis_keys.py, one place), the record
+format (redis_records.py), the stage queues (redis_queues.py: take, ack, renew, hand back,
+positions, sizes), schedules and delivery counts (redis_facts.py), history and usage
+(redis_history.py). The atomic steps are the scripts in redis_lua.py; waking is redis_notify.py.
 
 What Redis guarantees is used as it is: stage queues are Streams with one consumer group, so a
 job taken by a process sits in the group's pending list (its lease) until acked; a lease idle
@@ -16,7 +18,6 @@ import os
 import socket
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,16 +28,19 @@ from . import redis_lua as lua
 from .events import JobEvent
 from .job_locks import JobLocks
 from .model import Job, JobStatus, Progress, WebhookState
+from .facts import Schedule
+from .history import HistoryPage, HistoryQuery
 from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
+from .redis_keys import RedisKeys
 from .redis_notify import Notifier
-from .redis_queues import GROUP, RedisQueues  # noqa: F401  (GROUP: still importable from here)
-from .redis_records import _HEAVY, Change, _Known
+from .redis_queues import GROUP, StageQueues
+from .redis_records import _HEAVY, Change, KnownRecords, decode_events, decode_job, encode_core
 from .redis_results import RECORD_FIELDS, Created, Record, parse_update
 from .redis_taken import JustTaken
 from .following import JobEvents, Wake
 from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
-from .usage import usage_of
+from .usage import UsageRecord, usage_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +51,14 @@ class Changed:
     previous: JobStatus | None
 
 
-class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
+class RedisJobStore:
     shared = True  # other processes use the same store and take over what a dead one held
 
     def __init__(self, redis: Redis, *, prefix: str = "comfy-gateway:", result_ttl: float = 86400,
                  lease_seconds: float = 30.0, consumer: str | None = None, usage_ttl: float = 90 * 86400):
         self.redis = redis
         self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.result_ttl = max(1, int(result_ttl))
         # Keys also expire on their own a while after the sweep should have removed them: a
         # safety net if no process sweeps (the sweep keeps counts and indexes right).
@@ -62,23 +67,23 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         self.usage_ttl_ms = max(1, int(usage_ttl * 1000))
         # One consumer per store instance (i.e. per process): its leases die with it.
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._chan_events, self._chan_queues = prefix + "events", prefix + "queues"
-        self._notify = Notifier(redis, self._chan_events, self._chan_queues, origin=uuid.uuid4().hex[:12])
+        keys = self.keys
+        self._notify = Notifier(redis, keys.events_channel, keys.queues_channel, origin=uuid.uuid4().hex[:12])
         self._listeners: list[TransitionListener] = []
-        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._known = KnownRecords()
         self._taken = JustTaken()
-        self._drained: dict[str, int] = {}
-        self._finished: dict[tuple[str, str], None] = {}
-        self._held: dict[str, str] = {}
         self._locks = JobLocks()  # one change of a job at a time in this process
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
                                      "EXPIRE_ENDED")}
+        self.queues = StageQueues(redis, keys, self._notify, self._scripts, self._taken, consumer=self.consumer,
+                                  lease_seconds=lease_seconds, key_ttl=self.key_ttl)
+        self.facts = RedisFacts(redis, keys, self.key_ttl)
+        self.ledger = RedisHistory(redis, keys)
 
     # -- life ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        for stage in STAGES:
-            await self._ensure_group(stage)
+        await self.queues.start()
         await self._notify.start()
 
     async def close(self) -> None:
@@ -89,14 +94,14 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
         job.marks.setdefault("created", job.created_at)
         owner = job.owner or ""
-        keys = [self._job(job.id), self._ev(job.id), *self._q("preprocess"),
-                self._q("generation")[2], self._q("postprocess")[2], self.prefix + "qseq",
-                self._q("generation")[1], self.prefix + "counts", self.prefix + "created",
-                self.prefix + "active", self._created_by(owner), self._deadlines_key]
-        args = [job.id, self._core(job), orjson.dumps(job.request),
+        k = self.keys
+        keys = [k.job(job.id), k.events(job.id), k.stream("preprocess"), k.entries("preprocess"),
+                k.waiting("preprocess"), k.waiting("generation"), k.waiting("postprocess"), k.qseq,
+                k.entries("generation"), k.counts, k.created, k.active, k.created_by(owner), k.deadlines]
+        args = [job.id, encode_core(job), orjson.dumps(job.request),
                 -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(time.time()),
-                self._chan_events, self._chan_queues, uuid.uuid4().hex,
+                k.events_channel, k.queues_channel, uuid.uuid4().hex,
                 owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
                 self._notify.tag, repr(job.deadline) if job.deadline is not None else ""]
         created = Created.parse(await self._scripts["CREATE"](keys=keys, args=args))
@@ -114,16 +119,16 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     async def get(self, job_id: str) -> Job | None:
         record = self._taken.record(job_id)  # read with the take a moment ago, if it just was
         if record is None:
-            record = Record.of(await self.redis.hmget(self._job(job_id), *RECORD_FIELDS))
+            record = Record.of(await self.redis.hmget(self.keys.job(job_id), *RECORD_FIELDS))
         if record.core is None:
-            self._known.pop(job_id, None)
+            self._known.forget(job_id)
             return None
-        job = self._decode(record.core, record.progress, record.request, record.workflow)
-        self._remember(job, record.v, record.born, record.core, record.request, record.workflow, True)
+        job = decode_job(record.core, record.progress, record.request, record.workflow)
+        self._known.remember(job, record.v, record.born, record.core, record.request, record.workflow, True)
         return job
 
     async def status(self, job_id: str) -> JobStatus | None:
-        status = await self.redis.hget(self._job(job_id), "st")  # kept beside the record
+        status = await self.redis.hget(self.keys.job(job_id), "st")  # kept beside the record
         if status is None:  # gone, or written before the field existed
             job = await self.get(job_id)
             return job.status if job is not None else None
@@ -150,8 +155,9 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
 
     async def _change_locked(self, job_id: str, apply: Callable[[Job], Change], ended_too: bool, light: bool,
                              then_enqueue: str | None) -> Changed | None:
-        queue_keys = [*self._q(then_enqueue)[1:], self.prefix + "qseq"] if then_enqueue else []
-        queue_args = [then_enqueue, self._chan_queues] if then_enqueue else ["", ""]
+        k = self.keys
+        queue_keys = self.queues.joining_keys(then_enqueue) if then_enqueue else []
+        queue_args = [then_enqueue, k.queues_channel] if then_enqueue else ["", ""]
         # The stage handing the job over is done with it: its lease is acked in the same step.
         handing_over = STAGES[STAGES.index(then_enqueue) - 1] if then_enqueue in STAGES[1:] else None
         for attempt in range(100):
@@ -162,17 +168,17 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                 v, born, core, request, workflow, full = \
                     known.v, known.born, known.core, known.request, known.workflow, known.full
             elif light:
-                v, born, core = await self.redis.hmget(self._job(job_id), "v", "born", "core")
+                v, born, core = await self.redis.hmget(k.job(job_id), "v", "born", "core")
                 request = workflow = None
                 full = False
             else:
                 v, born, core, request, workflow = await self.redis.hmget(
-                    self._job(job_id), "v", "born", "core", "request", "workflow")
+                    k.job(job_id), "v", "born", "core", "request", "workflow")
                 full = True
             if core is None:
-                self._known.pop(job_id, None)
+                self._known.forget(job_id)
                 return None
-            job = self._decode(core, None, request, workflow)
+            job = decode_job(core, None, request, workflow)
             progress_before = job.progress
             if job.status.terminal and not ended_too:
                 return Changed(job, None)
@@ -181,10 +187,10 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
             event_type, progress, heavy = change.event, change.progress, change.heavy
             terminal = job.status.terminal and not was_terminal
             # So is a stage that holds the job when it ends: an ended job needs no lease.
-            done_stage = handing_over or (self._lease_held(job_id) if terminal else None)
-            lease_keys = self._q(done_stage)[:2] if done_stage else []
+            done_stage = handing_over or (self.queues.held(job_id) if terminal else None)
+            lease_keys = self.queues.lease_keys(done_stage) if done_stage else []
             lease_args = [GROUP, self.consumer] if done_stage else []
-            new_core = self._core(job)
+            new_core = encode_core(job)
             new_workflow_json = orjson.dumps(job.workflow).decode() if "workflow" in heavy else ""
             new_request_json = orjson.dumps(job.request).decode() if "request" in heavy else ""
             usage = orjson.dumps(usage_of(job).to_json()) if terminal else ""
@@ -194,27 +200,26 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
                     repr(time.time()), orjson.dumps(progress) if progress is not None else "",
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
-                    job_id, self._chan_events, previous.value, born or "",
+                    job_id, k.events_channel, previous.value, born or "",
                     job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress,
                     new_request_json, *queue_args, *lease_args]
             res = await self._scripts["UPDATE"](
-                keys=[self._job(job_id), self._ev(job_id), self.prefix + "ended", self.prefix + "counts",
-                      self.prefix + "active", self.prefix + "usage", self._deadlines_key, *queue_keys,
-                      *lease_keys], args=args)
+                keys=[k.job(job_id), k.events(job_id), k.ended, k.counts, k.active, k.usage, k.deadlines,
+                      *queue_keys, *lease_keys], args=args)
             updated = parse_update(res)
             if updated == "gone":
-                self._known.pop(job_id, None)
+                self._known.forget(job_id)
                 return None
             if updated == "conflict":
-                self._known.pop(job_id, None)  # someone wrote since: read afresh
+                self._known.forget(job_id)  # someone wrote since: read afresh
                 continue
             if updated.acked:
-                self._finished_here(done_stage or "", job_id)
+                self.queues.finished_here(done_stage or "", job_id)
             if updated.seq:
                 self._notify.local_event(job_id, "end" if terminal else "other")
             if updated.queued:
                 self._notify.local_queue(then_enqueue or "", "+")
-            self._remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
+            self._known.remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
                            new_workflow_json or workflow, full)
             return Changed(job, previous)
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
@@ -253,12 +258,12 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         notify_listeners(self._listeners, job, previous)
 
     async def recent(self, limit: int) -> list[Job]:
-        ids = await self.redis.zrevrange(self.prefix + "created", 0, max(limit, 1) - 1)
+        ids = await self.redis.zrevrange(self.keys.created, 0, max(limit, 1) - 1)
         jobs = [await self.get(job_id) for job_id in ids]
         return [j for j in jobs if j is not None][:limit]
 
     async def status_counts(self) -> dict[str, int]:
-        counts = await self.redis.hgetall(self.prefix + "counts")
+        counts = await self.redis.hgetall(self.keys.counts)
         return {s.value: max(int(counts.get(s.value, 0)), 0) for s in JobStatus}
 
     async def set_webhook(self, job_id: str, state: WebhookState) -> None:
@@ -271,8 +276,8 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
 
     async def unfinished(self) -> list[str]:
         ids = []
-        async for key in self.redis.scan_iter(match=self._job("*"), count=1000):
-            job = await self.get(key[len(self._job("")):])
+        async for key in self.redis.scan_iter(match=self.keys.job("*"), count=1000):
+            job = await self.get(key[len(self.keys.job("")):])
             if job is not None and not job.status.terminal:
                 ids.append(job.id)
         return ids
@@ -283,19 +288,57 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
         # change of state). In order per job: frames may come faster than Redis answers.
         async with self._locks.hold(job_id):
             seq = await self._scripts["PROGRESS"](
-                keys=[self._job(job_id), self._ev(job_id)],
-                args=[progress.model_dump_json(), repr(time.time()), self._chan_events, job_id, self._notify.tag])
+                keys=[self.keys.job(job_id), self.keys.events(job_id)],
+                args=[progress.model_dump_json(), repr(time.time()), self.keys.events_channel, job_id,
+                      self._notify.tag])
         if seq and int(seq) > 0:
             self._notify.local_event(job_id, "progress")
 
+    # -- stage queues, facts, history: the parts ------------------------------------------------
+    async def enqueue(self, stage: str, job_id: str) -> None:
+        await self.queues.enqueue(stage, job_id)
+
+    async def dequeue(self, stage: str) -> str:
+        return await self.queues.dequeue(stage)
+
+    async def renew(self, stage: str, job_id: str) -> bool:
+        return await self.queues.renew(stage, job_id)
+
+    async def ack(self, stage: str, job_id: str) -> None:
+        await self.queues.ack(stage, job_id)
+
+    async def hand_back(self, stage: str, job_id: str) -> bool:
+        return await self.queues.hand_back(stage, job_id)
+
+    async def hand_back_all(self) -> int:
+        return await self.queues.hand_back_all()
+
+    async def remove_from_queue(self, stage: str, job_id: str) -> bool:
+        return await self.queues.remove(stage, job_id)
+
+    async def position(self, stage: str, job_id: str) -> int | None:
+        return await self.queues.position(stage, job_id)
+
+    async def queue_sizes(self, priority: int = 0) -> dict[str, int]:
+        return await self.queues.sizes(priority)
+
+    def schedule(self, name: str) -> Schedule:
+        return self.facts.schedule(name)
+
     async def count_delivery(self, stage: str, job_id: str) -> int:
         counted = self._taken.delivery(stage, job_id)  # counted by the take itself
-        return counted if counted is not None else await super().count_delivery(stage, job_id)
+        return counted if counted is not None else await self.facts.count_delivery(stage, job_id)
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        return await self.ledger.history(query)
+
+    async def usage(self, since: float | None, until: float | None) -> list[UsageRecord]:
+        return await self.ledger.usage(since, until)
 
     # -- events -------------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
-        entries = await self.redis.xrange(self._ev(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
-        return self._events(entries)
+        entries = await self.redis.xrange(self.keys.events(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
+        return decode_events(entries)
 
     def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
                idle: float = 30.0) -> JobEvents:
@@ -305,20 +348,20 @@ class RedisJobStore(RedisQueues, RedisFacts, RedisHistory):
     async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
         events = await self.events_after(job_id, after)
         # Whether the job still exists only matters when nothing came (it expired).
-        if not events and not await self.redis.exists(self._job(job_id)):
+        if not events and not await self.redis.exists(self.keys.job(job_id)):
             return None
         return events
 
     # -- sweeping -----------------------------------------------------------------------------
     async def expire(self, older_than: float) -> int:
-        ended = self.prefix + "ended"
-        old = await self.redis.zrangebyscore(ended, "-inf", older_than)
+        k = self.keys
+        old = await self.redis.zrangebyscore(k.ended, "-inf", older_than)
         gone = 0
         for i in range(0, len(old), 500):
             gone += int(await self._scripts["EXPIRE_ENDED"](
-                keys=[ended, self.prefix + "created", self.prefix + "counts"],
-                args=[self._job(""), self._ev(""), self.prefix + "dlv:", self._created_by(""), *old[i:i + 500]]))
-        await self._forget_idle_consumers()
+                keys=[k.ended, k.created, k.counts],
+                args=[k.job(""), k.events(""), k.deliveries(""), k.created_by(""), *old[i:i + 500]]))
+        await self.queues.forget_idle_consumers()
         return gone
 
 

@@ -1,12 +1,13 @@
-"""The Redis side of the job facts (see facts.py): schedules as sorted sets under
-P sched:<name> (member job id, score the due time), delivery counts as P dlv:<id> (hash:
-stage -> times taken, expiring with the job). Mixed into RedisJobStore."""
+"""The Redis side of the job facts (see facts.py): schedules as sorted sets (RedisKeys.schedule:
+member job id, score the due time), delivery counts as hashes (RedisKeys.deliveries: stage ->
+times taken, expiring with the job). A part of RedisJobStore (redis.py)."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
 from .facts import Schedule
+from .redis_keys import RedisKeys
 
 # Claim due members atomically: one sweeper per member, however many processes sweep.
 # KEYS: the schedule   ARGV: now, now + hold, limit
@@ -40,31 +41,22 @@ class RedisSchedule:
 
 
 class RedisFacts:
-    """Needs `redis`, `prefix` and `key_ttl` from the store."""
+    """The schedules and delivery counts of one deployment (the store's `schedule()` and
+    `count_delivery()`)."""
 
-    redis: Redis
-    prefix: str
-    key_ttl: int
+    def __init__(self, redis: Redis, keys: RedisKeys, key_ttl: int):
+        self._redis, self._keys, self._key_ttl = redis, keys, key_ttl
+        self._schedules: dict[str, RedisSchedule] = {}
 
     def schedule(self, name: str) -> Schedule:
-        made: dict[str, RedisSchedule] = self.__dict__.setdefault("_schedules", {})
-        if name not in made:
-            made[name] = RedisSchedule(self.redis, self._sched_key(name))
-        return made[name]
-
-    def _sched_key(self, name: str) -> str:
-        return f"{self.prefix}sched:{name}"
-
-    @property
-    def _deadlines_key(self) -> str:
-        """The "deadlines" schedule, which a job joins when created and leaves when it ends,
-        in the same scripts (redis_lua.py CREATE, UPDATE)."""
-        return self._sched_key("deadlines")
+        if name not in self._schedules:
+            self._schedules[name] = RedisSchedule(self._redis, self._keys.schedule(name))
+        return self._schedules[name]
 
     async def count_delivery(self, stage: str, job_id: str) -> int:
-        key = f"{self.prefix}dlv:{job_id}"
-        async with self.redis.pipeline(transaction=True) as pipe:
+        key = self._keys.deliveries(job_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(key, stage, 1)
-            pipe.expire(key, self.key_ttl)
+            pipe.expire(key, self._key_ttl)
             count, _ = await pipe.execute()
         return int(count)

@@ -1,6 +1,6 @@
-"""The Redis store's history (/jobs) and usage ledger (/usage). Mixed into RedisJobStore.
+"""The Redis store's history (/jobs) and usage ledger (/usage). A part of RedisJobStore.
 
-History reads the index of created jobs (every key's, or one key's `created:<name>`) newest
+History reads the index of created jobs (every key's, or one key's: RedisKeys.created, created_by) newest
 first, in batches, and filters the records; usage reads the `usage` stream, whose entries the
 script ending a job writes (redis_lua.py UPDATE).
 """
@@ -11,29 +11,22 @@ import orjson
 from redis.asyncio import Redis
 
 from .history import HistoryPage, HistoryQuery
-from .redis_records import RedisRecords
+from .redis_keys import RedisKeys
+from .redis_records import decode_job
 from .usage import UsageRecord
 
 BATCH = 200
 SLACK = 60.0  # seconds of clock difference allowed between Redis and a gateway process
 
 
-class RedisHistory(RedisRecords):
-    """Needs `redis` from the store; key names come from RedisRecords."""
+class RedisHistory:
+    """A part of RedisJobStore: its `history()` and `usage()`."""
 
-    redis: Redis
-
-    def _created_by(self, owner: str) -> str:
-        return f"{self.prefix}created:{owner}"
-
-    async def _owners(self, job_ids: list[str]) -> list[str | None]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(self._job(job_id), "owner")
-            return await pipe.execute()
+    def __init__(self, redis: Redis, keys: RedisKeys):
+        self.redis, self._keys = redis, keys
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
-        index = self.prefix + "created" if query.owner is None else self._created_by(query.owner)
+        index = self._keys.created if query.owner is None else self._keys.created_by(query.owner)
         top = "+inf" if query.after is None else repr(query.after[0])
         if query.until is not None and (query.after is None or query.until <= query.after[0]):
             top = f"({query.until!r}"
@@ -57,7 +50,7 @@ class RedisHistory(RedisRecords):
                 if core is None:
                     gone.append(job_id)  # expired under us; the sweep forgets it too
                     continue
-                job = self._decode(*core, None, None)
+                job = decode_job(*core, None, None)
                 if query.admits(job):
                     page.jobs.append(job)
                     if len(page.jobs) >= query.limit:
@@ -71,7 +64,7 @@ class RedisHistory(RedisRecords):
     async def _cores(self, job_ids: list[str]) -> list[list[str | None]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(self._job(job_id), "core", "progress")
+                pipe.hmget(self._keys.job(job_id), "core", "progress")
             return await pipe.execute()
 
     async def usage(self, since: float | None, until: float | None) -> list[UsageRecord]:
@@ -81,7 +74,7 @@ class RedisHistory(RedisRecords):
         high = "+" if until is None else str(max(int((until + SLACK) * 1000), 0))
         records: list[UsageRecord] = []
         while True:
-            entries = await self.redis.xrange(self.prefix + "usage", low, high, count=1000)
+            entries = await self.redis.xrange(self._keys.usage, low, high, count=1000)
             for _, fields in entries:
                 r = UsageRecord.from_json(orjson.loads(fields["r"]))
                 if (since is None or r.finished_at >= since) and (until is None or r.finished_at < until):

@@ -2,7 +2,9 @@
 the event announcing it, or a job leaving a queue and its place in the position index, can
 never be seen half done by another process.
 
-Keys (all under the store's prefix P):
+Keys (P: RedisKeys.base, the deployment's prefix as one Redis Cluster hash tag, e.g.
+"{comfy-gateway}:", so that each script touches one hash slot; redis_keys.py names them all and
+says what is left before Cluster):
   P job:<id>      hash  core (JSON of the Job minus its big parts and progress), request,
                         workflow, progress (JSON), st, msg (its status and message, for
                         progress events),
@@ -28,6 +30,9 @@ Keys (all under the store's prefix P):
   P created:<key> sorted set  job id -> created_at, the jobs of one key name (/jobs)
   P usage         stream  one entry per ended job: key, status, seconds, bytes (/usage);
                   trimmed to USAGE_TTL
+  P dlv:<id>      hash  stage -> times the stage took the job (redis_facts.py)
+  P sched:<name>  sorted set  job id -> when it is due (redis_facts.py; "deadlines" here too)
+  P preview:<id>  the latest preview of a job (pipeline/preview_relay.py)
 Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "<stage> +" when
 a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
 showing positions, and, on "+" only, idle takers of that stage. Each payload starts with the
@@ -235,6 +240,8 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], AR
 # {v, born, core, progress, request, workflow}, jobs still waiting} or false.
 # KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage, writer's tag,
 # job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
+# The job's keys are built here (which job is taken is only known here): in the same hash slot
+# as KEYS, which Redis Cluster tolerates in practice but does not promise for keys not given.
 TAKE = _ANNOUNCE_FN + """
 local function taken(jobid, entry, how, previous)
   local dlv = ARGV[8] .. jobid
@@ -314,7 +321,7 @@ return 1
 # another sweep already removed is skipped, so the status counts are decremented once.
 # KEYS: ended, created, counts   ARGV: job key prefix ("P job:"), events key prefix ("P ev:"),
 # facts key prefix ("P dlv:"), per-owner created index prefix ("P created:"), then the members
-# ("<status>|<job id>") to forget.
+# ("<status>|<job id>") to forget. Like TAKE, it builds keys it was not given (same slot).
 EXPIRE_ENDED = """
 local gone = 0
 for i = 5, #ARGV do

@@ -1,7 +1,6 @@
-"""Where the Redis job store keeps a job, and how a job record is written and read back.
-
-Key names and the record format are one thing: a change to either must be made in one place,
-and redis_lua.py's scripts expect the same layout. Mixed into RedisJobStore (redis.py).
+"""How the Redis job store writes a job record and reads it back (the hash's fields are
+documented in redis_lua.py, whose scripts expect the same layout), and the memory of the
+records this process last saw, which spares a read before a change (see _Known).
 """
 
 from __future__ import annotations
@@ -43,39 +42,21 @@ class _Known:
     full: bool  # request and workflow known (False after a read of the core alone)
 
 
-class RedisRecords:
-    """Key naming, (de)serialisation of job records and events, and the memory of records
-    last seen (`_known`). Needs `prefix` and `_known` set by the store."""
+class KnownRecords:
+    """The job records this process last read or wrote (see _Known), newest last, at most
+    _KNOWN_MAX of them."""
 
-    prefix: str
-    _known: OrderedDict[str, _Known]
+    def __init__(self) -> None:
+        self._known: OrderedDict[str, _Known] = OrderedDict()
 
-    # -- keys ---------------------------------------------------------------------------------
-    def _job(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
+    def get(self, job_id: str) -> _Known | None:
+        return self._known.get(job_id)
 
-    def _ev(self, job_id: str) -> str:
-        return f"{self.prefix}ev:{job_id}"
+    def forget(self, job_id: str) -> None:
+        self._known.pop(job_id, None)
 
-    def _q(self, stage: str) -> list[str]:
-        return [f"{self.prefix}q:{stage}", f"{self.prefix}qid:{stage}", f"{self.prefix}wait:{stage}"]
-
-    # -- jobs ---------------------------------------------------------------------------------
-    @staticmethod
-    def _core(job: Job) -> str:
-        return job.model_dump_json(exclude=_APART)
-
-    @staticmethod
-    def _decode(core: str, progress: str | None, request: str | None, workflow: str | None) -> Job:
-        job = Job.model_validate_json(core)
-        if progress:
-            job.progress = Progress.model_validate_json(progress)
-        job.request = orjson.loads(request) if request else {}
-        job.workflow = orjson.loads(workflow) if workflow else None
-        return job
-
-    def _remember(self, job: Job, v: str | None, born: str | None, core: str,
-                  request: str | None, workflow: str | None, full: bool) -> None:
+    def remember(self, job: Job, v: str | None, born: str | None, core: str,
+                 request: str | None, workflow: str | None, full: bool) -> None:
         # Only jobs still moving: an ended one changes rarely (webhook bookkeeping).
         if job.status.terminal or v is None or born is None:
             self._known.pop(job.id, None)
@@ -85,10 +66,25 @@ class RedisRecords:
         while len(self._known) > _KNOWN_MAX:
             self._known.popitem(last=False)
 
-    @staticmethod
-    def _events(entries) -> list[JobEvent]:
-        return [
-            JobEvent(seq=int(f["seq"]), type=f["type"], status=f["status"], message=f["message"],
-                     time=float(f["time"]), progress=orjson.loads(f["progress"]) if f.get("progress") else None)
-            for _, f in entries
-        ]
+
+def encode_core(job: Job) -> str:
+    """The record's `core` field: the job minus its heavy parts and progress."""
+    return job.model_dump_json(exclude=_APART)
+
+
+def decode_job(core: str, progress: str | None, request: str | None, workflow: str | None) -> Job:
+    job = Job.model_validate_json(core)
+    if progress:
+        job.progress = Progress.model_validate_json(progress)
+    job.request = orjson.loads(request) if request else {}
+    job.workflow = orjson.loads(workflow) if workflow else None
+    return job
+
+
+def decode_events(entries) -> list[JobEvent]:
+    """A job's events from the entries of its event stream."""
+    return [
+        JobEvent(seq=int(f["seq"]), type=f["type"], status=f["status"], message=f["message"],
+                 time=float(f["time"]), progress=orjson.loads(f["progress"]) if f.get("progress") else None)
+        for _, f in entries
+    ]

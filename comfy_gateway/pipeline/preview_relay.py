@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 
 from ..comfy.previews import Preview
+from ..jobs.redis_keys import RedisKeys
 from .preview_hub import PreviewEvent, PreviewHub
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,9 @@ LATEST_TTL = 120  # seconds the latest preview of a job stays readable in Redis
 
 
 class RedisPreviewRelay:
-    def __init__(self, redis: Redis, prefix: str, hub: PreviewHub):
-        self._redis = redis
-        self._channel = prefix + "previews"
-        self._latest_key = prefix + "preview:"
+    def __init__(self, redis: Redis, keys: RedisKeys, hub: PreviewHub):
+        self._redis, self._keys = redis, keys
+        self._channel = keys.previews_channel
         self._hub = hub
         self._origin = uuid.uuid4().hex  # this process: its own messages come back to it
         self._waiting: dict[str, PreviewEvent] = {}  # per job, the newest not yet published
@@ -63,7 +63,7 @@ class RedisPreviewRelay:
                 payload = _encode(self._origin, job_id, self._waiting.pop(job_id))
                 try:
                     async with self._redis.pipeline(transaction=False) as pipe:
-                        pipe.set(self._latest_key + job_id, payload, ex=LATEST_TTL)
+                        pipe.set(self._keys.preview(job_id), payload, ex=LATEST_TTL)
                         pipe.publish(self._channel, payload)
                         await pipe.execute()
                 except Exception as exc:  # noqa: BLE001 - a preview lost is no job lost
@@ -77,7 +77,7 @@ class RedisPreviewRelay:
 
     async def _delete(self, job_id: str) -> None:
         try:
-            await self._redis.delete(self._latest_key + job_id)
+            await self._redis.delete(self._keys.preview(job_id))
         except Exception:  # noqa: BLE001 - it expires anyway
             pass
 
@@ -88,7 +88,7 @@ class RedisPreviewRelay:
 
     async def _fetch(self, job_id: str) -> None:
         try:
-            raw = await self._redis.get(self._latest_key + job_id)
+            raw = await self._redis.get(self._keys.preview(job_id))
         except Exception:  # noqa: BLE001
             return
         if raw:

@@ -102,7 +102,7 @@ class Runtime:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         await self.store.start()
         if self.store.shared:
-            self.preview_relay = RedisPreviewRelay(self.store.redis, self.store.prefix, self.previews)  # type: ignore[attr-defined]
+            self.preview_relay = RedisPreviewRelay(self.store.redis, self.store.keys, self.previews)  # type: ignore[attr-defined]
             await self.preview_relay.start()
         await self.pool.start()
         # Before any socket connects (their first change event starts the warm-up).

@@ -12,6 +12,8 @@ import httpx
 import redis
 
 from .procs import Proc, start_gateway
+from comfy_gateway.jobs.redis_keys import RedisKeys
+
 from .redis import REDIS_URL, new_prefix
 from .sse import collect
 
@@ -52,7 +54,7 @@ class Cluster:
             node.proc.stop()
         r = redis.Redis.from_url(REDIS_URL)
         try:
-            keys = list(r.scan_iter(match=self.prefix + "*", count=1000))
+            keys = list(r.scan_iter(match=RedisKeys(self.prefix).pattern, count=1000))
             for i in range(0, len(keys), 500):
                 r.delete(*keys[i:i + 500])
         finally:

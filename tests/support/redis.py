@@ -7,6 +7,7 @@ import os
 import uuid
 
 from comfy_gateway.jobs.redis import RedisJobStore, connect
+from comfy_gateway.jobs.redis_keys import RedisKeys
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -24,7 +25,7 @@ async def redis_store(prefix: str | None = None, **kw) -> RedisJobStore:
 async def wipe_prefix(prefix: str) -> None:
     r = connect(REDIS_URL)
     try:
-        keys = [k async for k in r.scan_iter(match=prefix + "*", count=1000)]
+        keys = [k async for k in r.scan_iter(match=RedisKeys(prefix).pattern, count=1000)]
         for i in range(0, len(keys), 500):
             await r.delete(*keys[i:i + 500])
     finally:
