@@ -60,3 +60,25 @@ async def test_a_waiting_job_reads_back_whole_and_keeps_changes(store):
     assert await store.dequeue("generation") == "w"
     job = await store.get("w")
     assert (job.webhook.attempts, job.message, job.request, job.workflow) == (1, "still waiting", request, workflow)
+
+
+async def test_a_taker_reads_back_its_own_change(store):
+    """What a take (or a follower's read) brought along never hides a change made after it."""
+    await store.create(Job(id="t"))
+    assert await store.dequeue("preprocess") == "t"
+    await store.update("t", status=JobStatus.preprocessing, message="mine")
+    got = await store.get("t")
+    assert got.status is JobStatus.preprocessing and got.message == "mine"
+    async with store.events("t", after=0, idle=0.0) as events:
+        assert (await anext(events)).seq == 1  # a read of its events (and, in Redis, its record)
+    await store.update("t", message="changed since")
+    assert (await store.get("t")).message == "changed since"
+
+
+async def test_events_and_job_in_one_look(store):
+    assert await store.events_and_job("nobody", 0) == ([], None)
+    await store.create(Job(id="e"))
+    await store.update("e", status=JobStatus.preprocessing, message="p")
+    events, job = await store.events_and_job("e", 1)
+    assert [e.seq for e in events] == [2] and events[0].status == "preprocessing"
+    assert job.status is JobStatus.preprocessing and job.message == "p"

@@ -42,11 +42,9 @@ class SharedReads:
         return await self._reads.run((job_id, seq), lambda: self._read(job_id, seq))
 
     async def _read(self, job_id: str, seq: int) -> tuple[list[JobEvent], Job | None]:
-        # Events first, then the job: the record read is then at least as new as every event
-        # rendered with it (a shared store returns snapshots, and a final_result event must
-        # carry the final record).
-        events = await self._store.events_after(job_id, seq)
-        return events, await self._store.get(job_id)
+        # The job is at least as new as every event rendered with it (a final_result event
+        # must carry the final record).
+        return await self._store.events_and_job(job_id, seq)
 
     async def wait(self, job_id: str, seq: int, timeout: float, also: asyncio.Future[None] | None = None) -> None:
         """Return when the job has an event past `seq`, when `also` is done, or after timeout."""

@@ -85,6 +85,9 @@ class MemoryJobStore(MemoryFacts):
         entry = self._jobs.get(job_id)
         return self._read(entry) if entry is not None else None
 
+    async def events_and_job(self, job_id: str, after: int) -> tuple[list[JobEvent], Job | None]:
+        return await self.events_after(job_id, after), await self.get(job_id)
+
     async def status(self, job_id: str) -> JobStatus | None:
         job = self._jobs.get(job_id)
         return job.status if job is not None else None

@@ -117,9 +117,12 @@ class RedisJobStore:
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        record = self._taken.record(job_id)  # read with the take a moment ago, if it just was
+        record = self._taken.record(job_id)  # read a moment ago with a take or events, if it was
         if record is None:
             record = Record.of(await self.redis.hmget(self.keys.job(job_id), *RECORD_FIELDS))
+        return self._job_of(job_id, record)
+
+    def _job_of(self, job_id: str, record: Record) -> Job | None:
         if record.core is None:
             self._known.forget(job_id)
             return None
@@ -213,6 +216,7 @@ class RedisJobStore:
             if updated == "conflict":
                 self._known.forget(job_id)  # someone wrote since: read afresh
                 continue
+            self._taken.drop(job_id)
             if updated.acked:
                 self.queues.finished_here(done_stage or "", job_id)
             if updated.seq:
@@ -287,6 +291,7 @@ class RedisJobStore:
         # nor encoded, and its version does not move (a progress frame never conflicts with a
         # change of state). In order per job: frames may come faster than Redis answers.
         async with self._locks.hold(job_id):
+            self._taken.drop(job_id)
             seq = await self._scripts["PROGRESS"](
                 keys=[self.keys.job(job_id), self.keys.events(job_id)],
                 args=[progress.model_dump_json(), repr(time.time()), self.keys.events_channel, job_id,
@@ -345,12 +350,29 @@ class RedisJobStore:
         return JobEvents(self._read_events, self._notify.watchers, job_id, after, wake=wake,
                          queue_changes=queue_changes, idle=idle)
 
+    async def events_and_job(self, job_id: str, after: int) -> tuple[list[JobEvent], Job | None]:
+        events, record = await self._look(job_id, after)
+        return events, self._job_of(job_id, record)
+
     async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
-        events = await self.events_after(job_id, after)
-        # Whether the job still exists only matters when nothing came (it expired).
-        if not events and not await self.redis.exists(self.keys.job(job_id)):
-            return None
+        events, record = await self._look(job_id, after)
+        if record.core is None:
+            return events or None  # gone (expired): after its last events, if any came
+        known = self._known.get(job_id)
+        # Kept for the get() a follower makes of what it read; unless this process wrote a newer
+        # version while the read was on its way (its answer came after the write's).
+        if known is None or (record.v is not None and int(record.v) >= int(known.v)):
+            self._taken.fresh(job_id, record)
         return events
+
+    async def _look(self, job_id: str, after: int) -> tuple[list[JobEvent], Record]:
+        """The job's events past `after` and then its record, in one round trip: the record is
+        at least as new as every event (a final_result event comes with the final record)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(self.keys.events(job_id), min=f"{max(after, 0) + 1}-0", max="+")
+            pipe.hmget(self.keys.job(job_id), *RECORD_FIELDS)
+            entries, fields = await pipe.execute()
+        return decode_events(entries), Record.of(fields)
 
     # -- sweeping -----------------------------------------------------------------------------
     async def expire(self, older_than: float) -> int:

@@ -1,12 +1,14 @@
 """What a take brought back with the job: its delivery count and its record, read in the same
 script as the take (redis_lua.py TAKE), kept for the taker's next steps so that starting a stage
-costs one round trip instead of three.
+costs one round trip instead of three. A follower's read of a job's events brings its record
+along the same way (redis.py _look), for the get() that usually follows.
 
 The count is the stage's count_delivery() answer for that take (asked once, right after it).
 The record is what the next get() of the job returns instead of reading Redis again, if it
 comes within MAX_AGE: it is the job as it was at the take, a moment earlier, which a read then
 could have returned too; a change computed from it is checked against the stored version as
-any other (redis.py _change), so a newer write is never overwritten.
+any other (redis.py _change), so a newer write is never overwritten. A change this process
+writes drops the job's kept record (`drop`): a get() after it must see it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ class JustTaken:
         for kept in (self._deliveries, self._records):
             while len(kept) > _MAX_KEPT:
                 kept.popitem(last=False)
+
+    def fresh(self, job_id: str, record: Record) -> None:
+        """The job's record, just read with its events."""
+        self._records[job_id] = (time.monotonic(), record)
+        self._records.move_to_end(job_id)
+        while len(self._records) > _MAX_KEPT:
+            self._records.popitem(last=False)
+
+    def drop(self, job_id: str) -> None:
+        """This process changed the job: what was kept of it is out of date."""
+        self._records.pop(job_id, None)
 
     def delivery(self, stage: str, job_id: str) -> int | None:
         """The count the take of the job by the stage returned (once), or None."""

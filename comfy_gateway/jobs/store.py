@@ -60,6 +60,10 @@ class JobStore(Protocol):
 
     async def get(self, job_id: str) -> Job | None: ...
 
+    async def events_and_job(self, job_id: str, after: int) -> tuple[list[JobEvent], Job | None]:
+        """The job's events past `after`, then the job, read in one look (one round trip in
+        Redis): the job is at least as new as every event. ([], None) when it is gone."""
+
     async def status(self, job_id: str) -> JobStatus | None:
         """The job's status alone, without reading or decoding its record; None when gone."""
 
