@@ -73,6 +73,7 @@ class RedisJobStore:
         self._known = KnownRecords()
         self._taken = JustTaken()
         self._locks = JobLocks()  # one change of a job at a time in this process
+        self._progress: dict[str, list[Progress]] = {}  # frames waiting for a job's writer
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
                                      "EXPIRE_ENDED")}
@@ -287,17 +288,28 @@ class RedisJobStore:
         return ids
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        # One script writing the progress field and its event: the job record is neither read
+        # One script writing the progress field and the events: the job record is neither read
         # nor encoded, and its version does not move (a progress frame never conflicts with a
-        # change of state). In order per job: frames may come faster than Redis answers.
-        async with self._locks.hold(job_id):
-            self._taken.drop(job_id)
-            seq = await self._scripts["PROGRESS"](
-                keys=[self.keys.job(job_id), self.keys.events(job_id)],
-                args=[progress.model_dump_json(), repr(time.time()), self.keys.events_channel, job_id,
-                      self._notify.tag])
-        if seq and int(seq) > 0:
-            self._notify.local_event(job_id, "progress")
+        # change of state). In order per job; frames that come while the job's last ones are
+        # on their way (a burst of them) go together in the next call, each an event of its own.
+        waiting = self._progress.get(job_id)
+        if waiting is not None:
+            waiting.append(progress)  # the writer already busy with this job takes it along
+            return
+        waiting = self._progress[job_id] = [progress]
+        try:
+            async with self._locks.hold(job_id):
+                while waiting:
+                    frames = [frame.model_dump_json() for frame in waiting]
+                    waiting.clear()
+                    self._taken.drop(job_id)
+                    seq = await self._scripts["PROGRESS"](
+                        keys=[self.keys.job(job_id), self.keys.events(job_id)],
+                        args=[repr(time.time()), self.keys.events_channel, job_id, self._notify.tag, *frames])
+                    if seq and int(seq) > 0:
+                        self._notify.local_event(job_id, "progress")
+        finally:
+            del self._progress[job_id]
 
     # -- stage queues, facts, history: the parts ------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:

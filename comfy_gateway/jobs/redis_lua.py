@@ -206,11 +206,11 @@ end
 return {seq, queued, acked}
 """
 
-# A progress frame: the job's progress field and a "progress" event carrying the job's current
-# status and message (kept beside the record as st, msg), nothing else; the record and its
-# version stay as they are. A job that ended takes no more progress.
-# KEYS: job, ev   ARGV: progress (JSON), time, events channel, job id, writer's tag
-# Returns the event's seq, 0 if the job ended, -1 if it is gone.
+# Progress frames, in order: each a "progress" event carrying the job's current status and
+# message (kept beside the record as st, msg), and the last one the job's progress field;
+# nothing else: the record and its version stay as they are. A job that ended takes no more.
+# KEYS: job, ev   ARGV: time, events channel, job id, writer's tag, then each frame (JSON)
+# Returns the last event's seq, 0 if the job ended, -1 if it is gone.
 PROGRESS = _ANNOUNCE_FN + """
 local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
 if not st then
@@ -218,11 +218,14 @@ if not st then
   return 0  -- written before progress had a field of its own: leave it to the next change
 end
 if st == 'completed' or st == 'failed' or st == 'cancelled' or st == 'timed_out' then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[1])
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', 'progress', 'status', st,
-           'message', msg or '', 'time', ARGV[2], 'progress', ARGV[1])
-announce(ARGV[3], ARGV[5], '~' .. ARGV[4])
+local seq = 0
+for i = 5, #ARGV do
+  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', 'progress', 'status', st,
+             'message', msg or '', 'time', ARGV[1], 'progress', ARGV[i])
+end
+redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+announce(ARGV[2], ARGV[4], '~' .. ARGV[3])
 return seq
 """
 
