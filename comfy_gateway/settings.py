@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     max_sync_timeout: float = Field(3600.0, gt=0)
     sse_ping_seconds: float = Field(15.0, gt=0)
     result_ttl: float = Field(24 * 3600.0, gt=0)
+    # Memory store: jobs already waiting in a stage from which one more is kept packed (a few
+    # KiB instead of tens), and unpacked when a worker takes it. 0 packs every waiting job.
+    pack_queued_after: int = Field(32, ge=0)
     backend_timeout: float = Field(30.0, gt=0, description="HTTP timeout for one ComfyUI call")
     backend_lost_after: float = Field(
         120.0, gt=0, description="fail in-flight jobs of a backend unreachable this long"

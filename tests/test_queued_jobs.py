@@ -40,7 +40,7 @@ async def final(client: httpx.AsyncClient, url: str, job_id: str) -> dict[str, A
 async def test_waiting_jobs_answer_every_read_then_run_their_own_prompt(fake_factory, gateway_factory,
                                                                          client: httpx.AsyncClient):
     fake = fake_factory()
-    gw = gateway_factory(fake.url, GENERATION_WORKERS="1")
+    gw = gateway_factory(fake.url, GENERATION_WORKERS="1", PACK_QUEUED_AFTER="0")  # each waiting job packed
     fake.control(hang=True)
     submitted: dict[str, dict[str, Any]] = {}
     ids: dict[str, str] = {}

@@ -19,11 +19,16 @@ from .usage import UsageRecord, usage_of
 
 log = logging.getLogger(__name__)
 
+# Jobs already waiting in a stage's queue from which one more is kept packed. A short queue is
+# taken soon: packing and unpacking each job (JSON, zlib, validation) would cost more CPU than
+# the memory it saves; thousands of waiting jobs are where the memory goes.
+PACK_AFTER = 32
+
 
 class MemoryJobStore(MemoryFacts):
     shared = False  # one process: nothing else can take over its jobs
 
-    def __init__(self, usage_ttl: float = 90 * 86400) -> None:
+    def __init__(self, usage_ttl: float = 90 * 86400, pack_after: int = PACK_AFTER) -> None:
         # A job waiting in a queue is packed (memory_packed.py) until a worker takes it or
         # something changes it; reading it meanwhile unpacks a copy.
         self._jobs: dict[str, Job | PackedJob] = {}
@@ -37,6 +42,7 @@ class MemoryJobStore(MemoryFacts):
         self._active: Counter[str] = Counter()  # key name -> its jobs that have not ended
         self._usage: deque[UsageRecord] = deque()  # in the order jobs ended
         self._usage_ttl = usage_ttl
+        self._pack_after = pack_after
 
     async def start(self) -> None:
         return None
@@ -173,8 +179,8 @@ class MemoryJobStore(MemoryFacts):
         if job_id in self._queues[stage] or job_id in self._taken[stage]:
             return
         queue, entry = self._queues[stage], self._jobs.get(job_id)
-        # Packed only when it will wait: with a worker idle it is taken at once.
-        if isinstance(entry, Job) and not queue.has_idle_taker():
+        # Packed only when it will wait long: behind a long line, with no worker idle.
+        if isinstance(entry, Job) and len(queue) >= self._pack_after and not queue.has_idle_taker():
             entry = self._jobs[job_id] = PackedJob.of(entry) or entry
         queue.put(job_id, entry.priority if entry is not None else 0)
         self._queue_changed()

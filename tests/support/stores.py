@@ -14,7 +14,7 @@ from .redis import new_prefix, redis_store, wipe_prefix
 @pytest.fixture(params=["memory", "redis"])
 async def store(request):
     if request.param == "memory":
-        yield MemoryJobStore()
+        yield MemoryJobStore(pack_after=0)  # every waiting job packed: the path under test
         return
     s = await redis_store()
     try:
