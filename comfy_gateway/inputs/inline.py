@@ -58,9 +58,9 @@ async def store_big_inline(resolver: InputResolver, payload: dict[str, Any]) -> 
             continue
         try:
             blob, _ = await resolver.obtain_inline(uri)
-        except InputError:
-            continue  # preprocessing refuses it, naming the input
-        await resolver.assets.save(blob.sha256, blob.data)
+            await resolver.assets.save(blob.sha256, blob.data)
+        except (InputError, OSError):
+            continue  # left as sent: preprocessing refuses it, or fails the job, with a message
         refs[uri] = asset_ref(blob.sha256)
     return replace_sources(payload, refs)
 

@@ -62,3 +62,12 @@ async def test_small_and_undecodable_data_uris_are_left_for_preprocessing(runtim
     broken = "data:image/png;base64," + "!" * BIG  # refused later, naming the input
     job, _ = await runtime.submit(_payload(broken))
     assert (await runtime.store.get(job.id)).request["workflow_json"]["1"]["inputs"]["image"] == broken
+
+
+async def test_a_big_data_uri_that_cannot_be_stored_is_left_for_preprocessing(tmp_path):
+    (tmp_path / "not-a-folder").write_text("x")  # ASSETS_DIR a file: saving there fails
+    runtime = Runtime(Settings(output_dir=tmp_path / "out", assets_dir=tmp_path / "not-a-folder"),
+                      store=MemoryJobStore())
+    uri = "data:image/png;base64," + base64.b64encode(_big_png()).decode()
+    job, created = await runtime.submit(_payload(uri))
+    assert created and (await runtime.store.get(job.id)).request["workflow_json"]["1"]["inputs"]["image"] == uri
