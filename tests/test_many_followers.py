@@ -121,5 +121,5 @@ def test_the_streams_of_a_job_share_its_places_and_its_final_result(fake_factory
     # One final_result rendered per job, not one per follower.
     assert m[("comfy_gateway_final_results_rendered_total", ())] == JOBS
     # The queues were read for all the followers at once, a few times per queue change: far
-    # fewer times than there are followers (each used to read them on every change).
+    # fewer times than there are followers (one read each per change would be thousands).
     assert m[("comfy_gateway_queue_snapshots_total", ())] < PER_JOB, m[("comfy_gateway_queue_snapshots_total", ())]

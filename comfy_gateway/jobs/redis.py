@@ -1,9 +1,8 @@
 """The Redis job store: the same protocol as the memory one, shared by any number of gateway
 processes. It is the job records and their events (here), composed with parts of one reason
-each, which it delegates to: key and channel names (redis_keys.py, one place), the record
-format (redis_records.py), the stage queues (redis_queues.py: take, ack, renew, hand back,
-positions, sizes), schedules and delivery counts (redis_facts.py), history and usage
-(redis_history.py). The atomic steps are the scripts in redis_lua.py; waking is redis_notify.py.
+each: names (redis_keys.py), the record format (redis_records.py), the stage queues
+(redis_queues.py), schedules and delivery counts (redis_facts.py), history and usage
+(redis_history.py); the client (redis_connect.py). Scripts: redis_lua.py; waking: redis_notify.py.
 
 What Redis guarantees is used as it is: stage queues are Streams with one consumer group, so a
 job taken by a process sits in the group's pending list (its lease) until acked; a lease idle
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from . import redis_lua as lua
 from .events import JobEvent
@@ -30,6 +29,7 @@ from .job_locks import JobLocks
 from .model import Job, JobStatus, Progress, WebhookState
 from .facts import Schedule
 from .history import HistoryPage, HistoryQuery
+from .redis_connect import connect  # noqa: F401  (where callers have always found it)
 from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_keys import RedisKeys
@@ -397,14 +397,3 @@ class RedisJobStore:
                 args=[k.job(""), k.events(""), k.deliveries(""), k.created_by(""), *old[i:i + 500]]))
         await self.queues.forget_idle_consumers()
         return gone
-
-
-def connect(url: str, password: str | None = None) -> Redis:
-    """A client from a URL; a password given apart never appears in the URL (or in logs)."""
-    kw: dict[str, Any] = {"decode_responses": True, "health_check_interval": 30}
-    if password:
-        kw["password"] = password
-    # A pool that makes a caller wait for a free connection instead of failing it: redis-py's
-    # default pool raises "Too many connections" past 100 callers at once, and one job's
-    # followers (or a burst of requests) are easily more.
-    return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=100, timeout=20, **kw))
