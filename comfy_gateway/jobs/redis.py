@@ -29,7 +29,7 @@ from .job_locks import JobLocks
 from .model import Job, JobStatus, Progress, WebhookState
 from .facts import Schedule
 from .history import HistoryPage, HistoryQuery
-from .redis_connect import connect  # noqa: F401  (where callers have always found it)
+from .redis_connect import connect  # noqa: F401  (the store and its client, from one import)
 from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_keys import RedisKeys
