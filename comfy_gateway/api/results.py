@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse
 
 from ..outputs.local import UnsafePath
 from ..pipeline.cancel import AlreadyEnded
 from .auth import current_key
 from .deps import runtime_of
+from .held_file import HeldFileResponse
 from .jsonresp import JSONResponse
 from .ownership import may_see_owner, not_found, visible_job_or_404
 from .render import render_result
@@ -62,7 +62,7 @@ async def result_stream(request: Request, request_id: str) -> EventSourceRespons
 
 
 @router.get("/outputs/{job_id}/{path:path}", responses=NOT_FOUND, summary="Download an output file")
-async def output_file(request: Request, job_id: str, path: str) -> FileResponse:
+async def output_file(request: Request, job_id: str, path: str) -> HeldFileResponse:
     runtime = runtime_of(request)
     try:
         file = runtime.storage.path_for(job_id, path)
@@ -75,6 +75,7 @@ async def output_file(request: Request, job_id: str, path: str) -> FileResponse:
         job = await runtime.store.get(job_id)
         if job is None or not may_see_owner(key, job.owner):
             raise HTTPException(404, detail=f"no output {path!r} for job {job_id!r}")
+    missing = f"no output {path!r} for job {job_id!r}"
     if not file.is_file():
-        raise HTTPException(404, detail=f"no output {path!r} for job {job_id!r}")
-    return FileResponse(file)
+        raise HTTPException(404, detail=missing)
+    return HeldFileResponse(file, gone=JSONResponse({"detail": missing}, status_code=404))

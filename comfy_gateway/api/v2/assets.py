@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
@@ -18,10 +18,11 @@ from ...pipeline.runtime import Runtime
 from ..assets import same_origin_only
 from ..auth import current_key
 from ..deps import runtime_of
+from ..held_file import HeldFileResponse
 from ..jsonresp import JSONResponse
 from ..ownership import may_see
 from .asset_index import AssetIndex, AssetMeta, blake3_async, parse_hash
-from .errors import V2Error, V2Route, not_found
+from .errors import V2Error, V2Route, envelope, not_found
 from .ids import is_upload_id, parse_output_id
 from .view import iso, v2_output
 
@@ -116,6 +117,12 @@ async def by_hash(request: Request, hash: str) -> Response:
     return Response(status_code=200 if index_of(runtime_of(request)).find(hash) else 404)
 
 
+def _expired(asset_id: str) -> Response:
+    """The 404 of a file swept between finding it and answering (held_file.py)."""
+    err = not_found("asset", asset_id)
+    return envelope(err.status, err.code, err.message)
+
+
 async def _output(request: Request, asset_id: str) -> tuple[dict[str, Any], Any] | None:
     """An output of a job the caller may see, as a v2 asset (and the output), else None."""
     runtime, base = runtime_of(request), str(request.base_url)
@@ -158,14 +165,16 @@ async def content(request: Request, asset_id: str) -> Response:
         index = index_of(runtime)
         path, meta = index.blob_path(asset_id), index.get(asset_id)
         if path is not None:
-            return FileResponse(path, media_type=meta.content_type if meta else None)
+            return HeldFileResponse(path, media_type=meta.content_type if meta else None,
+                                    gone=_expired(asset_id))
     found = await _output(request, asset_id)
     if found is None:
         raise not_found("asset", asset_id)
     view, out = found
     # local_path is the gateway's own record of where postprocess wrote the file.
     if out.local_path and Path(out.local_path).is_file():
-        return FileResponse(out.local_path, media_type=view["content_type"])
+        return HeldFileResponse(out.local_path, media_type=view["content_type"],
+                                    gone=_expired(asset_id))
     if out.url and out.url.startswith(("http://", "https://")):
         return RedirectResponse(out.url, status_code=307)
     raise V2Error(404, "output_unavailable", f"the bytes of {asset_id!r} are no longer kept")
