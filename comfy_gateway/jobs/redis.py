@@ -34,9 +34,9 @@ from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_keys import RedisKeys
 from .redis_notify import Notifier
-from .redis_queues import GROUP, StageQueues
+from .redis_queues import StageQueues
 from .redis_records import _HEAVY, Change, KnownRecords, decode_events, decode_job, encode_core
-from .redis_results import RECORD_FIELDS, Created, Record, parse_update
+from .redis_results import RECORD_FIELDS, Created, Record, Updated, parse_update
 from .redis_taken import JustTaken
 from .following import JobEvents, Wake
 from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
@@ -105,14 +105,20 @@ class RedisJobStore:
                 k.events_channel, k.queues_channel, uuid.uuid4().hex,
                 owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
                 self._notify.tag, repr(job.deadline) if job.deadline is not None else ""]
-        created = Created.parse(await self._scripts["CREATE"](keys=keys, args=args))
+        hand = self.queues.reserve("preprocess")  # an idle preprocess taker here gets it at once
+        created = None
+        try:
+            created = Created.parse(await self._scripts["CREATE"](
+                keys=keys, args=[*args, *self.queues.hand_args()] if hand else args))
+        finally:
+            self.queues.settle("preprocess", job.id, hand, created.queued if created else False,
+                               Record("1", args[10], args[1], None, args[2].decode(), None))
         if created.outcome == "exists":
             raise KeyError(job.id)
         if created.outcome == "full":
             raise QueueFull(created.count, max_waiting or 0)
         if created.outcome == "owner_full":
             raise KeyQueueFull(owner, created.count, max_owned or 0)
-        self._notify.local_queue("preprocess", "+")
         self._notify.local_event(job.id)
         self._notify_listeners(job, None)
         return job
@@ -193,7 +199,6 @@ class RedisJobStore:
             # So is a stage that holds the job when it ends: an ended job needs no lease.
             done_stage = handing_over or (self.queues.held(job_id) if terminal else None)
             lease_keys = self.queues.lease_keys(done_stage) if done_stage else []
-            lease_args = [GROUP, self.consumer] if done_stage else []
             new_core = encode_core(job)
             new_workflow_json = orjson.dumps(job.workflow).decode() if "workflow" in heavy else ""
             new_request_json = orjson.dumps(job.request).decode() if "request" in heavy else ""
@@ -206,24 +211,32 @@ class RedisJobStore:
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
                     job_id, k.events_channel, previous.value, born or "",
                     job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress,
-                    new_request_json, *queue_args, *lease_args]
-            res = await self._scripts["UPDATE"](
-                keys=[k.job(job_id), k.events(job_id), k.ended, k.counts, k.active, k.usage, k.deadlines,
-                      *queue_keys, *lease_keys], args=args)
-            updated = parse_update(res)
+                    new_request_json, *queue_args, *self.queues.hand_args()]
+            # Handed at once to an idle taker of the next stage here, if nobody waits there.
+            hand = bool(then_enqueue) and not terminal and self.queues.reserve(then_enqueue)
+            updated: Updated | str | None = None
+            try:
+                updated = parse_update(await self._scripts["UPDATE"](
+                    keys=[k.job(job_id), k.events(job_id), k.ended, k.counts, k.active, k.usage, k.deadlines,
+                          *queue_keys, *lease_keys], args=[*args, "1" if hand else ""]))
+            finally:
+                if isinstance(updated, Updated):
+                    self._taken.drop(job_id)  # what was kept of the job is out of date now
+                if then_enqueue:
+                    self.queues.settle(
+                        then_enqueue, job_id, hand, updated.queued if isinstance(updated, Updated) else False,
+                        Record(str(int(v) + 1), born, new_core, None, new_request_json or request,
+                               new_workflow_json or workflow) if full else None)
             if updated == "gone":
                 self._known.forget(job_id)
                 return None
             if updated == "conflict":
                 self._known.forget(job_id)  # someone wrote since: read afresh
                 continue
-            self._taken.drop(job_id)
             if updated.acked:
                 self.queues.finished_here(done_stage or "", job_id)
             if updated.seq:
                 self._notify.local_event(job_id, "end" if terminal else "other")
-            if updated.queued:
-                self._notify.local_queue(then_enqueue or "", "+")
             self._known.remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
                            new_workflow_json or workflow, full)
             return Changed(job, previous)

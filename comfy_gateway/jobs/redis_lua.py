@@ -60,15 +60,57 @@ local function announce(chan, tag, body)
 end
 """
 
+# Shared body: the first job waiting in a stage's queue enters its stream and is read there at
+# once by `consumer`, so that its lease starts in the same step; it leaves the waiting set.
+# Entries nobody read come first: only a store written before priorities has them (every job
+# then entered the stream as it arrived); served first, as they would have been. Returns the
+# entry id and the job id, or nil when nobody waits.
+_TAKE_FIRST_FN = """
+local function take_first(q, qid, wait, group, consumer)
+  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', q, '>')
+  if not got then
+    local first = redis.call('ZRANGE', wait, 0, 0)
+    if #first == 0 then return nil end
+    redis.call('XADD', q, '*', 'job', first[1])
+    got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', q, '>')
+  end
+  local entry = got[1][2][1]
+  local jobid = entry[2][2]
+  redis.call('HSET', qid, jobid, entry[1])
+  redis.call('ZREM', wait, jobid)
+  return entry[1], jobid
+end
+
+local function count_take(dlv_prefix, jobid, stage, ttl)
+  local dlv = dlv_prefix .. jobid
+  local n = redis.call('HINCRBY', dlv, stage, 1)
+  redis.call('EXPIRE', dlv, ttl)
+  return n
+end
+"""
+
 # Shared body: put a job in a stage's queue, behind every job of its priority or higher,
 # unless it is there already (waiting or taken), which makes a stage's hand-over to the next one
 # safe to repeat after a crash. KEYS qid, wait, qseq, job; values jobid, stage, queues channel,
-# writer's tag.
-_ENQUEUE_FN = _ANNOUNCE_FN + """
-local function enqueue(qid, wait, qseq, job, jobid, stage, chan, tag)
+# writer's tag. Returns 1 if it joined the queue, else 0.
+# `hand` (or nil): {q, group, consumer, delivery counts key prefix, their ttl} when the writing
+# process has a taker of the stage idle: if nobody waits in the queue, the job is taken for
+# that consumer in this same step (counted as a take) and nobody else is told of it; the writer
+# gives it to its taker without the take's round trip. Returns then {1, entry id, job id,
+# deliveries, the job's progress field}.
+_ENQUEUE_FN = _ANNOUNCE_FN + _TAKE_FIRST_FN + """
+local function enqueue(qid, wait, qseq, job, jobid, stage, chan, tag, hand)
   if redis.call('HEXISTS', qid, jobid) == 1 or redis.call('ZSCORE', wait, jobid) then return 0 end
   local prio = tonumber(redis.call('HGET', job, 'prio') or '0') or 0
+  local alone = redis.call('ZCARD', wait) == 0
   redis.call('ZADD', wait, redis.call('INCR', qseq) - prio * 1099511627776, jobid)
+  if hand and alone then
+    local entry, taken = take_first(hand[1], qid, wait, hand[2], hand[3])
+    local n = count_take(hand[4], taken, stage, hand[5])
+    -- (an unread entry of an old store went first: this job waits, and is announced)
+    if taken ~= jobid then announce(chan, tag, stage .. ' +') end
+    return {1, entry, taken, n, redis.call('HGET', job, 'progress') or ''}
+  end
   announce(chan, tag, stage .. ' +')
   return 1
 end
@@ -80,7 +122,10 @@ end
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
 #       events channel, queues channel, born (a token unique to this creation of the job),
 #       owner (key name), max_queued of the owner (-1: none), priority, created_at, writer's tag,
-#       deadline ('' = none: its time limit, in the same step, so no job exists without one)
+#       deadline ('' = none: its time limit, in the same step, so no job exists without one),
+#       then, when a preprocess taker of the writer is idle, group, consumer, delivery counts key
+#       prefix, their ttl (enqueue's `hand`)
+# Returns {'ok', what enqueue returned}, or {'exists'}, {'full', n}, {'owner_full', n}.
 CREATE = _ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
@@ -109,9 +154,11 @@ redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 if ARGV[17] ~= '' then redis.call('ZADD', KEYS[14], 'NX', ARGV[17], ARGV[1]) end
 redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
            'message', ARGV[7], 'time', ARGV[8])
-enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10], ARGV[16])
+local hand = nil
+if #ARGV > 17 then hand = {KEYS[3], ARGV[18], ARGV[19], ARGV[20], ARGV[21]} end
+local queued = enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10], ARGV[16], hand)
 announce(ARGV[9], ARGV[16], ARGV[1])
-return {'ok'}
+return {'ok', queued}
 """
 
 # Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
@@ -139,14 +186,16 @@ end
 # The writer may have computed the change from a copy it kept of version v rather than from a
 # fresh read: v and born (unique per creation of a job id) then both match only if nothing was
 # written since, not even by an expiry and a new job under the same id.
-# Optionally (more KEYS: qid, wait, qseq of a stage; ARGV stage, queues channel, else '', '')
+# Optionally (more KEYS: qid, wait, qseq, q of a stage; ARGV stage, queues channel, else '', '')
 # the job is then put in that stage's queue unless this change ended it: a stage's last change
-# and its hand-over to the next one in one step.
-# And optionally (more KEYS: q, qid of a stage; more ARGV: group, consumer) that stage's lease
-# is acked, if this consumer holds it: the stage handing the job over, or the one holding it
-# when the change ends it (a job that ended needs no lease), so that a stage's last act costs
-# one script call instead of two.
-# Returns {the event's seq (0 without event), 1 if the job joined the stage's queue else 0,
+# and its hand-over to the next one in one step; and given at once to an idle taker of this
+# consumer if nobody else waits there (ARGV hand = '1', see enqueue).
+# And optionally (more KEYS: q, qid of a stage) that stage's lease is acked, if this consumer
+# holds it: the stage handing the job over, or the one holding it when the change ends it (a
+# job that ended needs no lease), so that a stage's last act costs one script call instead of
+# two.
+# More ARGV, always: group, consumer, delivery counts key prefix, their ttl, hand ('1' or '').
+# Returns {the event's seq (0 without event), what enqueue returned (0 if it did not run),
 # 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
 UPDATE = _ENQUEUE_FN + _OWNED_FN + """
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -189,9 +238,11 @@ if seq > 0 then announce(ARGV[14], ARGV[20], (ARGV[10] == '1' and '!' or '') .. 
 local queued, k = 0, 8
 if ARGV[23] ~= '' then
   if ARGV[10] ~= '1' then
-    queued = enqueue(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20])
+    local hand = nil
+    if ARGV[29] == '1' then hand = {KEYS[k + 3], ARGV[25], ARGV[26], ARGV[27], ARGV[28]} end
+    queued = enqueue(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[1], ARGV[13], ARGV[23], ARGV[24], ARGV[20], hand)
   end
-  k = k + 3
+  k = k + 4
 end
 local acked = 0
 if #KEYS > k then
@@ -231,25 +282,22 @@ return seq
 
 # KEYS: qid, wait, qseq, job   ARGV: jobid, stage, queues channel, writer's tag
 ENQUEUE = _ENQUEUE_FN + """
-return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
 """
 
 # Take one job for a consumer: first a job whose lease ran out (its taker died or stalled past
-# LEASE_SECONDS without renewing), else the first waiting one (highest priority, then oldest):
-# it leaves the waiting set and enters the stream, read at once by this consumer so that its
-# lease starts in the same step. The job's delivery count for the stage (P dlv:<id>) goes up
-# in the same step, and its record comes back with it, so that a taker needs no other round
-# trip to start. Returns {job id, entry id, 'reclaimed'|'new', previous owner, deliveries,
+# LEASE_SECONDS without renewing), else the first waiting one (highest priority, then oldest;
+# take_first). The job's delivery count for the stage (P dlv:<id>) goes up in the same step,
+# and its record comes back with it, so that a taker needs no other round trip to start.
+# Returns {job id, entry id, 'reclaimed'|'new', previous owner, deliveries,
 # {v, born, core, progress, request, workflow}, jobs still waiting} or false.
 # KEYS: q, qid, wait   ARGV: group, consumer, lease ms, queues channel, stage, writer's tag,
 # job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
 # The job's keys are built here (which job is taken is only known here): in the same hash slot
 # as KEYS, which Redis Cluster tolerates in practice but does not promise for keys not given.
-TAKE = _ANNOUNCE_FN + """
+TAKE = _ANNOUNCE_FN + _TAKE_FIRST_FN + """
 local function taken(jobid, entry, how, previous)
-  local dlv = ARGV[8] .. jobid
-  local n = redis.call('HINCRBY', dlv, ARGV[5], 1)
-  redis.call('EXPIRE', dlv, ARGV[9])
+  local n = count_take(ARGV[8], jobid, ARGV[5], ARGV[9])
   local rec = redis.call('HMGET', ARGV[7] .. jobid, 'v', 'born', 'core', 'progress', 'request', 'workflow')
   return {jobid, entry, how, previous, n, rec, redis.call('ZCARD', KEYS[3])}
 end
@@ -263,21 +311,10 @@ if #stale > 0 then
   -- the entry vanished under the pending list: drop the dangling lease
   redis.call('XACK', KEYS[1], ARGV[1], entry)
 end
--- Entries nobody read: only from a store written before priorities (every job then entered
--- the stream as it arrived); served first, as they would have been.
-local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
-if not got then
-  local first = redis.call('ZRANGE', KEYS[3], 0, 0)
-  if #first == 0 then return false end
-  redis.call('XADD', KEYS[1], '*', 'job', first[1])
-  got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
-end
-local entry = got[1][2][1]
-local jobid = entry[2][2]
-redis.call('HSET', KEYS[2], jobid, entry[1])
-redis.call('ZREM', KEYS[3], jobid)
+local entry, jobid = take_first(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+if not entry then return false end
 announce(ARGV[4], ARGV[6], ARGV[5] .. ' -')
-return taken(jobid, entry[1], 'new', '')
+return taken(jobid, entry, 'new', '')
 """
 
 # KEYS: q, qid   ARGV: group, consumer, jobid. Resets the lease's idle time; 0 if it was lost.

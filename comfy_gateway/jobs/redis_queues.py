@@ -9,14 +9,16 @@ scripts in redis_lua.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .redis_handoff import Handoffs
 from .redis_notify import Notifier
-from .redis_results import Taken
+from .redis_results import Handed, Record, Taken
 from .redis_taken import JustTaken
 from .redis_keys import RedisKeys
 from .store import STAGES
@@ -39,6 +41,7 @@ class StageQueues:
         self._drained: dict[str, int] = {}  # stage -> ring mark at a take that left no job waiting
         self._finished: dict[tuple[str, str], None] = {}  # (stage, job id) acked with its hand-over
         self._held: dict[str, str] = {}  # job id -> the stage whose lease of it this process holds
+        self._handoffs = Handoffs()  # jobs queued and taken for our idle takers in one step
 
     def _lease(self, stage: str) -> list[str]:
         """The keys of a stage's leases: its stream and the job id -> entry id hash."""
@@ -48,8 +51,46 @@ class StageQueues:
         return [*self._lease(stage), self._keys.waiting(stage)]
 
     def joining_keys(self, stage: str) -> list[str]:
-        """The keys a script needs to put a job in the stage's queue (redis_lua.py enqueue)."""
-        return [self._keys.entries(stage), self._keys.waiting(stage), self._keys.qseq]
+        """The keys a script needs to put a job in the stage's queue and perhaps take it at
+        once (redis_lua.py UPDATE)."""
+        return [self._keys.entries(stage), self._keys.waiting(stage), self._keys.qseq, self._keys.stream(stage)]
+
+    # -- hand-overs to this process's idle takers (redis_handoff.py) ----------------------------
+    def reserve(self, stage: str) -> bool:
+        """Before a script that queues a job in the stage: may it take the job for one of our
+        idle takers? If True, `settle` must follow."""
+        return self._handoffs.reserve(stage)
+
+    def idle_taker(self, stage: str):
+        """A context in which one more taker of the stage waits idle here (dequeue's wait)."""
+        return self._handoffs.idle(stage)
+
+    def hand_args(self) -> list[Any]:
+        """What a queueing script needs to take a job for this consumer: group, consumer,
+        delivery counts key prefix, their ttl (enqueue's `hand`)."""
+        return [GROUP, self.consumer, self._keys.deliveries(""), self._key_ttl]
+
+    def settle(self, stage: str, job_id: str, reserved: bool, queued: bool | Handed, record: Record | None) -> None:
+        """What a script that may have queued job `job_id` in the stage did: `reserved`, what
+        `reserve` said before it; `queued`, what its enqueue returned (False also when it
+        did not run or failed); `record`, the job as the script left it (but its progress, which
+        the script returns), for the first get() of the taker it is handed to, if known."""
+        if not isinstance(queued, Handed):
+            if reserved:
+                self._handoffs.settle(stage, None)
+            if queued:
+                self._notify.local_queue(stage, "+")
+            return
+        taken = queued.job_id  # (another one only from an old store's unread entry)
+        if record is not None and taken == job_id:
+            record = dataclasses.replace(record, progress=queued.progress)
+        self._taken.put(stage, taken, queued.deliveries, record if taken == job_id else None)
+        self._held[taken] = stage
+        self._handoffs.settle(stage, taken)
+        self._notify.local_queue(stage, "+")  # wakes one idle taker, which looks in the box first
+        # Nobody else waited in the queue (or the job would have waited behind them): as after
+        # a take that left the queue empty, the next look waits for an announcement.
+        self._drained[stage] = self._notify.ring_mark(stage)
 
     def lease_keys(self, stage: str) -> list[str]:
         """The keys a script needs to ack the stage's lease (redis_lua.py UPDATE)."""
@@ -68,7 +109,8 @@ class StageQueues:
 
     # -- queues -------------------------------------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:
-        if await self._scripts["ENQUEUE"](keys=[*self.joining_keys(stage), self._keys.job(job_id)],
+        keys = [self._keys.entries(stage), self._keys.waiting(stage), self._keys.qseq, self._keys.job(job_id)]
+        if await self._scripts["ENQUEUE"](keys=keys,
                                           args=[job_id, stage, self._keys.queues_channel, self._notify.tag]):
             self._notify.local_queue(stage, "+")
 
@@ -76,6 +118,9 @@ class StageQueues:
         # Woken by the queue channel when a job arrives; also every half lease, because a lease
         # running out is a matter of time that no message announces.
         while True:
+            handed = await self._handed(stage)
+            if handed is not None:
+                return handed
             mark = self._notify.ring_mark(stage)
             # The last take left nobody waiting and no job was announced since: waiting for the
             # next announcement spares a take that would come back empty (once: a lease running
@@ -84,7 +129,21 @@ class StageQueues:
                 job_id = await self._take(stage)
                 if job_id is not None:
                     return job_id
-            await self._notify.wait_ring(stage, mark, timeout=self.lease_seconds / 2)
+            with self.idle_taker(stage):
+                await self._notify.wait_ring(stage, mark, timeout=self.lease_seconds / 2)
+
+    async def _handed(self, stage: str) -> str | None:
+        """A job handed to this process's takers of the stage, if one waits in the box."""
+        while (got := self._handoffs.next(stage)) is not None:
+            job_id, waited = got
+            # Normally picked up at once. One that waited (every taker turned busy meanwhile)
+            # is held under a lease nobody renewed: still ours only if the renewal says so.
+            if waited < self.lease_seconds / 3 or await self.renew(stage, job_id):
+                return job_id
+            log.warning("%s: job %s was handed to this process but taken over before a worker was free",
+                        stage, job_id)
+            self._held.pop(job_id, None)
+        return None
 
     async def _take(self, stage: str) -> str | None:
         call = asyncio.ensure_future(self.take_once(stage))
@@ -163,6 +222,7 @@ class StageQueues:
         """Make a job this process took available to any taker at once."""
         if self._held.get(job_id) == stage:
             del self._held[job_id]
+        self._handoffs.drop(job_id)
         idle = int(self.lease_seconds * 1000) * 10 + 1
         res = await self._scripts["HAND_BACK"](
             keys=self._lease(stage), args=[GROUP, self.consumer, job_id, idle, self._keys.queues_channel, stage,

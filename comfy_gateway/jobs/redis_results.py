@@ -26,19 +26,40 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
+class Handed:
+    """A job a queueing script took for this process's idle taker (redis_lua.py enqueue)."""
+    entry: str  # its entry id in the stage's stream (the lease)
+    job_id: str  # the job queued, unless an old store's unread entry went first
+    deliveries: int  # how many times the stage has taken it, this take included
+    progress: str | None  # the queued job's progress field
+
+
+def parse_queued(res: Any) -> bool | Handed:
+    """What enqueue returned: joined the queue (True), was there already (False), or was
+    taken at once (Handed)."""
+    if isinstance(res, list):
+        _, entry, job_id, deliveries, progress = res
+        return Handed(entry, job_id, int(deliveries), progress or None)
+    return bool(res)
+
+
+@dataclass(frozen=True, slots=True)
 class Created:
     outcome: Literal["ok", "exists", "full", "owner_full"]
     count: int  # "full": jobs waiting; "owner_full": the owner's jobs not ended; else 0
+    queued: bool | Handed = False  # "ok": as enqueue returned it
 
     @classmethod
     def parse(cls, res: Sequence[Any]) -> "Created":
+        if res[0] == "ok":
+            return cls("ok", 0, parse_queued(res[1]) if len(res) > 1 else True)
         return cls(res[0], int(res[1]) if len(res) > 1 else 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Updated:
     seq: int  # the event's number, 0 when the change recorded none
-    queued: bool  # the job joined the stage queue asked for
+    queued: bool | Handed  # the job joined the stage queue asked for (Handed: and was taken)
     acked: bool  # the lease of the stage handing over was acked
 
 
@@ -51,7 +72,7 @@ def parse_update(res: Any) -> Updated | Literal["gone", "conflict"]:
     if res == UPDATE_CONFLICT:
         return "conflict"
     seq, queued, acked = res
-    return Updated(int(seq), bool(queued), bool(acked))
+    return Updated(int(seq), parse_queued(queued), bool(acked))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,10 @@ class JustTaken:
         self._deliveries: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._records: OrderedDict[str, tuple[float, Record]] = OrderedDict()
 
-    def put(self, stage: str, job_id: str, deliveries: int, record: Record) -> None:
+    def put(self, stage: str, job_id: str, deliveries: int, record: Record | None) -> None:
         self._deliveries[(stage, job_id)] = deliveries
-        self._records[job_id] = (time.monotonic(), record)
+        if record is not None:
+            self._records[job_id] = (time.monotonic(), record)
         for kept in (self._deliveries, self._records):
             while len(kept) > _MAX_KEPT:
                 kept.popitem(last=False)
