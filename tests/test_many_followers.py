@@ -98,7 +98,8 @@ def test_every_follower_gets_its_places_and_its_final_result(fake_factory, gatew
             final = events[-1]
             assert final.event == "final_result", [e.event for e in events]
             assert [e.event for e in events].count("final_result") == 1
-            assert final.data["result"]["id"] == job_id and final.data["result"]["status"] == "completed"
+            assert final.data["result"]["id"] == job_id, final.data
+            assert final.data["result"]["status"] == "completed", final.data["result"]
             assert final.data["result"]["output"], final.data
             # Ids grow along the stream: stored events <seq>, queue places <seq>.<n> after them.
             keys = [tuple(int(p) for p in e.id.split(".")) + (0,) * (1 - e.id.count(".")) for e in events]

@@ -36,8 +36,9 @@ async def _lease_holder(store, stage: str, job_id: str) -> str | None:
 async def _idle_taker(store, stage: str) -> asyncio.Task[str]:
     taker = asyncio.create_task(store.dequeue(stage))
     for _ in range(500):  # until it waits (its first look found nothing)
-        if store.queues.reserve(stage):
-            store.queues.settle(stage, "", True, False, None)  # only looked: give it back
+        mark = store.queues.reserve(stage)
+        if mark is not None:
+            store.queues.settle(stage, "", mark, False, None)  # only looked: give it back
             return taker
         await asyncio.sleep(0.01)
     raise AssertionError(f"no {stage} taker went idle")

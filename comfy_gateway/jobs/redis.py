@@ -1,8 +1,10 @@
 """The Redis job store: the same protocol as the memory one, shared by any number of gateway
 processes. It is the job records and their events (here), composed with parts of one reason
 each: names (redis_keys.py), the record format (redis_records.py), the stage queues
-(redis_queues.py), schedules and delivery counts (redis_facts.py), history and usage
-(redis_history.py); the client (redis_connect.py). Scripts: redis_lua.py; waking: redis_notify.py.
+(redis_queues.py) and their hand-overs within a process (redis_handoff.py), progress frames
+(redis_progress.py), schedules and delivery counts (redis_facts.py), history and usage
+(redis_history.py), what this process wrote of a job (redis_written.py); the client
+(redis_connect.py). Scripts: redis_lua.py; waking: redis_notify.py.
 
 What Redis guarantees is used as it is: stage queues are Streams with one consumer group, so a
 job taken by a process sits in the group's pending list (its lease) until acked; a lease idle
@@ -17,7 +19,6 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
@@ -34,21 +35,15 @@ from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_keys import RedisKeys
 from .redis_notify import Notifier
+from .redis_progress import ProgressWriter
 from .redis_queues import StageQueues
 from .redis_records import _HEAVY, Change, KnownRecords, decode_events, decode_job, encode_core
-from .redis_results import RECORD_FIELDS, Created, Record, Updated, parse_update
+from .redis_results import RECORD_FIELDS, Changed, Created, Record, Updated, parse_update
 from .redis_taken import JustTaken
+from .redis_written import WrittenHere
 from .following import JobEvents, Wake
 from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
 from .usage import UsageRecord, usage_of
-
-
-@dataclass(frozen=True, slots=True)
-class Changed:
-    """A change written: the job after it, and its status before (None: the job had ended
-    and was left as it was)."""
-    job: Job
-    previous: JobStatus | None
 
 
 class RedisJobStore:
@@ -72,15 +67,17 @@ class RedisJobStore:
         self._listeners: list[TransitionListener] = []
         self._known = KnownRecords()
         self._taken = JustTaken()
+        self._written = WrittenHere()  # jobs whose every write was this process's (the end's readers)
         self._locks = JobLocks()  # one change of a job at a time in this process
-        self._progress: dict[str, list[Progress]] = {}  # frames waiting for a job's writer
         self._scripts = {name: redis.register_script(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
                                      "EXPIRE_ENDED")}
         self.queues = StageQueues(redis, keys, self._notify, self._scripts, self._taken, consumer=self.consumer,
                                   lease_seconds=lease_seconds, key_ttl=self.key_ttl)
         self.facts = RedisFacts(redis, keys, self.key_ttl)
-        self.ledger = RedisHistory(redis, keys)
+        self.ledger = RedisHistory(redis, keys, self._scripts["EXPIRE_ENDED"])
+        self._progress = ProgressWriter(self._scripts["PROGRESS"], keys, self._notify, self._locks, self._taken,
+                                        self._written)
 
     # -- life ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -99,26 +96,26 @@ class RedisJobStore:
         keys = [k.job(job.id), k.events(job.id), k.stream("preprocess"), k.entries("preprocess"),
                 k.waiting("preprocess"), k.waiting("generation"), k.waiting("postprocess"), k.qseq,
                 k.entries("generation"), k.counts, k.created, k.active, k.created_by(owner), k.deadlines]
-        args = [job.id, encode_core(job), orjson.dumps(job.request),
-                -1 if max_waiting is None else max_waiting,
-                "status", job.status.value, job.message, repr(time.time()),
-                k.events_channel, k.queues_channel, uuid.uuid4().hex,
+        born, core, request, now = uuid.uuid4().hex, encode_core(job), orjson.dumps(job.request).decode(), time.time()
+        args = [job.id, core, request, -1 if max_waiting is None else max_waiting,
+                "status", job.status.value, job.message, repr(now), k.events_channel, k.queues_channel, born,
                 owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
                 self._notify.tag, repr(job.deadline) if job.deadline is not None else ""]
         hand = self.queues.reserve("preprocess")  # an idle preprocess taker here gets it at once
         created = None
         try:
             created = Created.parse(await self._scripts["CREATE"](
-                keys=keys, args=[*args, *self.queues.hand_args()] if hand else args))
+                keys=keys, args=args if hand is None else [*args, *self.queues.hand_args()]))
         finally:
             self.queues.settle("preprocess", job.id, hand, created.queued if created else False,
-                               Record("1", args[10], args[1], None, args[2].decode(), None))
+                               Record("1", born, core, None, request, None))
         if created.outcome == "exists":
             raise KeyError(job.id)
         if created.outcome == "full":
             raise QueueFull(created.count, max_waiting or 0)
         if created.outcome == "owner_full":
             raise KeyQueueFull(owner, created.count, max_owned or 0)
+        self._written.created(job.id, born, core, request, job.status.value, job.message, now)
         self._notify.local_event(job.id)
         self._notify_listeners(job, None)
         return job
@@ -205,20 +202,21 @@ class RedisJobStore:
             usage = orjson.dumps(usage_of(job).to_json()) if terminal else ""
             new_progress = job.progress.model_dump_json() if job.progress is not progress_before and job.progress \
                 else ""
+            now = repr(time.time())
             args = [v, new_core, new_workflow_json,
                     1 if event_type else 0, event_type or "", job.status.value, job.message,
-                    repr(time.time()), orjson.dumps(progress) if progress is not None else "",
+                    now, orjson.dumps(progress) if progress is not None else "",
                     1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
                     job_id, k.events_channel, previous.value, born or "",
                     job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress,
                     new_request_json, *queue_args, *self.queues.hand_args()]
             # Handed at once to an idle taker of the next stage here, if nobody waits there.
-            hand = bool(then_enqueue) and not terminal and self.queues.reserve(then_enqueue)
+            hand = self.queues.reserve(then_enqueue) if then_enqueue and not terminal else None
             updated: Updated | str | None = None
             try:
                 updated = parse_update(await self._scripts["UPDATE"](
                     keys=[k.job(job_id), k.events(job_id), k.ended, k.counts, k.active, k.usage, k.deadlines,
-                          *queue_keys, *lease_keys], args=[*args, "1" if hand else ""]))
+                          *queue_keys, *lease_keys], args=[*args, "" if hand is None else "1"]))
             finally:
                 if isinstance(updated, Updated):
                     self._taken.drop(job_id)  # what was kept of the job is out of date now
@@ -235,6 +233,11 @@ class RedisJobStore:
                 continue
             if updated.acked:
                 self.queues.finished_here(done_stage or "", job_id)
+            self._written.changed(
+                job_id, v, core=new_core, request=new_request_json, workflow=new_workflow_json, progress=new_progress,
+                status=job.status.value, message=job.message, ended=job.status.terminal,
+                event=JobEvent(updated.seq, event_type, job.status.value, job.message, float(now), progress)
+                if updated.seq else None)
             if updated.seq:
                 self._notify.local_event(job_id, "end" if terminal else "other")
             self._known.remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
@@ -301,28 +304,7 @@ class RedisJobStore:
         return ids
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        # One script writing the progress field and the events: the job record is neither read
-        # nor encoded, and its version does not move (a progress frame never conflicts with a
-        # change of state). In order per job; frames that come while the job's last ones are
-        # on their way (a burst of them) go together in the next call, each an event of its own.
-        waiting = self._progress.get(job_id)
-        if waiting is not None:
-            waiting.append(progress)  # the writer already busy with this job takes it along
-            return
-        waiting = self._progress[job_id] = [progress]
-        try:
-            async with self._locks.hold(job_id):
-                while waiting:
-                    frames = [frame.model_dump_json() for frame in waiting]
-                    waiting.clear()
-                    self._taken.drop(job_id)
-                    seq = await self._scripts["PROGRESS"](
-                        keys=[self.keys.job(job_id), self.keys.events(job_id)],
-                        args=[repr(time.time()), self.keys.events_channel, job_id, self._notify.tag, *frames])
-                    if seq and int(seq) > 0:
-                        self._notify.local_event(job_id, "progress")
-        finally:
-            del self._progress[job_id]
+        await self._progress.write(job_id, progress)
 
     # -- stage queues, facts, history: the parts ------------------------------------------------
     async def enqueue(self, stage: str, job_id: str) -> None:
@@ -392,7 +374,11 @@ class RedisJobStore:
 
     async def _look(self, job_id: str, after: int) -> tuple[list[JobEvent], Record]:
         """The job's events past `after` and then its record, in one round trip: the record is
-        at least as new as every event (a final_result event comes with the final record)."""
+        at least as new as every event (a final_result event comes with the final record).
+        None of it for a job that just ended, written all along by this process."""
+        here = self._written.ended(job_id, after)
+        if here is not None:
+            return here
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xrange(self.keys.events(job_id), min=f"{max(after, 0) + 1}-0", max="+")
             pipe.hmget(self.keys.job(job_id), *RECORD_FIELDS)
@@ -401,12 +387,6 @@ class RedisJobStore:
 
     # -- sweeping -----------------------------------------------------------------------------
     async def expire(self, older_than: float) -> int:
-        k = self.keys
-        old = await self.redis.zrangebyscore(k.ended, "-inf", older_than)
-        gone = 0
-        for i in range(0, len(old), 500):
-            gone += int(await self._scripts["EXPIRE_ENDED"](
-                keys=[k.ended, k.created, k.counts],
-                args=[k.job(""), k.events(""), k.deliveries(""), k.created_by(""), *old[i:i + 500]]))
+        gone = await self.ledger.expire(older_than)
         await self.queues.forget_idle_consumers()
         return gone

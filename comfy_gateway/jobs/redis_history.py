@@ -1,11 +1,15 @@
-"""The Redis store's history (/jobs) and usage ledger (/usage). A part of RedisJobStore.
+"""The Redis store's history (/jobs), usage ledger (/usage), and the sweep of ended jobs out of
+both. A part of RedisJobStore.
 
 History reads the index of created jobs (every key's, or one key's: RedisKeys.created, created_by) newest
 first, in batches, and filters the records; usage reads the `usage` stream, whose entries the
-script ending a job writes (redis_lua.py UPDATE).
+script ending a job writes (redis_lua.py UPDATE). Sweeping forgets the jobs that ended before
+a time (redis_lua.py EXPIRE_ENDED), once each however many processes sweep at the same moment.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -20,10 +24,21 @@ SLACK = 60.0  # seconds of clock difference allowed between Redis and a gateway 
 
 
 class RedisHistory:
-    """A part of RedisJobStore: its `history()` and `usage()`."""
+    """A part of RedisJobStore: its `history()`, `usage()` and `expire()`."""
 
-    def __init__(self, redis: Redis, keys: RedisKeys):
-        self.redis, self._keys = redis, keys
+    def __init__(self, redis: Redis, keys: RedisKeys, expire_ended: Any):
+        self.redis, self._keys, self._expire_ended = redis, keys, expire_ended
+
+    async def expire(self, older_than: float) -> int:
+        """Forget the jobs that ended before `older_than` (epoch seconds): how many."""
+        k = self._keys
+        old = await self.redis.zrangebyscore(k.ended, "-inf", older_than)
+        gone = 0
+        for i in range(0, len(old), 500):
+            gone += int(await self._expire_ended(
+                keys=[k.ended, k.created, k.counts],
+                args=[k.job(""), k.events(""), k.deliveries(""), k.created_by(""), *old[i:i + 500]]))
+        return gone
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
         index = self._keys.created if query.owner is None else self._keys.created_by(query.owner)

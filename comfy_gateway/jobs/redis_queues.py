@@ -56,10 +56,10 @@ class StageQueues:
         return [self._keys.entries(stage), self._keys.waiting(stage), self._keys.qseq, self._keys.stream(stage)]
 
     # -- hand-overs to this process's idle takers (redis_handoff.py) ----------------------------
-    def reserve(self, stage: str) -> bool:
+    def reserve(self, stage: str) -> int | None:
         """Before a script that queues a job in the stage: may it take the job for one of our
-        idle takers? If True, `settle` must follow."""
-        return self._handoffs.reserve(stage)
+        idle takers? If so, the stage's ring mark now (see `settle`), else None."""
+        return self._notify.ring_mark(stage) if self._handoffs.reserve(stage) else None
 
     def idle_taker(self, stage: str):
         """A context in which one more taker of the stage waits idle here (dequeue's wait)."""
@@ -70,13 +70,14 @@ class StageQueues:
         delivery counts key prefix, their ttl (enqueue's `hand`)."""
         return [GROUP, self.consumer, self._keys.deliveries(""), self._key_ttl]
 
-    def settle(self, stage: str, job_id: str, reserved: bool, queued: bool | Handed, record: Record | None) -> None:
+    def settle(self, stage: str, job_id: str, reserved: int | None, queued: bool | Handed,
+               record: Record | None) -> None:
         """What a script that may have queued job `job_id` in the stage did: `reserved`, what
         `reserve` said before it; `queued`, what its enqueue returned (False also when it
         did not run or failed); `record`, the job as the script left it (but its progress, which
         the script returns), for the first get() of the taker it is handed to, if known."""
         if not isinstance(queued, Handed):
-            if reserved:
+            if reserved is not None:
                 self._handoffs.settle(stage, None)
             if queued:
                 self._notify.local_queue(stage, "+")
@@ -87,10 +88,13 @@ class StageQueues:
         self._taken.put(stage, taken, queued.deliveries, record if taken == job_id else None)
         self._held[taken] = stage
         self._handoffs.settle(stage, taken)
+        announced = self._notify.ring_mark(stage) != reserved  # a job came meanwhile
         self._notify.local_queue(stage, "+")  # wakes one idle taker, which looks in the box first
-        # Nobody else waited in the queue (or the job would have waited behind them): as after
-        # a take that left the queue empty, the next look waits for an announcement.
-        self._drained[stage] = self._notify.ring_mark(stage)
+        if not announced:
+            # Nobody else waited in the queue (or the job would have waited behind them), and
+            # no job was announced since: as after a take that left the queue empty, the next
+            # look waits for an announcement.
+            self._drained[stage] = self._notify.ring_mark(stage)
 
     def lease_keys(self, stage: str) -> list[str]:
         """The keys a script needs to ack the stage's lease (redis_lua.py UPDATE)."""

@@ -1,10 +1,13 @@
 """What the Redis store's scripts and reads return, as named values rather than positions in
-a list: a job's record, the outcome of CREATE, UPDATE and TAKE (redis_lua.py documents them)."""
+a list: a job's record, the outcome of CREATE, UPDATE and TAKE (redis_lua.py documents them),
+and a change as the store made it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
+
+from .model import Job, JobStatus
 
 RECORD_FIELDS = ("v", "born", "core", "progress", "request", "workflow")
 
@@ -91,3 +94,11 @@ class Taken:
             return None
         job_id, entry, how, previous, deliveries, record, waiting = res
         return cls(job_id, entry, how, previous, int(deliveries), Record.of(record), int(waiting))
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A change written: the job after it, and its status before (None: the job had ended
+    and was left as it was)."""
+    job: Job
+    previous: JobStatus | None

@@ -1,0 +1,128 @@
+"""Jobs this process wrote every version and every event of, from their creation to their end:
+their events and final record, for the followers here that read them right after the end.
+
+A sync call, or a stream, in the process that ran a job wakes when the job ends and reads its
+events and record from Redis (redis.py _look). When this process created the job and wrote
+each of its changes and events itself, in order, nothing it would read is unknown here: the
+events are numbered one after another (a gap means another process wrote one), and each change
+names the version it replaced (one that is not the last written here means another process
+wrote in between). Once the job has ended no event can follow, so such a job's events and
+record are given from here, for MAX_AGE seconds after the end: what a read then would have
+returned, bar a change without an event another process made meanwhile (e.g. its webhook
+bookkeeping), as a read a moment earlier would have.
+
+Any doubt drops a job from here, and its followers read Redis as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .events import JobEvent
+from .redis_results import Record
+
+MAX_AGE = 1.0  # seconds after its end a job's events and record are given from here
+_MAX_JOBS = 1024  # jobs followed at once (oldest dropped first: their followers read Redis)
+_MAX_EVENTS = 512  # events kept per job (a longer job is dropped: its followers read Redis)
+
+
+@dataclass(slots=True)
+class _Written:
+    v: int
+    seq: int
+    born: str
+    core: str
+    request: str | None
+    workflow: str | None
+    progress: str | None
+    status: str
+    message: str
+    events: list[JobEvent] = field(default_factory=list)
+    ended_at: float | None = None  # monotonic
+
+
+class WrittenHere:
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, _Written] = OrderedDict()
+        self._ends: deque[tuple[float, str]] = deque()  # (ended at, job id), oldest first
+
+    def created(self, job_id: str, born: str, core: str, request: str, status: str, message: str,
+                at: float) -> None:
+        self._jobs[job_id] = _Written(1, 1, born, core, request, None, None, status, message,
+                                      [JobEvent(1, "status", status, message, at)])
+        self._trim()
+
+    def changed(self, job_id: str, v_before: str, *, core: str, request: str, workflow: str, progress: str,
+                status: str, message: str, event: JobEvent | None, ended: bool) -> None:
+        """A change written here (UPDATE): the version it replaced, the record's new parts
+        ('' = unchanged), its event if it had one."""
+        w = self._jobs.get(job_id)
+        if w is None:
+            return
+        if int(v_before) != w.v or (event is not None and event.seq != w.seq + 1):
+            del self._jobs[job_id]  # another process wrote in between
+            return
+        w.v += 1
+        w.core, w.status, w.message = core, status, message
+        w.request = request or w.request
+        w.workflow = workflow or w.workflow
+        w.progress = progress or w.progress
+        if event is not None:
+            w.seq = event.seq
+            self._add(job_id, w, [event])
+        if ended and w.ended_at is None:
+            w.ended_at = time.monotonic()
+            self._ends.append((w.ended_at, job_id))
+
+    def progressed(self, job_id: str, last_seq: int, frames: list[str], at: float) -> None:
+        """Progress frames written here (PROGRESS): events last_seq - len + 1 ... last_seq."""
+        w = self._jobs.get(job_id)
+        if w is None:
+            return
+        first = last_seq - len(frames) + 1
+        if first != w.seq + 1:
+            del self._jobs[job_id]
+            return
+        w.seq, w.progress = last_seq, frames[-1]
+        self._add(job_id, w, [JobEvent(first + i, "progress", w.status, w.message, at, orjson.loads(frame))
+                              for i, frame in enumerate(frames)])
+
+    def ended(self, job_id: str, after: int) -> tuple[list[JobEvent], Record] | None:
+        """The job's events past `after` and its record, if it ended here a moment ago."""
+        w = self._jobs.get(job_id)
+        if w is None or w.ended_at is None:
+            return None
+        if time.monotonic() - w.ended_at > MAX_AGE:
+            del self._jobs[job_id]
+            return None
+        events = [_copy(e) for e in w.events if e.seq > after]
+        return events, Record(str(w.v), w.born, w.core, w.progress, w.request, w.workflow)
+
+    def forget(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+    def _add(self, job_id: str, w: _Written, events: list[JobEvent]) -> None:
+        w.events.extend(events)
+        if len(w.events) > _MAX_EVENTS:
+            del self._jobs[job_id]
+
+    def _trim(self) -> None:
+        too_old = time.monotonic() - MAX_AGE
+        while self._ends and self._ends[0][0] < too_old:
+            at, job_id = self._ends.popleft()
+            w = self._jobs.get(job_id)
+            if w is not None and w.ended_at == at:
+                del self._jobs[job_id]
+        while len(self._jobs) > _MAX_JOBS:
+            self._jobs.popitem(last=False)
+
+
+def _copy(event: JobEvent) -> JobEvent:
+    # Each reader gets its own (a reader may keep or change what it was given).
+    progress: Any = orjson.loads(orjson.dumps(event.progress)) if event.progress is not None else None
+    return JobEvent(event.seq, event.type, event.status, event.message, event.time, progress)
