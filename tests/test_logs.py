@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,6 +35,8 @@ def test_json_lines_carry_the_job_id(fake_factory, gateway_factory):
     # Stage code never passes the id: the worker's context variable puts it on the line.
     assert {"comfy_gateway.pipeline.generation", "comfy_gateway.pipeline.postprocess", "comfy_gateway.jobs"} <= loggers
     assert any(line["message"].startswith("saved logged_00001_.png (") for line in about)
+    backend = urlsplit(fake.url).netloc  # the backend's name: where the prompt ran
+    assert any(line["message"] == f"{backend} ran the prompt: 1 output(s) to fetch" for line in about), about
     assert any(line["message"].startswith("completed after ") for line in about)
     # uvicorn's access lines too: the submission's own, and a read of its result.
     access = [line for line in about if line["logger"] == "uvicorn.access"]

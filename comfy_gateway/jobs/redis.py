@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from . import redis_lua as lua
 from .events import JobEvent
 from .job_locks import JobLocks
-from .model import Job, JobStatus, Progress, WebhookState
+from .model import InvalidTransition, Job, JobStatus, Progress, WebhookState
 from .facts import Schedule
 from .history import HistoryPage, HistoryQuery
 from .redis_connect import connect  # noqa: F401  (the store and its client, from one import)
@@ -168,10 +168,11 @@ class RedisJobStore:
         # The stage handing the job over is done with it: its lease is acked in the same step.
         handing_over = STAGES[STAGES.index(then_enqueue) - 1] if then_enqueue in STAGES[1:] else None
         for attempt in range(100):
+            # What this process last read or wrote, if it has all the change needs: no read, the
+            # script checks it is current. The progress field is never read: a change writes it
+            # only when it set it itself.
             known = self._known.get(job_id) if attempt == 0 else None
-            # The progress field is not read: a change writes it only when it set it itself.
             if known is not None and (light or known.full):
-                # What this process last read or wrote: no read, the script checks it is current.
                 v, born, core, request, workflow, full = \
                     known.v, known.born, known.core, known.request, known.workflow, known.full
             elif light:
@@ -190,7 +191,13 @@ class RedisJobStore:
             if job.status.terminal and not ended_too:
                 return Changed(job, None)
             was_terminal, previous = job.status.terminal, job.status
-            change = apply(job)
+            try:
+                change = apply(job)
+            except InvalidTransition:
+                if known is None or not (light or known.full):
+                    raise
+                self._known.forget(job_id)  # another process changed it since: read afresh
+                continue
             event_type, progress, heavy = change.event, change.progress, change.heavy
             terminal = job.status.terminal and not was_terminal
             # So is a stage that holds the job when it ends: an ended job needs no lease.

@@ -61,6 +61,11 @@ class KnownRecords:
         if job.status.terminal or v is None or born is None:
             self._known.pop(job.id, None)
             return
+        kept = self._known.get(job.id)
+        if kept is not None and kept.born == born and int(kept.v) > int(v):
+            # A read answered before a write of this process, and handled after it: the write
+            # is newer (a change computed from the read would be refused, or fail to apply).
+            return
         self._known[job.id] = _Known(v, born, core, request, workflow, full)
         self._known.move_to_end(job.id)
         while len(self._known) > _KNOWN_MAX:

@@ -75,9 +75,10 @@ class Generation:
             try:
                 entry = await self._taken_over(job) if job.backend else None
                 if entry is None:
-                    entry = await self._run_somewhere(job, ticket)
-                    if entry is None:
+                    ran = await self._run_somewhere(job, ticket)
+                    if ran is None:
                         return  # ended meanwhile (cancelled, timed out)
+                    job, entry = ran  # the job as it went to its backend
                 else:
                     raise_for_status(entry)
                 await self._finish(job, entry)
@@ -108,10 +109,11 @@ class Generation:
             log.info("job %s: %s never got its prompt; submitting it again", job.id, backend.name)
         return entry
 
-    async def _run_somewhere(self, job: Job, ticket: _Ticket) -> dict[str, Any] | None:
+    async def _run_somewhere(self, job: Job, ticket: _Ticket) -> tuple[Job, dict[str, Any]] | None:
         """Run on the least-loaded backend in rotation. A backend that refuses the prompt
         outright (down, 5xx) did not queue it, so the next one gets it; a prompt a restarted
-        ComfyUI forgot runs once more. None if the job ended meanwhile."""
+        ComfyUI forgot runs once more. The job as it ran and its history entry; None if the
+        job ended meanwhile."""
         refusals = 0
         while True:
             models = self._models
@@ -125,9 +127,9 @@ class Generation:
                 if job.status.terminal:  # cancelled or timed out while it waited for us
                     return None
                 if self._faults is None:
-                    return await self._run(job, backend)
+                    return job, await self._run(job, backend)
                 current = job  # out-of-memory: freed and run once more on the same backend
-                return await self._faults.run(job.id, backend, lambda: self._run(current, backend))
+                return job, await self._faults.run(job.id, backend, lambda: self._run(current, backend))
             except PromptNotAccepted as exc:
                 refusals += 1
                 if refusals > 2 * len(self._router.backends):
