@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import uuid
 from typing import Any, Awaitable, Callable
@@ -17,6 +16,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import orjson
 
+from ..reconnect import Reconnecting
 from .ask import Where, ask, asking, seconds_until
 from .errors import BackendError, PromptCancelled, PromptLost, PromptNotAccepted, PromptOutcomeUnknown
 from .history import raise_for_status
@@ -192,7 +192,7 @@ class Backend:
     async def _ws_loop(self) -> None:
         ws_url = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         ws_url += f"/ws?clientId={self.client_id}"
-        backoff = 0.1
+        reconnect = Reconnecting()
         had_gap = False
         while True:
             try:
@@ -201,7 +201,8 @@ class Backend:
                     # client's first message counts, see comfy/previews.py).
                     await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
                     self.connected.set()
-                    self.down_since, self.last_error, backoff = None, None, 0.1
+                    self.down_since, self.last_error = None, None
+                    reconnect.up()
                     self._changed()
                     log.info("backend %s: websocket connected", self.name)
                     if had_gap and self._trackers:
@@ -229,8 +230,7 @@ class Backend:
             elif now - self.down_since > self._lost_after and self._trackers:
                 self._fail_all(BackendError(
                     f"backend {self.name} unreachable for {now - self.down_since:.0f}s: {self.last_error}"))
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 5.0)
+            await reconnect.pause()
 
     def _route(self, raw: str) -> None:
         try:

@@ -24,6 +24,7 @@ from collections import defaultdict
 
 from redis.asyncio import Redis
 
+from ..reconnect import Reconnecting
 from .following import EventKind, Watchers
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Notifier:
         self._wake_all()
 
     async def _run(self) -> None:
-        backoff = 0.1
+        reconnect = Reconnecting()
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -69,7 +70,7 @@ class Notifier:
                 await pubsub.subscribe(self._events_channel, self._queues_channel, *self._own_channels)
                 self._subscribed.set()
                 self._wake_all()  # anything published while we were away is unknown: look again
-                backoff = 0.1
+                reconnect.up()
                 async for msg in pubsub.listen():
                     if msg.get("type") == "message":
                         self._dispatch(msg["channel"], msg["data"])
@@ -78,8 +79,7 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 - reconnect whatever broke
                 log.warning("redis subscription lost (%s); resubscribing", exc)
                 self._wake_all()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await reconnect.pause()
             finally:
                 try:
                     await pubsub.aclose()

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from ..comfy.previews import Preview
 from ..jobs.redis_keys import RedisKeys
+from ..reconnect import Reconnecting
 from .preview_hub import PreviewEvent, PreviewHub
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,12 @@ class RedisPreviewRelay:
             self._receive(raw)
 
     async def _listen(self) -> None:
-        backoff = 0.1
+        reconnect = Reconnecting()
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
-                backoff = 0.1
+                reconnect.up()
                 async for msg in pubsub.listen():
                     if msg.get("type") == "message":
                         self._receive(msg["data"])
@@ -108,8 +109,7 @@ class RedisPreviewRelay:
                 raise
             except Exception as exc:  # noqa: BLE001 - resubscribe whatever broke
                 log.warning("preview subscription lost (%s); resubscribing", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await reconnect.pause()
             finally:
                 try:
                     await pubsub.aclose()
