@@ -71,8 +71,9 @@ async def test_a_lone_process_publishes_nothing_and_a_second_one_hears_everythin
                 assert await asyncio.wait_for(taker, 5) == "shared"
                 await a.update("shared", status=JobStatus.preprocessing)
                 await a.set_progress("shared", Progress(value=1, max=2))
-                for _ in range(50):
-                    if len(seen.seen) >= 4:
+                for _ in range(100):  # until what is asserted below came (or 5 s passed)
+                    channels = [channel for channel, _ in seen.seen]
+                    if channels.count("queues") >= 2 and channels.count("events") >= 3:
                         break
                     await asyncio.sleep(0.05)
             finally:

@@ -8,7 +8,7 @@ import asyncio
 
 from comfy_gateway.jobs.model import Job, JobStatus, Progress
 
-from .support.stores import store  # noqa: F401  (the fixture: both stores)
+from .support.stores import store, two_processes  # noqa: F401  (the fixtures)
 
 
 async def _generating(store, job_id: str) -> None:
@@ -44,3 +44,30 @@ async def test_a_burst_of_frames_is_kept_in_order(store):
     assert (await store.get("a")).progress.value == 49
     values = [e.progress["value"] for e in await store.events_after("a", 0) if e.type == "progress"]
     assert values == list(range(50))
+
+
+async def test_frames_sent_just_before_a_change_come_before_its_event_with_the_state_they_were_sent_under(store):
+    await _generating(store, "a")
+    # Sent and not awaited, as the websocket reader sends them; the change follows at once.
+    sending = [asyncio.create_task(store.set_progress("a", Progress(node="4", value=i, max=3))) for i in range(3)]
+    await asyncio.sleep(0)  # the frames reach the store before the change does
+    await store.update("a", status=JobStatus.postprocessing, message="fetching",
+                       progress=Progress(node="4", value=3, max=3))
+    await asyncio.wait_for(asyncio.gather(*sending), 5)  # each is stored by now
+    events = await store.events_after("a", 0)
+    assert [(e.type, e.status) for e in events][-4:] == [("progress", "generating")] * 3 + [("status", "postprocessing")]
+    assert [e.progress["value"] for e in events if e.type == "progress"] == [0, 1, 2]
+    assert all(e.message == "running on b1" for e in events if e.type == "progress")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert (await store.get("a")).progress.value == 3  # the change's own progress is the last
+
+
+async def test_frames_waiting_when_the_job_ends_elsewhere_are_not_written_after_its_end(two_processes):
+    a, b = two_processes
+    await _generating(a, "a")
+    sending = asyncio.create_task(a.set_progress("a", Progress(node="4", value=1, max=3)))
+    await asyncio.sleep(0)
+    await b.update("a", status=JobStatus.cancelled, message="cancelled by the client")
+    await asyncio.wait_for(sending, 5)
+    events = await b.events_after("a", 0)
+    assert events[-1].type == "final_result" and events[-1].status == "cancelled"

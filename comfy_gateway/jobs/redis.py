@@ -2,7 +2,7 @@
 processes. It is the job records and their events (here), composed with parts of one reason
 each: names (redis_keys.py), the record format (redis_records.py), the stage queues
 (redis_queues.py) and their hand-overs within a process (redis_handoff.py), progress frames
-(redis_progress.py), schedules and delivery counts (redis_facts.py), history and usage
+(redis_progress.py), reads (redis_reads.py), schedules and delivery counts (redis_facts.py), history and usage
 (redis_history.py), what this process wrote of a job (redis_written.py); the client
 (redis_connect.py). Scripts: redis_lua.py; waking: redis_notify.py.
 
@@ -36,9 +36,10 @@ from .redis_history import RedisHistory
 from .redis_keys import RedisKeys
 from .redis_notify import Notifier
 from .redis_progress import ProgressWriter
+from .redis_reads import JobReads
 from .redis_queues import StageQueues
-from .redis_records import _HEAVY, Change, KnownRecords, decode_events, decode_job, encode_core
-from .redis_results import RECORD_FIELDS, Changed, Created, Record, Updated, parse_update
+from .redis_records import _HEAVY, Change, KnownRecords, decode_job, encode_core
+from .redis_results import Changed, Created, Record, Updated, parse_update
 from .redis_taken import JustTaken
 from .redis_written import WrittenHere
 from .following import JobEvents, Wake
@@ -76,6 +77,7 @@ class RedisJobStore:
                                   lease_seconds=lease_seconds, key_ttl=self.key_ttl)
         self.facts = RedisFacts(redis, keys, self.key_ttl)
         self.ledger = RedisHistory(redis, keys, self._scripts["EXPIRE_ENDED"])
+        self.reads = JobReads(redis, keys, self._written)
         self._progress = ProgressWriter(self._scripts["PROGRESS"], keys, self._notify, self._locks, self._taken,
                                         self._written)
 
@@ -85,6 +87,7 @@ class RedisJobStore:
         await self._notify.start()
 
     async def close(self) -> None:
+        await self._progress.close()
         await self._notify.close()
         await self.redis.aclose()
 
@@ -123,7 +126,7 @@ class RedisJobStore:
     async def get(self, job_id: str) -> Job | None:
         record = self._taken.record(job_id)  # read a moment ago with a take or events, if it was
         if record is None:
-            record = Record.of(await self.redis.hmget(self.keys.job(job_id), *RECORD_FIELDS))
+            record = await self.reads.record(job_id)
         return self._job_of(job_id, record)
 
     def _job_of(self, job_id: str, record: Record) -> Job | None:
@@ -153,7 +156,13 @@ class RedisJobStore:
         # would otherwise all compute from the same version and retry each other in turns.
         # Other processes are kept out by the compare-and-set.
         async with self._locks.hold(job_id):
-            done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue)
+            waiting = self._progress.take(job_id)  # progress frames that go with this change
+            try:
+                done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue,
+                                                 waiting.frames if waiting else [])
+            finally:
+                if waiting:
+                    waiting.done()
         if done is None:
             return None
         if done.previous is not None and done.job.status is not done.previous:
@@ -161,7 +170,7 @@ class RedisJobStore:
         return done.job
 
     async def _change_locked(self, job_id: str, apply: Callable[[Job], Change], ended_too: bool, light: bool,
-                             then_enqueue: str | None) -> Changed | None:
+                             then_enqueue: str | None, frames: list[str]) -> Changed | None:
         k = self.keys
         queue_keys = self.queues.joining_keys(then_enqueue) if then_enqueue else []
         queue_args = [then_enqueue, k.queues_channel] if then_enqueue else ["", ""]
@@ -191,6 +200,7 @@ class RedisJobStore:
             if job.status.terminal and not ended_too:
                 return Changed(job, None)
             was_terminal, previous = job.status.terminal, job.status
+            frames = [] if was_terminal else frames  # an ended job takes no more progress
             try:
                 change = apply(job)
             except InvalidTransition:
@@ -223,7 +233,7 @@ class RedisJobStore:
             try:
                 updated = parse_update(await self._scripts["UPDATE"](
                     keys=[k.job(job_id), k.events(job_id), k.ended, k.counts, k.active, k.usage, k.deadlines,
-                          *queue_keys, *lease_keys], args=[*args, "" if hand is None else "1"]))
+                          *queue_keys, *lease_keys], args=[*args, "" if hand is None else "1", *frames]))
             finally:
                 if isinstance(updated, Updated):
                     self._taken.drop(job_id)  # what was kept of the job is out of date now
@@ -240,13 +250,15 @@ class RedisJobStore:
                 continue
             if updated.acked:
                 self.queues.finished_here(done_stage or "", job_id)
+            if frames:  # written first: the last of them just before the change's own event
+                self._written.progressed(job_id, updated.seq - (1 if event_type else 0), frames, float(now))
             self._written.changed(
                 job_id, v, core=new_core, request=new_request_json, workflow=new_workflow_json, progress=new_progress,
                 status=job.status.value, message=job.message, ended=job.status.terminal,
                 event=JobEvent(updated.seq, event_type, job.status.value, job.message, float(now), progress)
-                if updated.seq else None)
-            if updated.seq:
-                self._notify.local_event(job_id, "end" if terminal else "other")
+                if event_type else None)
+            if event_type or frames:
+                self._notify.local_event(job_id, "end" if terminal else "other" if event_type else "progress")
             self._known.remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
                            new_workflow_json or workflow, full)
             return Changed(job, previous)
@@ -356,8 +368,7 @@ class RedisJobStore:
 
     # -- events -------------------------------------------------------------------------------
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
-        entries = await self.redis.xrange(self.keys.events(job_id), min=f"{max(seq, 0) + 1}-0", max="+")
-        return decode_events(entries)
+        return await self.reads.events(job_id, seq)
 
     def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
                idle: float = 30.0) -> JobEvents:
@@ -365,11 +376,11 @@ class RedisJobStore:
                          queue_changes=queue_changes, idle=idle)
 
     async def events_and_job(self, job_id: str, after: int) -> tuple[list[JobEvent], Job | None]:
-        events, record = await self._look(job_id, after)
+        events, record = await self.reads.both(job_id, after)
         return events, self._job_of(job_id, record)
 
     async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
-        events, record = await self._look(job_id, after)
+        events, record = await self.reads.both(job_id, after)
         if record.core is None:
             return events or None  # gone (expired): after its last events, if any came
         known = self._known.get(job_id)
@@ -378,19 +389,6 @@ class RedisJobStore:
         if known is None or (record.v is not None and int(record.v) >= int(known.v)):
             self._taken.fresh(job_id, record)
         return events
-
-    async def _look(self, job_id: str, after: int) -> tuple[list[JobEvent], Record]:
-        """The job's events past `after` and then its record, in one round trip: the record is
-        at least as new as every event (a final_result event comes with the final record).
-        None of it for a job that just ended, written all along by this process."""
-        here = self._written.ended(job_id, after)
-        if here is not None:
-            return here
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xrange(self.keys.events(job_id), min=f"{max(after, 0) + 1}-0", max="+")
-            pipe.hmget(self.keys.job(job_id), *RECORD_FIELDS)
-            entries, fields = await pipe.execute()
-        return decode_events(entries), Record.of(fields)
 
     # -- sweeping -----------------------------------------------------------------------------
     async def expire(self, older_than: float) -> int:

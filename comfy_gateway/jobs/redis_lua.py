@@ -194,14 +194,29 @@ end
 # holds it: the stage handing the job over, or the one holding it when the change ends it (a
 # job that ended needs no lease), so that a stage's last act costs one script call instead of
 # two.
-# More ARGV, always: group, consumer, delivery counts key prefix, their ttl, hand ('1' or '').
-# Returns {the event's seq (0 without event), what enqueue returned (0 if it did not run),
-# 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
+# More ARGV, always: group, consumer, delivery counts key prefix, their ttl, hand ('1' or '');
+# then any progress frames (JSON) that waited for the job's writer: written first, each a
+# "progress" event as PROGRESS writes them (redis_progress.py holds frames back a moment, so that
+# a short job's frames go with its next change instead of costing calls of their own).
+# Returns {the seq of the last event written (0: none), what enqueue returned (0 if it did not
+# run), 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
 UPDATE = _ENQUEUE_FN + _OWNED_FN + """
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return -2 end
 if ARGV[16] ~= '' and redis.call('HGET', KEYS[1], 'born') ~= ARGV[16] then return -2 end
+local seq = 0
+if #ARGV > 29 then
+  -- Progress frames that waited for the job's writer: their events come before this change's,
+  -- with the status and message they were sent under (as PROGRESS writes them).
+  local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
+  for i = 30, #ARGV do
+    seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+    redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', 'progress', 'status', st or ARGV[15],
+               'message', msg or '', 'time', ARGV[8], 'progress', ARGV[i])
+  end
+  redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1, 'st', ARGV[6], 'msg', ARGV[7])
 if ARGV[21] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[21]) end
 if ARGV[22] ~= '' then redis.call('HSET', KEYS[1], 'request', ARGV[22]) end
@@ -210,7 +225,6 @@ if ARGV[15] ~= ARGV[6] then
   redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'workflow', ARGV[3]) end
-local seq = 0
 if ARGV[4] == '1' then
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   local fields = {'seq', seq, 'type', ARGV[5], 'status', ARGV[6], 'message', ARGV[7], 'time', ARGV[8]}
@@ -234,7 +248,11 @@ if ARGV[10] == '1' then
     redis.call('XADD', KEYS[6], 'MINID', '~', string.format('%d', oldest), '*', 'r', ARGV[18])
   end
 end
-if seq > 0 then announce(ARGV[14], ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13]) end
+if ARGV[4] == '1' then
+  announce(ARGV[14], ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13])
+elseif seq > 0 then
+  announce(ARGV[14], ARGV[20], '~' .. ARGV[13])
+end
 local queued, k = 0, 8
 if ARGV[23] ~= '' then
   if ARGV[10] ~= '1' then

@@ -61,7 +61,7 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class Updated:
-    seq: int  # the event's number, 0 when the change recorded none
+    seq: int  # the number of the last event written (the change's own, if it had one), else 0
     queued: bool | Handed  # the job joined the stage queue asked for (Handed: and was taken)
     acked: bool  # the lease of the stage handing over was acked
 
