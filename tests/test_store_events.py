@@ -108,3 +108,26 @@ async def test_an_end_watcher_is_not_woken_by_progress(store):
     assert [e.type for e in got_end] == [e.type for e in got_every] == ["progress"] * 3 + ["final_result"]
     assert reads["end"] == 2, reads
     assert reads["all"] >= 4, reads
+
+
+async def test_a_follower_that_does_not_look_first_reads_nothing_until_it_is_woken(store, monkeypatch):
+    await store.create(Job(id="a"))
+    await store.update("a", status=JobStatus.preprocessing, message="p")
+    reads = []
+    real = store._read_events
+
+    async def counted(job_id, after):
+        reads.append(after)
+        return await real(job_id, after)
+
+    monkeypatch.setattr(store, "_read_events", counted)
+    async with store.events("a", wake="end", look_first=False, idle=0.2) as events:
+        assert await asyncio.wait_for(anext(events), PROMPTLY) == Tick("idle")  # nothing read
+        assert reads == []
+        await store.update("a", status=JobStatus.generating)  # not the end: still nothing read
+        await store.update("a", status=JobStatus.cancelled, message="stopped")
+        items = await asyncio.wait_for(_all(events), PROMPTLY)
+    # Woken by the end, it gives every event from the first, the end last.
+    events_seen = [i for i in items if not isinstance(i, Tick)]
+    assert [e.status for e in events_seen] == ["queued", "preprocessing", "generating", "cancelled"]
+    assert reads == [0]

@@ -15,7 +15,9 @@ before reading the job itself (nothing written after that read can then slip by)
 
 `wake` is an economy for readers that only care about some events: "state" is not woken by
 progress events alone, "end" only by the event that ends the job. The events it yields are
-all of them either way (read when it wakes).
+all of them either way (read when it wakes). `look_first=False` spares the read a follower
+makes as it starts, for one that learned otherwise (e.g. from store.status(), asked after
+making it) that nothing it waits for has come yet.
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ class Watch:
 
     __slots__ = ("job_id", "wake", "news", "queue_moved", "woken")
 
-    def __init__(self, job_id: str, wake: Wake):
+    def __init__(self, job_id: str, wake: Wake, look_first: bool = True):
         self.job_id, self.wake = job_id, wake
-        self.news, self.queue_moved = True, False  # nothing read yet
+        self.news, self.queue_moved = look_first, False  # look_first: nothing read yet
         self.woken = asyncio.Event()
-        self.woken.set()
+        if look_first:
+            self.woken.set()
 
     def event(self, kind: EventKind) -> None:
         if self.wake == "all" or kind == "end" or (self.wake == "state" and kind != "progress"):
@@ -129,10 +132,10 @@ class JobEvents:
     may be changed between items: they apply from the next wait on."""
 
     def __init__(self, read: Reader, watchers: Watchers, job_id: str, after: int = 0, *,
-                 wake: Wake = "all", queue_changes: bool = False, idle: float = 30.0):
+                 wake: Wake = "all", queue_changes: bool = False, idle: float = 30.0, look_first: bool = True):
         self.job_id, self.seq, self.idle = job_id, max(after, 0), idle
         self._read, self._watchers = read, watchers
-        self._watch = Watch(job_id, wake)
+        self._watch = Watch(job_id, wake, look_first)
         watchers.add(self._watch)
         self._ready: deque[JobEvent] = deque()
         self._over = False

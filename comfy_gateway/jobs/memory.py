@@ -159,9 +159,9 @@ class MemoryJobStore(MemoryFacts):
         return log[max(seq, 0):]
 
     def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
-               idle: float = 30.0) -> JobEvents:
+               idle: float = 30.0, look_first: bool = True) -> JobEvents:
         return JobEvents(self._read_events, self._watchers, job_id, after, wake=wake,
-                         queue_changes=queue_changes, idle=idle)
+                         queue_changes=queue_changes, idle=idle, look_first=look_first)
 
     async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
         log = self._events.get(job_id)

@@ -371,9 +371,9 @@ class RedisJobStore:
         return await self.reads.events(job_id, seq)
 
     def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
-               idle: float = 30.0) -> JobEvents:
+               idle: float = 30.0, look_first: bool = True) -> JobEvents:
         return JobEvents(self._read_events, self._notify.watchers, job_id, after, wake=wake,
-                         queue_changes=queue_changes, idle=idle)
+                         queue_changes=queue_changes, idle=idle, look_first=look_first)
 
     async def events_and_job(self, job_id: str, after: int) -> tuple[list[JobEvent], Job | None]:
         events, record = await self.reads.both(job_id, after)

@@ -83,7 +83,7 @@ class JobStore(Protocol):
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]: ...
 
     def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
-               idle: float = 30.0) -> JobEvents:
+               idle: float = 30.0, look_first: bool = True) -> JobEvents:
         """Follow the job: its events past `after` as they come, and Ticks (following.py).
         Registered at once: make it before reading the job, close it when leaving early."""
 

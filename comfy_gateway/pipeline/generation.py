@@ -217,9 +217,12 @@ class Generation:
                 await self._follow_to_end(job_id)
 
     async def _follow_to_end(self, job_id: str) -> None:
-        # Every event from the first is read (also after a restart of the watch): an end that
-        # came before is among them. Only the end wakes it.
-        async with self._store.events(job_id, wake="end") as events:
+        # Only the end wakes it; one that came before the watch was made shows in the status,
+        # asked after making it (a cheaper look than reading every event and the record).
+        async with self._store.events(job_id, wake="end", look_first=False) as events:
+            status = await self._store.status(job_id)
+            if status is None or status.terminal:
+                return
             async for item in events:
                 if isinstance(item, Tick):  # nothing for 30 s, or the job is gone
                     job = await self._store.get(job_id)
