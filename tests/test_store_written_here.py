@@ -4,21 +4,9 @@ Redis holds. A job another process also wrote is read from Redis."""
 
 from __future__ import annotations
 
-import pytest
-
 from comfy_gateway.jobs.model import Job, JobStatus, Progress
 
-from .support.redis import new_prefix, redis_store, wipe_prefix
-
-
-@pytest.fixture
-async def pair():
-    prefix = new_prefix()
-    a, b = await redis_store(prefix), await redis_store(prefix)
-    yield a, b
-    await wipe_prefix(prefix)
-    await a.close()
-    await b.close()
+from .support.stores import two_processes as pair  # noqa: F401  (the fixture: two processes)
 
 
 async def _run_until_generating(store, job_id: str) -> None:
