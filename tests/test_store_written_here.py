@@ -5,15 +5,16 @@ Redis holds. A job another process also wrote is read from Redis."""
 from __future__ import annotations
 
 from comfy_gateway.jobs.model import Job, JobStatus, Progress
+from comfy_gateway.jobs.store import Passing
 
 from .support.stores import two_processes as pair  # noqa: F401  (the fixture: two processes)
 
 
 async def _run_until_generating(store, job_id: str) -> None:
     await store.create(Job(id=job_id, request={"input": {"seed": 1}}, priority=2))
-    await store.update(job_id, status=JobStatus.preprocessing, message="preparing")
     await store.advance(job_id, "generation", status=JobStatus.generating, message="waiting",
-                        workflow={"1": {"class_type": "EmptyImage"}}, marks={"preprocess_finished": 1.0})
+                        workflow={"1": {"class_type": "EmptyImage"}}, marks={"preprocess_finished": 1.0},
+                        passing=Passing(JobStatus.preprocessing, "preparing", {"preprocess_started": 0.5}))
     for i in range(3):
         await store.set_progress(job_id, Progress(node="1", value=i, max=3, nodes_done=0, nodes_total=1))
 

@@ -14,7 +14,7 @@ from .memory_packed import PackedJob
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
 from .following import JobEvents, Wake, Watchers, kind_of
-from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
+from .store import STAGES, KeyQueueFull, Passing, QueueFull, TransitionListener, notify_listeners
 from .usage import UsageRecord, usage_of
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,11 @@ class MemoryJobStore(MemoryFacts):
         return None if log is None else log[after:]
 
     async def advance(self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
-                      marks: dict[str, float] | None = None, **fields: Any) -> Job:
+                      marks: dict[str, float] | None = None, passing: Passing | None = None, **fields: Any) -> Job:
+        if passing is not None:
+            job = self._jobs.get(job_id)
+            if job is not None and not job.status.terminal and job.status is not passing.status:
+                await self.update(job_id, status=passing.status, message=passing.message, marks=passing.marks)
         job = await self.update(job_id, status=status, message=message, marks=marks, **fields)
         if not job.status.terminal:
             await self.enqueue(stage, job_id)

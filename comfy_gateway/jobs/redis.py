@@ -1,6 +1,7 @@
 """The Redis job store: the same protocol as the memory one, shared by any number of gateway
 processes. It is the job records and their events (here), composed with parts of one reason
-each: names (redis_keys.py), the record format (redis_records.py), the stage queues
+each: names (redis_keys.py), the record format (redis_records.py), changes of a job
+(redis_changes.py), the stage queues
 (redis_queues.py) and their hand-overs within a process (redis_handoff.py), progress frames
 (redis_progress.py), reads (redis_reads.py), schedules and delivery counts (redis_facts.py), history and usage
 (redis_history.py), what this process wrote of a job (redis_written.py); the client
@@ -26,26 +27,26 @@ from redis.asyncio import Redis
 
 from . import redis_lua as lua
 from .events import JobEvent
-from .job_locks import JobLocks
-from .model import InvalidTransition, Job, JobStatus, Progress, WebhookState
 from .facts import Schedule
+from .following import JobEvents, Wake
 from .history import HistoryPage, HistoryQuery
+from .job_locks import JobLocks
+from .model import Job, JobStatus, Progress, WebhookState
+from .redis_changes import JobChanges
 from .redis_connect import connect  # noqa: F401  (the store and its client, from one import)
 from .redis_facts import RedisFacts
 from .redis_history import RedisHistory
 from .redis_keys import RedisKeys
 from .redis_notify import Notifier
 from .redis_progress import ProgressWriter
-from .redis_reads import JobReads
 from .redis_queues import StageQueues
+from .redis_reads import JobReads
 from .redis_records import _HEAVY, Change, KnownRecords, decode_job, encode_core
-from .redis_results import Changed, Created, Record, Updated, parse_update
+from .redis_results import Created, Record
 from .redis_taken import JustTaken
 from .redis_written import WrittenHere
-from .following import JobEvents, Wake
-from .store import STAGES, KeyQueueFull, QueueFull, TransitionListener, notify_listeners
-from .usage import UsageRecord, usage_of
-
+from .store import KeyQueueFull, Passing, QueueFull, TransitionListener, notify_listeners
+from .usage import UsageRecord
 
 class RedisJobStore:
     shared = True  # other processes use the same store and take over what a dead one held
@@ -80,6 +81,10 @@ class RedisJobStore:
         self.reads = JobReads(redis, keys, self._written)
         self._progress = ProgressWriter(self._scripts["PROGRESS"], keys, self._notify, self._locks, self._taken,
                                         self._written)
+        self._changes = JobChanges(
+            redis, keys, self._scripts["UPDATE"], queues=self.queues, known=self._known, taken=self._taken,
+            written=self._written, locks=self._locks, progress=self._progress, notify=self._notify,
+            key_ttl=self.key_ttl, usage_ttl_ms=self.usage_ttl_ms, listeners=self._notify_listeners)
 
     # -- life ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -146,123 +151,7 @@ class RedisJobStore:
 
     async def _change(self, job_id: str, apply: Callable[[Job], Change], *, ended_too: bool = False, light: bool = False,
                       then_enqueue: str | None = None) -> Job | None:
-        """Read the job, let `apply` change it and name its event, write both atomically;
-        retried when another process wrote in between. None if the job does not exist.
-        A job that ended is returned unchanged, unless `ended_too` (bookkeeping, no event).
-        `light`: read the record without its request and workflow (for a change that needs
-        neither; the job returned then lacks them). `then_enqueue`: a stage whose queue the
-        job joins in the same step, unless the change ended it."""
-        # One change of a job at a time in this process (e.g. a burst of progress frames): they
-        # would otherwise all compute from the same version and retry each other in turns.
-        # Other processes are kept out by the compare-and-set.
-        async with self._locks.hold(job_id):
-            waiting = self._progress.take(job_id)  # progress frames that go with this change
-            try:
-                done = await self._change_locked(job_id, apply, ended_too, light, then_enqueue,
-                                                 waiting.frames if waiting else [])
-            finally:
-                if waiting:
-                    waiting.done()
-        if done is None:
-            return None
-        if done.previous is not None and done.job.status is not done.previous:
-            self._notify_listeners(done.job, done.previous)
-        return done.job
-
-    async def _change_locked(self, job_id: str, apply: Callable[[Job], Change], ended_too: bool, light: bool,
-                             then_enqueue: str | None, frames: list[str]) -> Changed | None:
-        k = self.keys
-        queue_keys = self.queues.joining_keys(then_enqueue) if then_enqueue else []
-        queue_args = [then_enqueue, k.queues_channel] if then_enqueue else ["", ""]
-        # The stage handing the job over is done with it: its lease is acked in the same step.
-        handing_over = STAGES[STAGES.index(then_enqueue) - 1] if then_enqueue in STAGES[1:] else None
-        for attempt in range(100):
-            # What this process last read or wrote, if it has all the change needs: no read, the
-            # script checks it is current. The progress field is never read: a change writes it
-            # only when it set it itself.
-            known = self._known.get(job_id) if attempt == 0 else None
-            if known is not None and (light or known.full):
-                v, born, core, request, workflow, full = \
-                    known.v, known.born, known.core, known.request, known.workflow, known.full
-            elif light:
-                v, born, core = await self.redis.hmget(k.job(job_id), "v", "born", "core")
-                request = workflow = None
-                full = False
-            else:
-                v, born, core, request, workflow = await self.redis.hmget(
-                    k.job(job_id), "v", "born", "core", "request", "workflow")
-                full = True
-            if core is None:
-                self._known.forget(job_id)
-                return None
-            job = decode_job(core, None, request, workflow)
-            progress_before = job.progress
-            if job.status.terminal and not ended_too:
-                return Changed(job, None)
-            was_terminal, previous = job.status.terminal, job.status
-            frames = [] if was_terminal else frames  # an ended job takes no more progress
-            try:
-                change = apply(job)
-            except InvalidTransition:
-                if known is None or not (light or known.full):
-                    raise
-                self._known.forget(job_id)  # another process changed it since: read afresh
-                continue
-            event_type, progress, heavy = change.event, change.progress, change.heavy
-            terminal = job.status.terminal and not was_terminal
-            # So is a stage that holds the job when it ends: an ended job needs no lease.
-            done_stage = handing_over or (self.queues.held(job_id) if terminal else None)
-            lease_keys = self.queues.lease_keys(done_stage) if done_stage else []
-            new_core = encode_core(job)
-            new_workflow_json = orjson.dumps(job.workflow).decode() if "workflow" in heavy else ""
-            new_request_json = orjson.dumps(job.request).decode() if "request" in heavy else ""
-            usage = orjson.dumps(usage_of(job).to_json()) if terminal else ""
-            new_progress = job.progress.model_dump_json() if job.progress is not progress_before and job.progress \
-                else ""
-            now = repr(time.time())
-            args = [v, new_core, new_workflow_json,
-                    1 if event_type else 0, event_type or "", job.status.value, job.message,
-                    now, orjson.dumps(progress) if progress is not None else "",
-                    1 if terminal else 0, self.key_ttl, repr(job.finished_at or time.time()),
-                    job_id, k.events_channel, previous.value, born or "",
-                    job.owner or "", usage, self.usage_ttl_ms, self._notify.tag, new_progress,
-                    new_request_json, *queue_args, *self.queues.hand_args()]
-            # Handed at once to an idle taker of the next stage here, if nobody waits there.
-            hand = self.queues.reserve(then_enqueue) if then_enqueue and not terminal else None
-            updated: Updated | str | None = None
-            try:
-                updated = parse_update(await self._scripts["UPDATE"](
-                    keys=[k.job(job_id), k.events(job_id), k.ended, k.counts, k.active, k.usage, k.deadlines,
-                          *queue_keys, *lease_keys], args=[*args, "" if hand is None else "1", *frames]))
-            finally:
-                if isinstance(updated, Updated):
-                    self._taken.drop(job_id)  # what was kept of the job is out of date now
-                if then_enqueue:
-                    self.queues.settle(
-                        then_enqueue, job_id, hand, updated.queued if isinstance(updated, Updated) else False,
-                        Record(str(int(v) + 1), born, new_core, None, new_request_json or request,
-                               new_workflow_json or workflow) if full else None)
-            if updated == "gone":
-                self._known.forget(job_id)
-                return None
-            if updated == "conflict":
-                self._known.forget(job_id)  # someone wrote since: read afresh
-                continue
-            if updated.acked:
-                self.queues.finished_here(done_stage or "", job_id)
-            if frames:  # written first: the last of them just before the change's own event
-                self._written.progressed(job_id, updated.seq - (1 if event_type else 0), frames, float(now))
-            self._written.changed(
-                job_id, v, core=new_core, request=new_request_json, workflow=new_workflow_json, progress=new_progress,
-                status=job.status.value, message=job.message, ended=job.status.terminal,
-                event=JobEvent(updated.seq, event_type, job.status.value, job.message, float(now), progress)
-                if event_type else None)
-            if event_type or frames:
-                self._notify.local_event(job_id, "end" if terminal else "other" if event_type else "progress")
-            self._known.remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
-                           new_workflow_json or workflow, full)
-            return Changed(job, previous)
-        raise RuntimeError(f"job {job_id}: too many concurrent writers")
+        return await self._changes.change(job_id, apply, ended_too=ended_too, light=light, then_enqueue=then_enqueue)
 
     async def update(
         self, job_id: str, *, status: JobStatus | None = None, message: str | None = None,
@@ -272,17 +161,24 @@ class RedisJobStore:
 
     async def advance(
         self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
-        marks: dict[str, float] | None = None, **fields: Any,
+        marks: dict[str, float] | None = None, passing: Passing | None = None, **fields: Any,
     ) -> Job:
-        return await self._update(job_id, stage, status=status, message=message, marks=marks, **fields)
+        return await self._update(job_id, stage, status=status, message=message, marks=marks, passing=passing,
+                                  **fields)
 
     async def _update(
         self, job_id: str, then_enqueue: str | None, *, status: JobStatus | None = None,
-        message: str | None = None, marks: dict[str, float] | None = None, **fields: Any,
+        message: str | None = None, marks: dict[str, float] | None = None, passing: Passing | None = None,
+        **fields: Any,
     ) -> Job:
         def apply(job: Job) -> Change:
+            passed = None
+            if passing is not None and job.status is not passing.status:
+                job.apply_change(status=passing.status, message=passing.message, marks=passing.marks, fields={})
+                # As it was in that state, for its event and its listeners.
+                passed = job.model_copy(update={"marks": dict(job.marks)})
             event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
-            return Change(event, None, frozenset(_HEAVY & fields.keys()))
+            return Change(event, None, frozenset(_HEAVY & fields.keys()), passed)
 
         job = await self._change(job_id, apply, then_enqueue=then_enqueue)
         if job is None:

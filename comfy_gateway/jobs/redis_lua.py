@@ -195,9 +195,11 @@ end
 # job that ended needs no lease), so that a stage's last act costs one script call instead of
 # two.
 # More ARGV, always: group, consumer, delivery counts key prefix, their ttl, hand ('1' or '');
-# then any progress frames (JSON) that waited for the job's writer: written first, each a
-# "progress" event as PROGRESS writes them (redis_progress.py holds frames back a moment, so that
-# a short job's frames go with its next change instead of costing calls of their own).
+# then the events written before the change's own, four values each (type, status, message,
+# progress): progress frames that waited for the job's writer, each as PROGRESS writes it
+# (redis_progress.py holds frames back a moment, so that a short job's frames go with its next
+# change instead of costing calls of their own), and a state the job passed through on its way
+# to this change (store.Passing) with its status and message.
 # Returns {the seq of the last event written (0: none), what enqueue returned (0 if it did not
 # run), 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
 UPDATE = _ENQUEUE_FN + _OWNED_FN + """
@@ -207,15 +209,24 @@ if v ~= ARGV[1] then return -2 end
 if ARGV[16] ~= '' and redis.call('HGET', KEYS[1], 'born') ~= ARGV[16] then return -2 end
 local seq = 0
 if #ARGV > 29 then
-  -- Progress frames that waited for the job's writer: their events come before this change's,
-  -- with the status and message they were sent under (as PROGRESS writes them).
+  -- Events before this change's own, four values each: type, status, message, progress. A
+  -- progress frame that waited for the job's writer has no status: it is sent under the job's
+  -- as it stands (as PROGRESS writes it); a state the job passed through has its own.
   local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
-  for i = 30, #ARGV do
+  st, msg = st or ARGV[15], msg or ''
+  local frame = nil
+  for i = 30, #ARGV, 4 do
+    if ARGV[i + 1] ~= '' then st, msg = ARGV[i + 1], ARGV[i + 2] end
     seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-    redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', 'progress', 'status', st or ARGV[15],
-               'message', msg or '', 'time', ARGV[8], 'progress', ARGV[i])
+    local fields = {'seq', seq, 'type', ARGV[i], 'status', st, 'message', msg, 'time', ARGV[8]}
+    if ARGV[i + 3] ~= '' then
+      fields[#fields + 1] = 'progress'
+      fields[#fields + 1] = ARGV[i + 3]
+      if ARGV[i] == 'progress' then frame = ARGV[i + 3] end
+    end
+    redis.call('XADD', KEYS[2], seq .. '-0', unpack(fields))
   end
-  redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+  if frame then redis.call('HSET', KEYS[1], 'progress', frame) end
 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1, 'st', ARGV[6], 'msg', ARGV[7])
 if ARGV[21] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[21]) end

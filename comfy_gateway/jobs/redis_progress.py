@@ -4,7 +4,7 @@ Frames are held back LINGER seconds, then written together: one script (redis_lu
 writes the progress field and one event per frame; the job record is neither read nor encoded,
 and its version does not move (a progress frame never conflicts with a change of state). A
 change of the job made meanwhile takes the waiting frames along in its own script instead
-(redis.py `_change`, UPDATE), before its own event: a short job's frames then cost no call of
+(redis_changes.py, UPDATE), before its own event: a short job's frames then cost no call of
 their own, and a long one's at most one call per LINGER. Either way in order per job (both hold
 the job's lock), and `write` returns once its frame is stored.
 """

@@ -196,7 +196,7 @@ class StageQueues:
         await self.hand_back(stage, job_id)
 
     def finished_here(self, stage: str, job_id: str) -> None:
-        """The stage's lease of the job was acked with its hand-over (redis.py _change): the
+        """The stage's lease of the job was acked with its hand-over (redis_changes.py): the
         worker's own ack() and renew() that may still come need no round trip."""
         self._finished[(stage, job_id)] = None
         if self._held.get(job_id) == stage:

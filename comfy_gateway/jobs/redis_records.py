@@ -23,10 +23,12 @@ _KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (
 @dataclass(frozen=True, slots=True)
 class Change:
     """What an `apply` callback of the store's _change did to a job: the event it records
-    (None: none), the progress that event carries, and the heavy fields it set (rewritten)."""
+    (None: none), the progress that event carries, the heavy fields it set (rewritten), and
+    the job as it was in a state it passed through first (store.Passing), if it did."""
     event: str | None = None
     progress: dict[str, Any] | None = None
     heavy: frozenset[str] = frozenset()
+    passed: Job | None = None
 
 
 @dataclass(frozen=True, slots=True)

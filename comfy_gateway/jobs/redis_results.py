@@ -99,6 +99,7 @@ class Taken:
 @dataclass(frozen=True, slots=True)
 class Changed:
     """A change written: the job after it, and its status before (None: the job had ended
-    and was left as it was)."""
+    and was left as it was); and the job in the state it passed through on the way, if any."""
     job: Job
     previous: JobStatus | None
+    passed: Job | None = None

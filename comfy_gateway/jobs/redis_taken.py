@@ -7,7 +7,7 @@ The count is the stage's count_delivery() answer for that take (asked once, righ
 The record is what the next get() of the job returns instead of reading Redis again, if it
 comes within MAX_AGE: it is the job as it was at the take, a moment earlier, which a read then
 could have returned too; a change computed from it is checked against the stored version as
-any other (redis.py _change), so a newer write is never overwritten. A change this process
+any other (redis_changes.py), so a newer write is never overwritten. A change this process
 writes drops the job's kept record (`drop`): a get() after it must see it.
 """
 

@@ -57,14 +57,34 @@ class WrittenHere:
                                       [JobEvent(1, "status", status, message, at)])
         self._trim()
 
+    def events_of(self, job_id: str, last_seq: int, before: list[tuple[str, str, str, str]], at: float,
+                  own: tuple[str | None, str, str, dict[str, Any] | None]) -> list[JobEvent]:
+        """The events a change wrote (UPDATE), numbered up to `last_seq`: those written before
+        its own (type, status, message, progress JSON; '' status: the job's as it stood), then
+        its own (type, status, message, progress; no type: none)."""
+        w = self._jobs.get(job_id)
+        if w is None:
+            return []
+        kind, status, message, progress = own
+        seq = last_seq - len(before) - (1 if kind else 0)
+        events, st, msg = [], w.status, w.message
+        for event_type, event_status, event_message, event_progress in before:
+            if event_status:
+                st, msg = event_status, event_message
+            seq += 1
+            events.append(JobEvent(seq, event_type, st, msg, at, orjson.loads(event_progress) if event_progress else None))
+        if kind:
+            events.append(JobEvent(seq + 1, kind, status, message, at, progress))
+        return events
+
     def changed(self, job_id: str, v_before: str, *, core: str, request: str, workflow: str, progress: str,
-                status: str, message: str, event: JobEvent | None, ended: bool) -> None:
+                status: str, message: str, events: list[JobEvent], ended: bool) -> None:
         """A change written here (UPDATE): the version it replaced, the record's new parts
-        ('' = unchanged), its event if it had one."""
+        ('' = unchanged), the events it wrote (events_of)."""
         w = self._jobs.get(job_id)
         if w is None:
             return
-        if int(v_before) != w.v or (event is not None and event.seq != w.seq + 1):
+        if int(v_before) != w.v or (events and events[0].seq != w.seq + 1):
             del self._jobs[job_id]  # another process wrote in between
             return
         w.v += 1
@@ -72,9 +92,9 @@ class WrittenHere:
         w.request = request or w.request
         w.workflow = workflow or w.workflow
         w.progress = progress or w.progress
-        if event is not None:
-            w.seq = event.seq
-            self._add(job_id, w, [event])
+        if events:
+            w.seq = events[-1].seq
+            self._add(job_id, w, events)
         if ended and w.ended_at is None:
             w.ended_at = time.monotonic()
             self._ends.append((w.ended_at, job_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .events import JobEvent
@@ -28,6 +29,16 @@ def notify_listeners(listeners: list[TransitionListener], job: Job, previous: Jo
             listener(job, previous)
         except Exception:  # noqa: BLE001
             logging.getLogger(__name__).exception("transition listener failed for job %s", job.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Passing:
+    """A state a job passes through on its way to the change that names it (advance): recorded
+    as its own change, with its event and marks, just before that one; the Redis store writes
+    both in one step. E.g. a preprocessing that had nothing slow to do."""
+    status: JobStatus
+    message: str
+    marks: dict[str, float] = field(default_factory=dict)
 
 
 class QueueFull(Exception):
@@ -89,10 +100,12 @@ class JobStore(Protocol):
 
     async def advance(
         self, job_id: str, stage: str, *, status: JobStatus, message: str | None = None,
-        marks: dict[str, float] | None = None, **fields: Any,
+        marks: dict[str, float] | None = None, passing: Passing | None = None, **fields: Any,
     ) -> Job:
         """update(), then, unless the job has ended, enqueue(stage, job_id): a stage's last
-        change and its hand-over to the next stage (the Redis store does both in one step)."""
+        change and its hand-over to the next stage (the Redis store does both in one step).
+        `passing`: a state the job goes through first (unless it is in it already), recorded
+        just before this change, as update() would have."""
 
     async def enqueue(self, stage: str, job_id: str) -> None:
         """Put the job in the stage's queue behind every waiting job of its priority or higher

@@ -10,7 +10,7 @@ from ..inputs.find import find_inputs, set_at
 from ..inputs.inline import replace_sources, store_inline
 from ..inputs.resolver import InputResolver
 from ..jobs.model import JobStatus
-from ..jobs.store import JobStore
+from ..jobs.store import JobStore, Passing
 from ..workflows.build import build_workflow
 from ..workflows.checker import WorkflowChecker
 from ..workflows.prepare import prepare_workflow
@@ -36,9 +36,17 @@ class Preprocess:
             return
         if job.status is not JobStatus.queued and job.status is not JobStatus.preprocessing:
             return  # already further along: nothing left for this stage
+        # The start of preprocessing is recorded with the hand-over to generation, in one write,
+        # unless something slow comes first (fetching inputs or models): then as it happens.
+        started = Passing(JobStatus.preprocessing, "preparing the workflow", {"preprocess_started": time.time()})
+        pending: list[Passing] = [started] if job.status is JobStatus.queued else []
+
+        async def record_start() -> None:
+            if pending:
+                start = pending.pop()
+                await self._store.update(job_id, status=start.status, message=start.message, marks=start.marks)
+
         try:
-            await self._store.update(job_id, status=JobStatus.preprocessing, message="preparing the workflow",
-                                     marks={"preprocess_started": time.time()})
             workflow, names = await build_workflow(job.request, self._modifiers)
             if self._checker is not None:
                 # Before any input is fetched: a workflow ComfyUI would refuse fails now, with
@@ -52,6 +60,7 @@ class Preprocess:
                 # Loader inputs (lora_name, ckpt_name...) holding a URL: model files, not images.
                 model_refs, refs = self._models.split(workflow, refs)
             if refs:
+                await record_start()
                 await self._store.update(job_id, message=f"fetching {len(refs)} input(s)")
                 blobs = await self._inputs.resolve_all(refs, names)
                 inline = await store_inline(self._inputs, blobs)
@@ -64,6 +73,7 @@ class Preprocess:
                                    "sha256": blob.sha256,
                                    "filename": blob.filename, "mime": blob.mime})
             if model_refs:  # last: every other input is checked by the time they are
+                await record_start()
                 await self._store.update(job_id, message=f"fetching {len(model_refs)} model(s)")
                 models = await self._models.resolve(self._store, job_id, model_refs, names)
                 for item in models:
@@ -75,7 +85,12 @@ class Preprocess:
             # The change and the hand-over to generation in one step (none if the job ended).
             await self._store.advance(
                 job_id, "generation", status=JobStatus.generating, message="waiting for a free backend",
-                marks={"preprocess_finished": time.time()}, workflow=workflow, inputs=inputs, **kept,
+                marks={"preprocess_finished": time.time()}, workflow=workflow, inputs=inputs,
+                passing=pending[0] if pending else None, **kept,
             )
         except Exception as exc:  # noqa: BLE001 - whatever happens fails this job only
+            try:
+                await record_start()  # a refused job shows where it was refused, as any other
+            except Exception:  # noqa: BLE001 - ended or gone meanwhile: failing it says the rest
+                pass
             await fail_job(self._store, job_id, exc)
