@@ -2,7 +2,7 @@
 
 When a stage hands a job over (or a job is created) while a taker of the next stage waits idle
 in this process and nobody waits in that stage's queue, the queueing script takes the job for
-this process in the same step (redis_lua.py enqueue, `hand`): its lease starts there, counted
+this process in the same step (redis_lua_parts.py enqueue, `hand`): its lease starts there, counted
 as a take, exactly as a TAKE would have left it. The job then goes from the script's answer to
 the idle taker through a local box instead of a second script call. Other processes are not
 told: it never waited where they could have taken it, and taking it first would have needed a

@@ -38,83 +38,14 @@ a job became available to takers, "<stage> -" when one left the waiting line) wa
 showing positions, and, on "+" only, idle takers of that stage. Each payload starts with the
 writer's tag ("@<origin> "): the writing process has already woken its own waiters when the
 script returned, and skips its own echo (redis_notify.py); when no other process listens, nothing
-is published at all (`announce`). A progress event's job id is marked
+is published at all (`announce`, redis_lua_parts.py). A progress event's job id is marked
 "~<job id>" and the event that ends a job "!<job id>", so that followers waiting for a change of
 state, or for the end, sleep through the others.
 """
 
 from __future__ import annotations
 
-# Shared body: publish `tag .. body` on a channel, unless the only process listening there is
-# the writer itself (it wakes its own waiters when the script returns, redis_notify.py). Each
-# process also listens on "<channel><tag>" on the same connection, so NUMSUB of that channel
-# says, atomically, whether the writer's own subscription is among the channel's: a lone
-# process then publishes nothing, and a writer whose subscription dropped still publishes.
-_ANNOUNCE_FN = """
-local function announce(chan, tag, body)
-  if tag ~= '' then
-    local n = redis.call('PUBSUB', 'NUMSUB', chan, chan .. tag)
-    if tonumber(n[2]) - tonumber(n[4]) <= 0 then return end
-  end
-  redis.call('PUBLISH', chan, tag .. body)
-end
-"""
-
-# Shared body: the first job waiting in a stage's queue enters its stream and is read there at
-# once by `consumer`, so that its lease starts in the same step; it leaves the waiting set.
-# Entries nobody read come first: only a store written before priorities has them (every job
-# then entered the stream as it arrived); served first, as they would have been. Returns the
-# entry id and the job id, or nil when nobody waits.
-_TAKE_FIRST_FN = """
-local function take_first(q, qid, wait, group, consumer)
-  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', q, '>')
-  if not got then
-    local first = redis.call('ZRANGE', wait, 0, 0)
-    if #first == 0 then return nil end
-    redis.call('XADD', q, '*', 'job', first[1])
-    got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', q, '>')
-  end
-  local entry = got[1][2][1]
-  local jobid = entry[2][2]
-  redis.call('HSET', qid, jobid, entry[1])
-  redis.call('ZREM', wait, jobid)
-  return entry[1], jobid
-end
-
-local function count_take(dlv_prefix, jobid, stage, ttl)
-  local dlv = dlv_prefix .. jobid
-  local n = redis.call('HINCRBY', dlv, stage, 1)
-  redis.call('EXPIRE', dlv, ttl)
-  return n
-end
-"""
-
-# Shared body: put a job in a stage's queue, behind every job of its priority or higher,
-# unless it is there already (waiting or taken), which makes a stage's hand-over to the next one
-# safe to repeat after a crash. KEYS qid, wait, qseq, job; values jobid, stage, queues channel,
-# writer's tag. Returns 1 if it joined the queue, else 0.
-# `hand` (or nil): {q, group, consumer, delivery counts key prefix, their ttl} when the writing
-# process has a taker of the stage idle: if nobody waits in the queue, the job is taken for
-# that consumer in this same step (counted as a take) and nobody else is told of it; the writer
-# gives it to its taker without the take's round trip. Returns then {1, entry id, job id,
-# deliveries, the job's progress field}.
-_ENQUEUE_FN = _ANNOUNCE_FN + _TAKE_FIRST_FN + """
-local function enqueue(qid, wait, qseq, job, jobid, stage, chan, tag, hand)
-  if redis.call('HEXISTS', qid, jobid) == 1 or redis.call('ZSCORE', wait, jobid) then return 0 end
-  local prio = tonumber(redis.call('HGET', job, 'prio') or '0') or 0
-  local alone = redis.call('ZCARD', wait) == 0
-  redis.call('ZADD', wait, redis.call('INCR', qseq) - prio * 1099511627776, jobid)
-  if hand and alone then
-    local entry, taken = take_first(hand[1], qid, wait, hand[2], hand[3])
-    local n = count_take(hand[4], taken, stage, hand[5])
-    -- (an unread entry of an old store went first: this job waits, and is announced)
-    if taken ~= jobid then announce(chan, tag, stage .. ' +') end
-    return {1, entry, taken, n, redis.call('HGET', job, 'progress') or ''}
-  end
-  announce(chan, tag, stage .. ' +')
-  return 1
-end
-"""
+from .redis_lua_parts import ANNOUNCE_FN, ENQUEUE_FN, OWNED_FN, TAKE_FIRST_FN
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
 #       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>,
@@ -126,7 +57,7 @@ end
 #       then, when a preprocess taker of the writer is idle, group, consumer, delivery counts key
 #       prefix, their ttl (enqueue's `hand`)
 # Returns {'ok', what enqueue returned}, or {'exists'}, {'full', n}, {'owner_full', n}.
-CREATE = _ENQUEUE_FN + """
+CREATE = ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local limit = tonumber(ARGV[4])
 if limit >= 0 then
@@ -161,22 +92,10 @@ announce(ARGV[9], ARGV[16], ARGV[1])
 return {'ok', queued}
 """
 
-# Is the job's entry in the pending list and owned by this consumer? (shared by the scripts
-# below: a process whose lease was taken over must not ack or renew another's lease)
-_OWNED_FN = """
-local function owned(q, qid, group, consumer, jobid)
-  local entry = redis.call('HGET', qid, jobid)
-  if not entry then return nil end
-  local p = redis.call('XPENDING', q, group, entry, entry, 1)
-  if #p == 0 or p[1][2] ~= consumer then return nil end
-  return entry
-end
-"""
-
 # Compare-and-set of the job record plus its event. The new record was computed in Python from
 # version v; if another process wrote in between, nothing is written and Python retries.
 # KEYS: job, ev, ended, counts, active, usage, sched:deadlines (a job that ends leaves it), then
-#       the stage's qid, wait, qseq when the job joins a queue (ARGV stage not ''), then
+#       the stage's qid, wait, qseq, q when the job joins a queue (ARGV stage not ''), then
 #       q, qid of a stage whose lease this process holds and acks in the same step
 # ARGV: expected v, core, workflow ('' = unchanged), has_event (0/1), type, status, message,
 #       time, progress ('' = none), terminal (0/1), ttl seconds, finished_at, id, events channel,
@@ -202,7 +121,7 @@ end
 # to this change (store.Passing) with its status and message.
 # Returns {the seq of the last event written (0: none), what enqueue returned (0 if it did not
 # run), 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
-UPDATE = _ENQUEUE_FN + _OWNED_FN + """
+UPDATE = ENQUEUE_FN + OWNED_FN + """
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return -2 end
@@ -291,7 +210,7 @@ return {seq, queued, acked}
 # nothing else: the record and its version stay as they are. A job that ended takes no more.
 # KEYS: job, ev   ARGV: time, events channel, job id, writer's tag, then each frame (JSON)
 # Returns the last event's seq, 0 if the job ended, -1 if it is gone.
-PROGRESS = _ANNOUNCE_FN + """
+PROGRESS = ANNOUNCE_FN + """
 local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
 if not st then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -310,7 +229,7 @@ return seq
 """
 
 # KEYS: qid, wait, qseq, job   ARGV: jobid, stage, queues channel, writer's tag
-ENQUEUE = _ENQUEUE_FN + """
+ENQUEUE = ENQUEUE_FN + """
 return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
 """
 
@@ -324,7 +243,7 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], AR
 # job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
 # The job's keys are built here (which job is taken is only known here): in the same hash slot
 # as KEYS, which Redis Cluster tolerates in practice but does not promise for keys not given.
-TAKE = _ANNOUNCE_FN + _TAKE_FIRST_FN + """
+TAKE = ANNOUNCE_FN + TAKE_FIRST_FN + """
 local function taken(jobid, entry, how, previous)
   local n = count_take(ARGV[8], jobid, ARGV[5], ARGV[9])
   local rec = redis.call('HMGET', ARGV[7] .. jobid, 'v', 'born', 'core', 'progress', 'request', 'workflow')
@@ -347,7 +266,7 @@ return taken(jobid, entry, 'new', '')
 """
 
 # KEYS: q, qid   ARGV: group, consumer, jobid. Resets the lease's idle time; 0 if it was lost.
-RENEW = _OWNED_FN + """
+RENEW = OWNED_FN + """
 local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if not entry then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'JUSTID')
@@ -355,7 +274,7 @@ return 1
 """
 
 # KEYS: q, qid   ARGV: group, consumer, jobid. The stage is done with the job.
-ACK = _OWNED_FN + """
+ACK = OWNED_FN + """
 local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if not entry then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], entry)
@@ -367,7 +286,7 @@ return 1
 # Give a taken job back at once (its lease marked as run out), e.g. when the taker was
 # cancelled right as the job reached it. KEYS: q, qid   ARGV: group, consumer, jobid, idle ms,
 # queues channel, stage, writer's tag
-HAND_BACK = _ANNOUNCE_FN + _OWNED_FN + """
+HAND_BACK = ANNOUNCE_FN + OWNED_FN + """
 local entry = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if not entry then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'IDLE', ARGV[4], 'JUSTID')
@@ -377,7 +296,7 @@ return 1
 
 # KEYS: q, qid, wait   ARGV: jobid, queues channel, stage, writer's tag. Only a waiting job can be
 # removed.
-REMOVE = _ANNOUNCE_FN + """
+REMOVE = ANNOUNCE_FN + """
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
 local entry = redis.call('HGET', KEYS[2], ARGV[1])
 if entry then redis.call('XDEL', KEYS[1], entry) end

@@ -13,7 +13,7 @@ without the round trip through the subscription: a stage hand-over or a sync ans
 process then costs no pub/sub hop. Each message carries its writer's tag ("@<origin> " before
 the payload) so that the writer skips the echo of what it already dispatched; the other
 processes wake on it as before. A lone process is told nothing at all: the scripts publish only
-when some other process listens on the channel (redis_lua.py `announce`).
+when some other process listens on the channel (redis_lua_parts.py `announce`).
 """
 
 from __future__ import annotations

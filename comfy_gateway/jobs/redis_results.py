@@ -30,7 +30,7 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Handed:
-    """A job a queueing script took for this process's idle taker (redis_lua.py enqueue)."""
+    """A job a queueing script took for this process's idle taker (redis_lua_parts.py enqueue)."""
     entry: str  # its entry id in the stage's stream (the lease)
     job_id: str  # the job queued, unless an old store's unread entry went first
     deliveries: int  # how many times the stage has taken it, this take included
