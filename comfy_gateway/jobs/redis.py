@@ -1,11 +1,11 @@
 """The Redis job store: the same protocol as the memory one, shared by any number of gateway
 processes. It is the job records and their events (here), composed with parts of one reason
 each: names (redis_keys.py), the record format (redis_records.py), changes of a job
-(redis_changes.py), the stage queues
-(redis_queues.py) and their hand-overs within a process (redis_handoff.py), progress frames
-(redis_progress.py), reads (redis_reads.py), schedules and delivery counts (redis_facts.py), history and usage
-(redis_history.py), what this process wrote of a job (redis_written.py); the client
-(redis_connect.py). Scripts: redis_lua.py; waking: redis_notify.py.
+(redis_changes.py), the stage queues (redis_queues.py) and their hand-overs within a process
+(redis_handoff.py), progress frames (redis_progress.py), reads (redis_reads.py), what this
+process wrote of a job (redis_written.py), schedules and delivery counts (redis_facts.py),
+history and usage (redis_history.py); the client (redis_connect.py). Scripts: redis_lua.py and
+redis_lua_parts.py; waking: redis_notify.py.
 
 What Redis guarantees is used as it is: stage queues are Streams with one consumer group, so a
 job taken by a process sits in the group's pending list (its lease) until acked; a lease idle

@@ -26,7 +26,7 @@ from .redis_queues import StageQueues
 from .redis_records import Change, KnownRecords, decode_job, encode_core
 from .redis_results import Changed, Record, Updated, parse_update
 from .redis_taken import JustTaken
-from .redis_written import WrittenHere
+from .redis_written import WrittenHere, frames_before
 from .store import STAGES
 from .usage import usage_of
 
@@ -56,7 +56,7 @@ class JobChanges:
             waiting = self._progress.take(job_id)  # progress frames that go with this change
             try:
                 done = await self._locked(job_id, apply, ended_too, light, then_enqueue,
-                                                 waiting.frames if waiting else [])
+                                          waiting.frames if waiting else [])
             finally:
                 if waiting:
                     waiting.done()
@@ -112,7 +112,7 @@ class JobChanges:
             event_type, progress, heavy, passed = change.event, change.progress, change.heavy, change.passed
             # Written before the change's own event: the frames, under the state they were sent
             # under (type, status, message, progress; '' = the record's), then a passed state.
-            before = [("progress", "", "", frame) for frame in frames]
+            before = frames_before(frames)
             if passed is not None:
                 before.append(("status", passed.status.value, passed.message, ""))
             terminal = job.status.terminal and not was_terminal
@@ -166,6 +166,6 @@ class JobChanges:
             if event_type or frames:
                 self._notify.local_event(job_id, "end" if terminal else "other" if event_type else "progress")
             self._known.remember(job, str(int(v) + 1), born, new_core, new_request_json or request,
-                           new_workflow_json or workflow, full)
+                                 new_workflow_json or workflow, full)
             return Changed(job, previous, passed)
         raise RuntimeError(f"job {job_id}: too many concurrent writers")

@@ -2,7 +2,7 @@
 their events and final record, for the followers here that read them right after the end.
 
 A sync call, or a stream, in the process that ran a job wakes when the job ends and reads its
-events and record from Redis (redis.py _look). When this process created the job and wrote
+events and record from Redis (redis_reads.py). When this process created the job and wrote
 each of its changes and events itself, in order, nothing it would read is unknown here: the
 events are numbered one after another (a gap means another process wrote one), and each change
 names the version it replaced (one that is not the last written here means another process
@@ -29,6 +29,15 @@ from .redis_results import Record
 MAX_AGE = 1.0  # seconds after its end a job's events and record are given from here
 _MAX_JOBS = 1024  # jobs followed at once (oldest dropped first: their followers read Redis)
 _MAX_EVENTS = 512  # events kept per job (a longer job is dropped: its followers read Redis)
+
+# An event a script writes before a change's own: type, status, message, progress (JSON); ''
+# status and message: the job's as they stand (a progress frame is sent under them).
+Before = tuple[str, str, str, str]
+
+
+def frames_before(frames: list[str]) -> list[Before]:
+    """Progress frames as the events a script writes before a change's own (or alone)."""
+    return [("progress", "", "", frame) for frame in frames]
 
 
 @dataclass(slots=True)
@@ -57,11 +66,10 @@ class WrittenHere:
                                       [JobEvent(1, "status", status, message, at)])
         self._trim()
 
-    def events_of(self, job_id: str, last_seq: int, before: list[tuple[str, str, str, str]], at: float,
+    def events_of(self, job_id: str, last_seq: int, before: list[Before], at: float,
                   own: tuple[str | None, str, str, dict[str, Any] | None]) -> list[JobEvent]:
-        """The events a change wrote (UPDATE), numbered up to `last_seq`: those written before
-        its own (type, status, message, progress JSON; '' status: the job's as it stood), then
-        its own (type, status, message, progress; no type: none)."""
+        """The events a script wrote, numbered up to `last_seq`: those written before a change's
+        own (Before), then its own (type, status, message, progress; no type: none)."""
         w = self._jobs.get(job_id)
         if w is None:
             return []
@@ -72,7 +80,8 @@ class WrittenHere:
             if event_status:
                 st, msg = event_status, event_message
             seq += 1
-            events.append(JobEvent(seq, event_type, st, msg, at, orjson.loads(event_progress) if event_progress else None))
+            progress_now = orjson.loads(event_progress) if event_progress else None
+            events.append(JobEvent(seq, event_type, st, msg, at, progress_now))
         if kind:
             events.append(JobEvent(seq + 1, kind, status, message, at, progress))
         return events
@@ -101,16 +110,15 @@ class WrittenHere:
 
     def progressed(self, job_id: str, last_seq: int, frames: list[str], at: float) -> None:
         """Progress frames written here (PROGRESS): events last_seq - len + 1 ... last_seq."""
+        events = self.events_of(job_id, last_seq, frames_before(frames), at, (None, "", "", None))
         w = self._jobs.get(job_id)
         if w is None:
             return
-        first = last_seq - len(frames) + 1
-        if first != w.seq + 1:
-            del self._jobs[job_id]
+        if events[0].seq != w.seq + 1:
+            del self._jobs[job_id]  # another process wrote in between
             return
         w.seq, w.progress = last_seq, frames[-1]
-        self._add(job_id, w, [JobEvent(first + i, "progress", w.status, w.message, at, orjson.loads(frame))
-                              for i, frame in enumerate(frames)])
+        self._add(job_id, w, events)
 
     def ended(self, job_id: str, after: int) -> tuple[list[JobEvent], Record] | None:
         """The job's events past `after` and its record, if it ended here a moment ago."""
