@@ -15,7 +15,7 @@ def _pauses(r: Reconnecting, n: int) -> list[float]:
 
 
 def test_pauses_grow_to_a_ceiling_and_start_over_once_up():
-    r = Reconnecting(first=0.1, longest=5.0)
+    r = Reconnecting()  # as the reconnect loops make it
     pauses = _pauses(r, 10)
     floors = [min(0.1 * 2 ** i, 5.0) for i in range(10)]
     assert all(f <= p <= min(f + 0.1, 5.0) for p, f in zip(pauses, floors)), pauses

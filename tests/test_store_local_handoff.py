@@ -44,7 +44,7 @@ async def _idle_taker(store, stage: str) -> asyncio.Task[str]:
     raise AssertionError(f"no {stage} taker went idle")
 
 
-async def _queue_messages(store, until_stage: str) -> list[str]:
+async def _queue_messages(store, until_stage: str) -> tuple[list[str], asyncio.Task[None]]:
     """Subscribe to the deployment's queue channel; the list fills as messages come."""
     got: list[str] = []
     pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
@@ -62,6 +62,7 @@ async def _queue_messages(store, until_stage: str) -> list[str]:
 
 async def test_a_hand_over_goes_to_the_idle_taker_of_its_process_in_the_same_step():
     prefix, a, b = await _pair()
+    taker = b_taker = None
     try:
         await a.create(Job(id="j", request={"w": 1}))
         assert await asyncio.wait_for(a.dequeue("preprocess"), PROMPTLY) == "j"
