@@ -146,10 +146,15 @@ async def test_dropped_websocket_mid_job_still_completes(fake: Fake, gw: Gateway
     assert fake.stats()["prompts_executed"] == 0 and running_in_fake(fake)
     result = await wait_done(client, gw, job_id, timeout=30)
     assert result["status"] == "completed", result
+    assert result["output"][0]["filename"].startswith("slow")
     assert fake.stats()["ws_connections_opened"] >= 1  # the gateway reconnected
-    # And the next job runs on the new socket.
-    r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
+    assert fake.stats()["history_requests"] >= 1  # frames were missed: its outcome came from /history
+    # And the next job runs on the new socket, its outcome known from its frames alone.
+    asked = fake.stats()["history_requests"]
+    r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": slow(0.3, prefix="next")}})
     assert r.json()["status"] == "completed"
+    assert r.json()["output"][0]["filename"].startswith("next")
+    assert fake.stats()["history_requests"] == asked
 
 
 async def test_websocket_refused_for_a_while_then_jobs_settle(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
@@ -190,12 +195,16 @@ async def test_restarted_twice_job_fails_clearly(fake: Fake, gw: Gateway, client
 
 
 async def test_lagging_history_is_waited_for(fake: Fake, gw: Gateway, client: httpx.AsyncClient):
-    # The prompt ends (executing None sent) a while before ComfyUI has its history entry.
+    # The prompt ends (executing None sent) a while before ComfyUI has its history entry, and
+    # frames went missing while it ran (a dropped socket), so the gateway must ask /history.
     fake.control(history_lag=1.0)
-    r = await client.post(gw.url + "/generate/sync", json={"input": {"workflow_json": empty_save()}})
-    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
-    assert r.json()["output"][0]["filename"].endswith(".png")
-    assert fake.stats()["prompts_executed"] == 1
+    job_id = (await client.post(gw.url + "/generate", json={"input": {"workflow_json": slow(1.5)}})).json()["id"]
+    await until(lambda: running_in_fake(fake), "the prompt runs in the fake")
+    fake.control(drop_ws_now=True)
+    result = await wait_done(client, gw, job_id, timeout=30)
+    assert result["status"] == "completed", result
+    assert result["output"][0]["filename"].endswith(".png")
+    assert fake.stats()["prompts_executed"] == 1 and fake.stats()["history_requests"] >= 1
 
 
 async def test_big_output_of_another_kind_streams_to_disk(fake: Fake, gw: Gateway, client: httpx.AsyncClient):

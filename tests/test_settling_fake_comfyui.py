@@ -72,7 +72,10 @@ async def test_failing_history_requests_do_not_fail_a_finished_prompt(
     fake: Fake = fake_factory()
     gw = start_gateway(fake.url)
     fake.control(history_fail_next=4)
-    job_id = await submit(client, gw.url, slow(0.2))
+    job_id = await submit(client, gw.url, slow(1.0))
+    await eventually(lambda: asyncio.to_thread(lambda: fake.stats()["queue_remaining"] == 1), 20, "the prompt runs")
+    # Frames go missing while it runs, so only /history can tell how it ended.
+    fake.control(drop_ws_now=True)
     results = await settled(client, gw.url, [job_id])
     assert results[job_id]["status"] == "completed", results[job_id]
     assert fake.control()["history_fail_next"] == 0  # every failure was met, and asked past

@@ -88,6 +88,8 @@ class Backend:
         return self._busy_total + (now - self._busy_since if self._busy_since is not None else 0.0)
 
     def _track(self, prompt_id: str, tracker: PromptTracker) -> None:
+        if not self.connected.is_set():
+            tracker.witness.missed_frames()
         if not self._trackers:
             self._busy_since = time.monotonic()
         self._trackers[prompt_id] = tracker
@@ -134,7 +136,8 @@ class Backend:
                 await self._withdraw(prompt_id)
                 raise PromptCancelled(prompt_id)
             await tracker.ended
-            entry = await self._confirmed_history(prompt_id, deadline)
+            # Every frame of a successful run seen: its outcome is known without asking.
+            entry = tracker.witness.entry() or await self._confirmed_history(prompt_id, deadline)
         finally:
             self._untrack(prompt_id)
         raise_for_status(entry)
@@ -223,6 +226,8 @@ class Backend:
                 self.connected.clear()
                 self._changed()
             had_gap = True
+            for tracker in self._trackers.values():
+                tracker.witness.missed_frames()  # what was sent meanwhile is lost
             now = time.time()
             if self.down_since is None:
                 self.down_since = now

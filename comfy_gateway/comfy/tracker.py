@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from ..jobs.model import Progress
 from .previews import Preview, PreviewFrame
+from .witness import RunWitness
 
 ProgressCallback = Callable[[Progress], None]
 PreviewCallback = Callable[[Preview], None]
@@ -24,8 +25,9 @@ class PromptTracker:
         self._current: tuple[str, float, float] | None = None  # the node running, its step and steps
         self.posted = False  # set once ComfyUI accepted the prompt
         self.cancel_requested = False
-        # Resolved by `executing {node: null}` (history is written by then, see the transcripts),
-        # or by reconciliation after a websocket gap; an exception means the prompt is lost.
+        self.witness = RunWitness(workflow)  # the outcome as the frames tell it
+        # Resolved by `executing {node: null}` (the last frame of a run, see the transcripts), or
+        # by reconciliation after a websocket gap; an exception means the prompt is lost.
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def end(self, exc: BaseException | None = None) -> None:
@@ -36,6 +38,7 @@ class PromptTracker:
                 self.ended.set_exception(exc)
 
     def on_frame(self, kind: str, data: dict[str, Any]) -> None:
+        self.witness.see(kind, data)
         if kind == "executing":
             node = data.get("node")
             if node is None:

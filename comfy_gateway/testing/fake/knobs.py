@@ -27,7 +27,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
 ACTIONS = ("drop_ws_now", "restart")  # one-shot knobs: true runs the action
 STATS_COUNTERS = ("prompts_received", "prompts_rejected", "prompts_executed", "max_queue_length",
                   "ws_connections_opened", "ws_connections_refused", "frames_sent", "free_requests",
-                  "previews_sent")
+                  "previews_sent", "history_requests")
 
 
 class Knobs:

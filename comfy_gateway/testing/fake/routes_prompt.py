@@ -110,6 +110,7 @@ class PromptRoutes:
         return web.json_response(out)
 
     async def get_history_id(self, request: web.Request) -> web.Response:
+        self._stats["history_requests"] += 1
         if self.knobs["history_fail_next"] > 0:
             self.knobs["history_fail_next"] -= 1
             return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
