@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
 import httpx
@@ -11,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from comfy_gateway import metrics
 from comfy_gateway.client import Client
 
-from .conftest import Fake, Gateway, empty_save
+from .conftest import Fake, Gateway, empty_save, png_bytes
 from .test_cli import slow
 
 
@@ -69,8 +70,9 @@ def test_metrics_count_outcomes_time_stages_and_show_the_present(fake: Fake, gat
     assert m[("comfy_gateway_jobs", (("status", "cancelled"),))] == 3
     assert m[("comfy_gateway_jobs", (("status", "generating"),))] == 0
     # Histograms: the two jobs that ran went through every stage; the slow one took >= 0.2 s.
+    # None had an input to fetch: each was prepared as it arrived, no preprocess worker ran.
     assert m[("comfy_gateway_stage_duration_seconds_count", (("stage", "postprocess"),))] == 1
-    assert m[("comfy_gateway_stage_duration_seconds_count", (("stage", "preprocess"),))] == 5
+    assert m[("comfy_gateway_stage_duration_seconds_count", (("stage", "preprocess"),))] == 0
     assert m[("comfy_gateway_stage_duration_seconds_sum", (("stage", "generation"),))] >= 0.2
     assert m[("comfy_gateway_job_duration_seconds_count", (("status", "completed"),))] == 1
     assert m[("comfy_gateway_job_duration_seconds_bucket", (("le", "0.1"), ("status", "completed")))] == 0
@@ -81,6 +83,27 @@ def test_metrics_count_outcomes_time_stages_and_show_the_present(fake: Fake, gat
     assert m[("comfy_gateway_webhook_failures_total", ())] == 0
     assert m[("comfy_gateway_upload_failures_total", ())] == 0
     assert m[("process_resident_memory_bytes", ())] > 0
+
+
+def test_only_a_job_with_something_slow_to_prepare_takes_a_preprocess_worker(fake: Fake, gateway_factory):
+    gw = gateway_factory(fake.url)
+    png = base64.b64encode(png_bytes(4, 4, (1, 2, 3))).decode()
+    with_input = {"1": {"class_type": "LoadImage", "inputs": {"image": f"data:image/png;base64,{png}"}},
+                  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "in"}}}
+    with Client(gw.url) as client:
+        plain = client.sync(empty_save())
+        assert plain.ok
+        assert scrape(gw)[("comfy_gateway_stage_duration_seconds_count", (("stage", "preprocess"),))] == 0
+        fetched = client.sync(with_input)
+        assert fetched.ok
+        assert scrape(gw)[("comfy_gateway_stage_duration_seconds_count", (("stage", "preprocess"),))] == 1
+        # Either way the job went through the same states, with the same marks.
+        for job in (plain, fetched):
+            states = [e.status for e in client.follow(job.id) if e.event == "status"]
+            distinct = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+            assert distinct[:3] == ["queued", "preprocessing", "generating"], states
+            durations = client.result(job.id).durations
+            assert durations.queue_wait is not None and durations.preprocess is not None
 
 
 def test_a_lost_backend_shows_as_down(fake: Fake, gateway_factory):

@@ -8,6 +8,7 @@ import asyncio
 
 from comfy_gateway.jobs.model import Job, JobStatus
 from comfy_gateway.jobs.redis_queues import GROUP
+from comfy_gateway.jobs.store import Passing, Prepared
 
 from .support.redis import new_prefix, redis_store, wipe_prefix
 
@@ -110,6 +111,27 @@ async def test_a_job_created_with_an_idle_preprocess_taker_goes_to_it():
         assert await a.count_delivery("preprocess", "c") == 1
         assert (await a.get("c")).request == {"prompt": "x"}
         assert await b.queues.take_once("preprocess") is None
+    finally:
+        await _close(prefix, a, b)
+
+
+async def test_a_prepared_job_created_with_an_idle_generation_taker_goes_to_it():
+    prefix, a, b = await _pair()
+    try:
+        taker = await _idle_taker(a, "generation")
+        got, reader = await _queue_messages(b, "preprocess")
+        prepared = Prepared(steps=(Passing(JobStatus.preprocessing, "preparing"), Passing(JobStatus.generating, "ready")),
+                            fields={"workflow": {"1": {"class_type": "X"}}}, stage="generation")
+        await a.create(Job(id="p", request={"prompt": "x"}), prepared=prepared)
+        assert await asyncio.wait_for(taker, PROMPTLY) == "p"
+        await b.enqueue("preprocess", "marker")
+        await asyncio.wait_for(reader, PROMPTLY)
+        assert not any(m.startswith("generation") for m in got), got
+        assert await _lease_holder(a, "generation", "p") == a.consumer
+        assert await a.count_delivery("generation", "p") == 1
+        job = await a.get("p")  # what the taker reads: the record handed over with it
+        assert job.status is JobStatus.generating and job.workflow == {"1": {"class_type": "X"}}
+        assert (await b.get("p")).workflow == {"1": {"class_type": "X"}}
     finally:
         await _close(prefix, a, b)
 

@@ -14,7 +14,7 @@ from .memory_packed import PackedJob
 from .memory_queue import StageQueue
 from .model import Job, JobStatus, Progress, WebhookState
 from .following import JobEvents, Wake, Watchers, kind_of
-from .store import STAGES, KeyQueueFull, Passing, QueueFull, TransitionListener, notify_listeners
+from .store import STAGES, KeyQueueFull, Passing, Prepared, QueueFull, TransitionListener, notify_listeners
 from .usage import UsageRecord, usage_of
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class MemoryJobStore(MemoryFacts):
         return None
 
     # -- jobs -------------------------------------------------------------------------------
-    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
+    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None,
+                     prepared: Prepared | None = None) -> Job:
         if job.id in self._jobs:
             raise KeyError(job.id)
         if job.owner and max_owned is not None and self._active[job.owner] >= max_owned:
@@ -72,8 +73,16 @@ class MemoryJobStore(MemoryFacts):
         self._events[job.id] = []
         self._record(job, "status")
         self._counts[job.status.value] += 1
-        await self.enqueue("preprocess", job.id)
+        if prepared is None:
+            await self.enqueue("preprocess", job.id)
+            self._notify(job, None)
+            return job
         self._notify(job, None)
+        *steps, last = prepared.steps
+        for step in steps:
+            await self.update(job.id, status=step.status, message=step.message, marks=step.marks)
+        await self.update(job.id, status=last.status, message=last.message, marks=last.marks, **prepared.fields)
+        await self.enqueue(prepared.stage, job.id)
         return job
 
     def _live(self, job_id: str) -> Job:

@@ -45,7 +45,7 @@ from .redis_records import _HEAVY, Change, KnownRecords, decode_job, encode_core
 from .redis_results import Created, Record
 from .redis_taken import JustTaken
 from .redis_written import WrittenHere
-from .store import KeyQueueFull, Passing, QueueFull, TransitionListener, notify_listeners
+from .store import KeyQueueFull, Passing, Prepared, QueueFull, TransitionListener, notify_listeners
 from .usage import UsageRecord
 
 class RedisJobStore:
@@ -97,35 +97,46 @@ class RedisJobStore:
         await self.redis.aclose()
 
     # -- jobs ---------------------------------------------------------------------------------
-    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
+    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None,
+                     prepared: Prepared | None = None) -> Job:
         job.marks.setdefault("created", job.created_at)
         owner = job.owner or ""
         k = self.keys
+        stage = prepared.stage if prepared is not None else "preprocess"
+        states = _arrive(job, prepared)  # the job as it was in each state it is created past
         keys = [k.job(job.id), k.events(job.id), k.stream("preprocess"), k.entries("preprocess"),
                 k.waiting("preprocess"), k.waiting("generation"), k.waiting("postprocess"), k.qseq,
-                k.entries("generation"), k.counts, k.created, k.active, k.created_by(owner), k.deadlines]
+                k.entries("generation"), k.counts, k.created, k.active, k.created_by(owner), k.deadlines,
+                k.stream(stage), k.entries(stage), k.waiting(stage)]
         born, core, request, now = uuid.uuid4().hex, encode_core(job), orjson.dumps(job.request).decode(), time.time()
-        args = [job.id, core, request, -1 if max_waiting is None else max_waiting,
+        workflow = orjson.dumps(job.workflow).decode() if prepared is not None else ""
+        head = [job.id, core, request, -1 if max_waiting is None else max_waiting,
                 "status", job.status.value, job.message, repr(now), k.events_channel, k.queues_channel, born,
                 owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
-                self._notify.tag, repr(job.deadline) if job.deadline is not None else ""]
-        hand = self.queues.reserve("preprocess")  # an idle preprocess taker here gets it at once
+                self._notify.tag, repr(job.deadline) if job.deadline is not None else "", *self.queues.hand_args()]
+        tail = [stage, workflow, *(part for state in states for part in ("status", state.status.value, state.message))]
+        hand = self.queues.reserve(stage)  # an idle taker of that stage here gets it at once
         created = None
         try:
             created = Created.parse(await self._scripts["CREATE"](
-                keys=keys, args=args if hand is None else [*args, *self.queues.hand_args()]))
+                keys=keys, args=[*head, "" if hand is None else "1", *tail]))
         finally:
-            self.queues.settle("preprocess", job.id, hand, created.queued if created else False,
-                               Record("1", born, core, None, request, None))
+            self.queues.settle(stage, job.id, hand, created.queued if created else False,
+                               Record("1", born, core, None, request, workflow or None))
         if created.outcome == "exists":
             raise KeyError(job.id)
         if created.outcome == "full":
             raise QueueFull(created.count, max_waiting or 0)
         if created.outcome == "owner_full":
             raise KeyQueueFull(owner, created.count, max_owned or 0)
-        self._written.created(job.id, born, core, request, job.status.value, job.message, now)
+        self._written.created(job.id, born, core, request, workflow, [
+            JobEvent(seq, "status", state.status.value, state.message, now)
+            for seq, state in enumerate([*states, job], start=1)])
         self._notify.local_event(job.id)
-        self._notify_listeners(job, None)
+        previous = None
+        for state in [*states, job]:
+            self._notify_listeners(state, previous)
+            previous = state.status
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -291,3 +302,17 @@ class RedisJobStore:
         gone = await self.ledger.expire(older_than)
         await self.queues.forget_idle_consumers()
         return gone
+
+
+def _arrive(job: Job, prepared: Prepared | None) -> list[Job]:
+    """Move a job being created past the states of `prepared` (in place): the job as it was in
+    each state before its last, for their events and listeners."""
+    if prepared is None:
+        return []
+    states = []
+    for step in prepared.steps:
+        states.append(job.model_copy(update={"marks": dict(job.marks)}))
+        last = step is prepared.steps[-1]
+        job.apply_change(status=step.status, message=step.message, marks=step.marks,
+                         fields=prepared.fields if last else {})
+    return states

@@ -49,13 +49,16 @@ from .redis_lua_parts import ANNOUNCE_FN, ENQUEUE_FN, OWNED_FN, TAKE_FIRST_FN
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
 #       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>,
-#       sched:deadlines
+#       sched:deadlines, then q, qid, wait of the stage the job joins
 # ARGV: id, core, request, max_waiting (-1: none), type, status, message, time,
 #       events channel, queues channel, born (a token unique to this creation of the job),
 #       owner (key name), max_queued of the owner (-1: none), priority, created_at, writer's tag,
 #       deadline ('' = none: its time limit, in the same step, so no job exists without one),
-#       then, when a preprocess taker of the writer is idle, group, consumer, delivery counts key
-#       prefix, their ttl (enqueue's `hand`)
+#       group, consumer, delivery counts key prefix, their ttl, hand ('1' when a taker of the
+#       writer waits idle for that stage: enqueue's `hand`), the stage the job joins, its
+#       workflow ('' = none yet), then the events written before its own, three values each
+#       (type, status, message): the states a job prepared on arrival passed through
+#       (store.Prepared), its own event and record being those of the state it is created in.
 # Returns {'ok', what enqueue returned}, or {'exists'}, {'full', n}, {'owner_full', n}.
 CREATE = ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
@@ -78,16 +81,24 @@ if ARGV[12] ~= '' then
   redis.call('HINCRBY', KEYS[12], ARGV[12], 1)
   redis.call('ZADD', KEYS[13], ARGV[15], ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', 1, 'born', ARGV[11],
+local seq = 0
+for i = 25, #ARGV, 3 do
+  seq = seq + 1
+  redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', ARGV[i], 'status', ARGV[i + 1],
+             'message', ARGV[i + 2], 'time', ARGV[8])
+end
+seq = seq + 1
+redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', ARGV[5], 'status', ARGV[6],
+           'message', ARGV[7], 'time', ARGV[8])
+redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', seq, 'born', ARGV[11],
            'prio', ARGV[14], 'owner', ARGV[12], 'st', ARGV[6], 'msg', ARGV[7])
+if ARGV[24] ~= '' then redis.call('HSET', KEYS[1], 'workflow', ARGV[24]) end
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
 redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 if ARGV[17] ~= '' then redis.call('ZADD', KEYS[14], 'NX', ARGV[17], ARGV[1]) end
-redis.call('XADD', KEYS[2], '1-0', 'seq', 1, 'type', ARGV[5], 'status', ARGV[6],
-           'message', ARGV[7], 'time', ARGV[8])
 local hand = nil
-if #ARGV > 17 then hand = {KEYS[3], ARGV[18], ARGV[19], ARGV[20], ARGV[21]} end
-local queued = enqueue(KEYS[4], KEYS[5], KEYS[8], KEYS[1], ARGV[1], 'preprocess', ARGV[10], ARGV[16], hand)
+if ARGV[22] == '1' then hand = {KEYS[15], ARGV[18], ARGV[19], ARGV[20], ARGV[21]} end
+local queued = enqueue(KEYS[16], KEYS[17], KEYS[8], KEYS[1], ARGV[1], ARGV[23], ARGV[10], ARGV[16], hand)
 announce(ARGV[9], ARGV[16], ARGV[1])
 return {'ok', queued}
 """

@@ -60,10 +60,12 @@ class WrittenHere:
         self._jobs: OrderedDict[str, _Written] = OrderedDict()
         self._ends: deque[tuple[float, str]] = deque()  # (ended at, job id), oldest first
 
-    def created(self, job_id: str, born: str, core: str, request: str, status: str, message: str,
-                at: float) -> None:
-        self._jobs[job_id] = _Written(1, 1, born, core, request, None, None, status, message,
-                                      [JobEvent(1, "status", status, message, at)])
+    def created(self, job_id: str, born: str, core: str, request: str, workflow: str,
+                events: list[JobEvent]) -> None:
+        """A job created here (CREATE), with the events it was created with (numbered from 1)."""
+        last = events[-1]
+        self._jobs[job_id] = _Written(1, last.seq, born, core, request, workflow or None, None, last.status,
+                                      last.message, list(events))
         self._trim()
 
     def events_of(self, job_id: str, last_seq: int, before: list[Before], at: float,

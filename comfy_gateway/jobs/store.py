@@ -41,6 +41,17 @@ class Passing:
     marks: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A job prepared as it arrived, its preparation having nothing slow to do (see
+    pipeline/preprocess.py prepare_now): created past the states in `steps` (each recorded with
+    its event and marks, as if a stage had moved it there), with `fields` set at the last one,
+    straight into `stage`'s queue, in one step."""
+    steps: tuple[Passing, ...]
+    fields: dict[str, Any]
+    stage: str
+
+
 class QueueFull(Exception):
     def __init__(self, waiting: int, limit: int):
         super().__init__(f"{waiting} jobs are waiting, the limit is {limit}")
@@ -63,11 +74,13 @@ class JobStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None) -> Job:
+    async def create(self, job: Job, *, max_waiting: int | None = None, max_owned: int | None = None,
+                     prepared: Prepared | None = None) -> Job:
         """Store a new job and put it in the preprocess queue, in one step; a job with a
         deadline joins the "deadlines" schedule in that step too, and leaves it when it ends.
-        Raises KeyError if the id exists, QueueFull past max_waiting, KeyQueueFull when the
-        job's owner already has max_owned jobs that have not ended."""
+        `prepared`: the job is created past its preparation, into a later stage's queue (the
+        same step). Raises KeyError if the id exists, QueueFull past max_waiting, KeyQueueFull
+        when the job's owner already has max_owned jobs that have not ended."""
 
     async def get(self, job_id: str) -> Job | None: ...
 

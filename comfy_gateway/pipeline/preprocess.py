@@ -1,6 +1,7 @@
 """Stage 1: build the prompt ComfyUI will run from the client's request: the workflow (the
 client's own, or a modifier's), its placeholders filled, and every input it names fetched,
-typed and checked, ready to be uploaded to whichever backend runs it."""
+typed and checked, ready to be uploaded to whichever backend runs it. A job with nothing slow
+to prepare is prepared as it arrives instead (prepare_now), and created past this stage."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import time
 from ..inputs.find import find_inputs, set_at
 from ..inputs.inline import replace_sources, store_inline
 from ..inputs.resolver import InputResolver
-from ..jobs.model import JobStatus
-from ..jobs.store import JobStore, Passing
+from ..jobs.model import Job, JobStatus
+from ..jobs.store import JobStore, Passing, Prepared
 from ..workflows.build import build_workflow
 from ..workflows.checker import WorkflowChecker
 from ..workflows.prepare import prepare_workflow
@@ -19,11 +20,32 @@ from .failures import fail_job
 from .model_inputs import ModelInputs
 
 
+PREPARING, WAITING = "preparing the workflow", "waiting for a free backend"
+
+
 class Preprocess:
     def __init__(self, store: JobStore, modifiers: ModifierRegistry, inputs: InputResolver,
                  checker: WorkflowChecker | None = None, models: ModelInputs | None = None):
         self._store, self._modifiers, self._inputs = store, modifiers, inputs
         self._checker, self._models = checker, models
+
+    async def prepare_now(self, job: Job) -> Prepared | None:
+        """The preparation of a job about to be created, when it has nothing slow to do (no input
+        or model to fetch) and nothing to refuse: the job is then created past this stage. None
+        otherwise: the stage prepares it, and a refusal fails the job there, as it does any."""
+        started = time.time()
+        try:
+            workflow, _ = await build_workflow(job.request, self._modifiers)
+            if self._checker is not None:
+                await self._checker.check(workflow)
+            if find_inputs(workflow):
+                return None
+            workflow = prepare_workflow(workflow, job.id)
+        except Exception:  # noqa: BLE001 - the stage meets it again, and fails the job with it
+            return None
+        return Prepared(steps=(Passing(JobStatus.preprocessing, PREPARING, {"preprocess_started": started}),
+                               Passing(JobStatus.generating, WAITING, {"preprocess_finished": time.time()})),
+                        fields={"workflow": workflow, "inputs": []}, stage="generation")
 
     async def __call__(self, job_id: str) -> None:
         job = await self._store.get(job_id)
@@ -38,7 +60,7 @@ class Preprocess:
             return  # already further along: nothing left for this stage
         # The start of preprocessing is recorded with the hand-over to generation, in one write,
         # unless something slow comes first (fetching inputs or models): then as it happens.
-        started = Passing(JobStatus.preprocessing, "preparing the workflow", {"preprocess_started": time.time()})
+        started = Passing(JobStatus.preprocessing, PREPARING, {"preprocess_started": time.time()})
         pending: list[Passing] = [started] if job.status is JobStatus.queued else []
 
         async def record_start() -> None:
@@ -84,7 +106,7 @@ class Preprocess:
             kept = {"request": replace_sources(job.request, inline)} if inline else {}
             # The change and the hand-over to generation in one step (none if the job ended).
             await self._store.advance(
-                job_id, "generation", status=JobStatus.generating, message="waiting for a free backend",
+                job_id, "generation", status=JobStatus.generating, message=WAITING,
                 marks={"preprocess_finished": time.time()}, workflow=workflow, inputs=inputs,
                 passing=pending[0] if pending else None, **kept,
             )
