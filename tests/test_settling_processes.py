@@ -108,3 +108,23 @@ async def test_a_webhook_owed_by_a_killed_process_is_delivered_by_another(
         assert len(receiver.at("hook")) == 1  # delivered once
     finally:
         await runner.cleanup()
+
+
+async def test_a_cancel_by_another_process_while_the_prompt_is_posted_withdraws_it(
+        fake_factory, cluster: Cluster, client: httpx.AsyncClient):
+    fake: Fake = fake_factory()
+    a = cluster.start(fake.url)
+    # b cannot reach this ComfyUI: only a, which posted the prompt, can take it back out.
+    b = cluster.start(f"http://127.0.0.1:{free_port()}")
+    fake.control(hang=True, prompt_reply_delay=1.5)  # queued at once, answered 1.5 s later
+    job_id = await submit(client, a.url, quick("w"))
+    await eventually(lambda: asyncio.to_thread(lambda: fake.stats()["queue_pending"] == 1), 20, "the prompt queued")
+    r = await client.post(f"{b.url}/result/{job_id}/cancel")
+    assert r.status_code == 200, r.text
+    # a's POST returns after the cancel: a learned of it from the job's events and withdraws.
+    await eventually(lambda: asyncio.to_thread(lambda: fake.stats()["queue_pending"] == 0), 20,
+                     "the prompt withdrawn from ComfyUI")
+    fake.control(hang=False, prompt_reply_delay=0)
+    results = await settled(client, a.url, [job_id])
+    assert results[job_id]["status"] == "cancelled", results[job_id]
+    assert fake.stats()["prompts_executed"] == 1  # settled()'s own job only

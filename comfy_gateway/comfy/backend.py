@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import aiohttp
 import orjson
@@ -112,8 +112,7 @@ class Backend:
     # -- running a prompt -------------------------------------------------------------------
     async def run(
         self, prompt_id: str, workflow: dict[str, Any], on_progress: ProgressCallback | None = None,
-        still_wanted: Callable[[], Awaitable[bool]] | None = None, deadline: float | None = None,
-        on_preview: PreviewCallback | None = None,
+        deadline: float | None = None, on_preview: PreviewCallback | None = None,
     ) -> dict[str, Any]:
         """Queue the prompt under our own id, wait for it to end, and return its confirmed
         /history entry. Raises PromptRejected, ExecutionFailed, ExecutionInterrupted,
@@ -131,8 +130,9 @@ class Backend:
             if self.disagrees():
                 # The last status frame (maybe a clear) came before this POST's answer did.
                 self.reconciler.poke()
-            # Cancelled while the POST was on its way (maybe from another process): withdraw it.
-            if tracker.cancel_requested or (still_wanted is not None and not await still_wanted()):
+            # Cancelled while the POST was on its way: withdraw it. (The caller watches the job
+            # for its end meanwhile, e.g. a cancel by another process: see generation.py.)
+            if tracker.cancel_requested:
                 await self._withdraw(prompt_id)
                 raise PromptCancelled(prompt_id)
             await tracker.ended

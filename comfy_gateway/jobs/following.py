@@ -16,8 +16,8 @@ before reading the job itself (nothing written after that read can then slip by)
 `wake` is an economy for readers that only care about some events: "state" is not woken by
 progress events alone, "end" only by the event that ends the job. The events it yields are
 all of them either way (read when it wakes). `look_first=False` spares the read a follower
-makes as it starts, for one that learned otherwise (e.g. from store.status(), asked after
-making it) that nothing it waits for has come yet.
+makes as it starts, for one that learned otherwise that nothing it waits for has come yet
+(from store.status() asked after making it, or from a change of the job written after it).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ..comfy.errors import PromptCancelled, PromptLost, PromptNotAccepted, Promp
 from ..comfy.history import output_refs, raise_for_status
 from ..inputs.find import set_at
 from ..inputs.resolver import InputResolver
-from ..jobs.following import Tick
+from ..jobs.following import JobEvents, Tick
 from ..jobs.model import Job, JobStatus, Progress
 from ..jobs.store import JobStore
 from .failures import fail_job
@@ -121,15 +121,18 @@ class Generation:
                 reserved=ticket.reserved, prefer=(lambda b: models.holds(b, job.inputs)) if models else None)
             ticket.reserved = False
             try:
-                job = await self._store.update(
-                    job.id, message=f"running on {backend.name}", backend=backend.name,
-                    marks={"generation_started": time.time()}, attempts=job.attempts + 1)
-                if job.status.terminal:  # cancelled or timed out while it waited for us
-                    return None
-                if self._faults is None:
-                    return job, await self._run(job, backend)
-                current = job  # out-of-memory: freed and run once more on the same backend
-                return job, await self._faults.run(job.id, backend, lambda: self._run(current, backend))
+                # Made before the write below, which tells whether the job still runs: any end
+                # after that write wakes this watch, so following the run needs no look first.
+                async with self._store.events(job.id, wake="end", look_first=False) as watch:
+                    job = await self._store.update(
+                        job.id, message=f"running on {backend.name}", backend=backend.name,
+                        marks={"generation_started": time.time()}, attempts=job.attempts + 1)
+                    if job.status.terminal:  # cancelled or timed out while it waited for us
+                        return None
+                    if self._faults is None:
+                        return job, await self._run(job, backend, watch)
+                    current = job  # out-of-memory: freed and run once more on the same backend
+                    return job, await self._faults.run(job.id, backend, lambda: self._run(current, backend, watch))
             except PromptNotAccepted as exc:
                 refusals += 1
                 if refusals > 2 * len(self._router.backends):
@@ -148,7 +151,7 @@ class Generation:
                 self._router.release(backend)
             await asyncio.sleep(min(0.1 * refusals, 1.0))
 
-    async def _run(self, job: Job, backend: Backend) -> dict[str, Any]:
+    async def _run(self, job: Job, backend: Backend, watch: JobEvents) -> dict[str, Any]:
         job_id = job.id
 
         def on_progress(p: Progress) -> None:
@@ -157,22 +160,18 @@ class Generation:
             self._pending.add(task)  # hold a reference until done (asyncio keeps only weak ones)
             task.add_done_callback(self._pending.discard)
 
-        async def still_wanted() -> bool:
-            status = await self._store.status(job_id)
-            return status is not None and not status.terminal
-
         on_preview = None
         if self._previews is not None and job.request.get("previews"):
             on_preview = self._previews.publisher(job_id)
 
         def run(workflow: dict[str, Any]) -> Awaitable[dict[str, Any]]:
-            return backend.run(job_id, workflow, on_progress, still_wanted, job.deadline, on_preview)
+            return backend.run(job_id, workflow, on_progress, job.deadline, on_preview)
 
         if not job.inputs:
-            return await self._unless_ended(job_id, backend, run(job.workflow or {}))
+            return await self._unless_ended(job_id, backend, run(job.workflow or {}), watch)
         workflow, reused = await self._place_inputs(job, backend)
         try:
-            return await self._unless_ended(job_id, backend, run(workflow))
+            return await self._unless_ended(job_id, backend, run(workflow), watch)
         except PromptRejected as exc:
             # A file this backend had before may be gone (a restarted ComfyUI with a fresh input
             # folder): if ComfyUI names one, upload again and try once more. A rejected prompt
@@ -186,14 +185,16 @@ class Generation:
                 if self._models is not None:
                     self._models.delivery.forget(backend.name, sha)
             workflow, _ = await self._place_inputs(job, backend)
-            return await self._unless_ended(job_id, backend, run(workflow))
+            return await self._unless_ended(job_id, backend, run(workflow), watch)
 
-    async def _unless_ended(self, job_id: str, backend: Backend, run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-        """Await the run, but withdraw the prompt if the job ends meanwhile. A cancel or timeout
-        made by another process withdraws the prompt from ComfyUI itself, yet a prompt deleted
-        while pending sends no frame at all: without this, this worker would wait forever."""
+    async def _unless_ended(self, job_id: str, backend: Backend, run: Awaitable[dict[str, Any]],
+                            watch: JobEvents) -> dict[str, Any]:
+        """Await the run, but withdraw the prompt if the job ends meanwhile (`watch` wakes at
+        its end). A cancel or timeout made by another process withdraws the prompt from ComfyUI
+        itself, yet a prompt deleted while pending sends no frame at all: without this, this
+        worker would wait forever. It also catches a cancel while the POST is on its way."""
         running = asyncio.ensure_future(run)
-        ended = asyncio.ensure_future(self._ended(job_id))
+        ended = asyncio.ensure_future(self._ended(job_id, watch))
         try:
             await asyncio.wait({running, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not running.done():
@@ -203,7 +204,7 @@ class Generation:
             ended.cancel()
             running.cancel()
 
-    async def _ended(self, job_id: str) -> None:
+    async def _ended(self, job_id: str, watch: JobEvents) -> None:
         """Return once the job has ended (woken by its events). Following a job never harms
         it: a store error while watching (a Redis blip) is logged and the watch starts again,
         it never reads as "the job ended" (which would interrupt a healthy prompt)."""
@@ -214,21 +215,16 @@ class Generation:
                 state.outcome.exception() if state.outcome else "?"))
         async for attempt in retrying:
             with attempt:
-                await self._follow_to_end(job_id)
+                # A failed read leaves the watch marked to read again: it is followed on.
+                await self._follow_to_end(job_id, watch)
 
-    async def _follow_to_end(self, job_id: str) -> None:
-        # Only the end wakes it; one that came before the watch was made shows in the status,
-        # asked after making it (a cheaper look than reading every event and the record).
-        async with self._store.events(job_id, wake="end", look_first=False) as events:
-            status = await self._store.status(job_id)
-            if status is None or status.terminal:
-                return
-            async for item in events:
-                if isinstance(item, Tick):  # nothing for 30 s, or the job is gone
-                    job = await self._store.get(job_id)
-                    if job is None or job.status.terminal:
-                        return
-            # The iterator stopped after the event that ends the job.
+    async def _follow_to_end(self, job_id: str, watch: JobEvents) -> None:
+        async for item in watch:
+            if isinstance(item, Tick):  # nothing for 30 s, or the job is gone
+                job = await self._store.get(job_id)
+                if job is None or job.status.terminal:
+                    return
+        # The iterator stopped after the event that ends the job.
 
     async def _place_inputs(self, job: Job, backend: Backend) -> tuple[dict[str, Any], dict[str, str]]:
         """The workflow with each input's name on this backend, uploading what it lacks; and
