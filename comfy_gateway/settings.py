@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Memory store: jobs already waiting in a stage from which one more is kept packed (a few
     # KiB instead of tens), and unpacked when a worker takes it. 0 packs every waiting job.
     pack_queued_after: int = Field(32, ge=0)
+    # Memory store: seconds after its end a job is kept packed for the rest of RESULT_TTL (its
+    # followers have read it by then; a later read unpacks a copy).
+    pack_ended_after: float = Field(5.0, ge=0)
     backend_timeout: float = Field(30.0, gt=0, description="HTTP timeout for one ComfyUI call")
     backend_lost_after: float = Field(
         120.0, gt=0, description="fail in-flight jobs of a backend unreachable this long"

@@ -15,4 +15,5 @@ def make_store(settings: Settings) -> JobStore:
         return RedisJobStore(connect(settings.redis_location, password), prefix=settings.redis_prefix,
                              result_ttl=settings.result_ttl, lease_seconds=settings.lease_seconds,
                              usage_ttl=settings.usage_ttl)
-    return MemoryJobStore(usage_ttl=settings.usage_ttl, pack_after=settings.pack_queued_after)
+    return MemoryJobStore(usage_ttl=settings.usage_ttl, pack_after=settings.pack_queued_after,
+                          pack_ended_after=settings.pack_ended_after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, deque
@@ -23,12 +24,16 @@ log = logging.getLogger(__name__)
 # taken soon: packing and unpacking each job (JSON, zlib, validation) would cost more CPU than
 # the memory it saves; thousands of waiting jobs are where the memory goes.
 PACK_AFTER = 32
+# Seconds after its end a job is packed for the rest of its stay: by then whoever followed it
+# has read it, and a busy gateway keeps a day of results (tens of KiB each as objects).
+PACK_ENDED_AFTER = 5.0
 
 
 class MemoryJobStore(MemoryFacts):
     shared = False  # one process: nothing else can take over its jobs
 
-    def __init__(self, usage_ttl: float = 90 * 86400, pack_after: int = PACK_AFTER) -> None:
+    def __init__(self, usage_ttl: float = 90 * 86400, pack_after: int = PACK_AFTER,
+                 pack_ended_after: float = PACK_ENDED_AFTER) -> None:
         # A job waiting in a queue is packed (memory_packed.py) until a worker takes it or
         # something changes it; reading it meanwhile unpacks a copy.
         self._jobs: dict[str, Job | PackedJob] = {}
@@ -43,6 +48,7 @@ class MemoryJobStore(MemoryFacts):
         self._usage: deque[UsageRecord] = deque()  # in the order jobs ended
         self._usage_ttl = usage_ttl
         self._pack_after = pack_after
+        self._pack_ended_after = pack_ended_after
 
     async def start(self) -> None:
         return None
@@ -128,6 +134,7 @@ class MemoryJobStore(MemoryFacts):
         return job
 
     def _ended(self, job: Job) -> None:
+        asyncio.get_running_loop().call_later(self._pack_ended_after, self._pack_ended, job.id)
         self._deadlines.forget(job.id)
         if job.owner:
             self._active[job.owner] -= 1
@@ -137,6 +144,11 @@ class MemoryJobStore(MemoryFacts):
         self._usage.append(record)
         while self._usage and self._usage[0].finished_at < record.finished_at - self._usage_ttl:
             self._usage.popleft()
+
+    def _pack_ended(self, job_id: str) -> None:
+        entry = self._jobs.get(job_id)
+        if isinstance(entry, Job) and entry.status.terminal:
+            self._jobs[job_id] = PackedJob.of(entry) or entry
 
     def add_listener(self, listener: TransitionListener) -> None:
         self._listeners.append(listener)
@@ -287,4 +299,9 @@ class MemoryJobStore(MemoryFacts):
             self._events.pop(job_id, None)
             self._watchers.job_gone(job_id)
             self._forget_facts(job_id)
+        # Ended jobs a change unpacked since (webhook bookkeeping) are packed again.
+        settled = time.time() - self._pack_ended_after
+        for job_id, entry in self._jobs.items():
+            if isinstance(entry, Job) and entry.status.terminal and (entry.finished_at or 0) < settled:
+                self._pack_ended(job_id)
         return len(old)
