@@ -36,10 +36,10 @@ class Preprocess:
         started = time.time()
         try:
             workflow, _ = await build_workflow(job.request, self._modifiers)
+            if find_inputs(workflow):
+                return None  # (before the check, which the stage then makes once)
             if self._checker is not None:
                 await self._checker.check(workflow)
-            if find_inputs(workflow):
-                return None
             workflow = prepare_workflow(workflow, job.id)
         except Exception:  # noqa: BLE001 - the stage meets it again, and fails the job with it
             return None
