@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from comfy_gateway.jobs.model import Job, JobStatus
 from comfy_gateway.jobs.redis_queues import GROUP
 from comfy_gateway.jobs.store import Passing, Prepared
@@ -97,41 +99,29 @@ async def test_a_hand_over_goes_to_the_idle_taker_of_its_process_in_the_same_ste
         await _close(prefix, a, b)
 
 
-async def test_a_job_created_with_an_idle_preprocess_taker_goes_to_it():
+@pytest.mark.parametrize("stage", ["preprocess", "generation"])
+async def test_a_job_created_with_an_idle_taker_of_its_stage_goes_to_it(stage: str):
+    # A job created into the generation queue: one prepared as it arrived (store.Prepared).
+    prepared = Prepared(steps=(Passing(JobStatus.preprocessing, "preparing"), Passing(JobStatus.generating, "ready")),
+                        fields={"workflow": {"1": {"class_type": "X"}}}, stage=stage) if stage == "generation" else None
+    other = "generation" if stage == "preprocess" else "preprocess"
     prefix, a, b = await _pair()
     try:
-        taker = await _idle_taker(a, "preprocess")
-        got, reader = await _queue_messages(b, "generation")
-        await a.create(Job(id="c", request={"prompt": "x"}, priority=0))
+        taker = await _idle_taker(a, stage)
+        got, reader = await _queue_messages(b, other)
+        await a.create(Job(id="c", request={"prompt": "x"}, priority=0), prepared=prepared)
         assert await asyncio.wait_for(taker, PROMPTLY) == "c"
-        await b.enqueue("generation", "marker")
+        await b.enqueue(other, "marker")
         await asyncio.wait_for(reader, PROMPTLY)
-        assert not any(m.startswith("preprocess") for m in got), got
-        assert await _lease_holder(a, "preprocess", "c") == a.consumer
-        assert await a.count_delivery("preprocess", "c") == 1
-        assert (await a.get("c")).request == {"prompt": "x"}
-        assert await b.queues.take_once("preprocess") is None
-    finally:
-        await _close(prefix, a, b)
-
-
-async def test_a_prepared_job_created_with_an_idle_generation_taker_goes_to_it():
-    prefix, a, b = await _pair()
-    try:
-        taker = await _idle_taker(a, "generation")
-        got, reader = await _queue_messages(b, "preprocess")
-        prepared = Prepared(steps=(Passing(JobStatus.preprocessing, "preparing"), Passing(JobStatus.generating, "ready")),
-                            fields={"workflow": {"1": {"class_type": "X"}}}, stage="generation")
-        await a.create(Job(id="p", request={"prompt": "x"}), prepared=prepared)
-        assert await asyncio.wait_for(taker, PROMPTLY) == "p"
-        await b.enqueue("preprocess", "marker")
-        await asyncio.wait_for(reader, PROMPTLY)
-        assert not any(m.startswith("generation") for m in got), got
-        assert await _lease_holder(a, "generation", "p") == a.consumer
-        assert await a.count_delivery("generation", "p") == 1
-        job = await a.get("p")  # what the taker reads: the record handed over with it
-        assert job.status is JobStatus.generating and job.workflow == {"1": {"class_type": "X"}}
-        assert (await b.get("p")).workflow == {"1": {"class_type": "X"}}
+        assert not any(m.startswith(stage) for m in got), got
+        assert await _lease_holder(a, stage, "c") == a.consumer
+        assert await a.count_delivery(stage, "c") == 1
+        job = await a.get("c")  # what the taker reads: the record handed over with it
+        assert job.request == {"prompt": "x"}
+        if prepared is not None:
+            assert job.status is JobStatus.generating and job.workflow == {"1": {"class_type": "X"}}
+            assert (await b.get("c")).workflow == {"1": {"class_type": "X"}}
+        assert await b.queues.take_once(stage) is None
     finally:
         await _close(prefix, a, b)
 
