@@ -45,16 +45,18 @@ class RunWitness:
         """The history entry the frames amount to, or None when only /history can tell."""
         if self._missed or not (self._started and self._succeeded):
             return None
-        if any(node not in self._outputs and self._is_sink(node) for node in self._cached):
-            return None  # maybe an output node whose result no frame carried
+        silent = self._cached - self._outputs.keys()
+        if silent and not silent <= self._sources():
+            return None  # a cached sink (maybe an output node) whose result no frame carried
         return {"outputs": dict(self._outputs),
                 "status": {"status_str": "success", "completed": True, "messages": list(self._messages)}}
 
-    def _is_sink(self, node: str) -> bool:
-        """No other node takes an input from it (output nodes are sinks)."""
-        for other in self._workflow.values():
-            inputs = other.get("inputs") if isinstance(other, dict) else None
+    def _sources(self) -> set[str]:
+        """The nodes another node takes an input from; the others are sinks, as output nodes are."""
+        sources = set()
+        for node in self._workflow.values():
+            inputs = node.get("inputs") if isinstance(node, dict) else None
             for value in (inputs or {}).values():
-                if isinstance(value, list) and len(value) == 2 and str(value[0]) == node:
-                    return False
-        return True
+                if isinstance(value, list) and len(value) == 2:
+                    sources.add(str(value[0]))
+        return sources
