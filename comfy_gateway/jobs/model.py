@@ -129,6 +129,11 @@ class Job(BaseModel):
         if new.terminal:
             self.finished_at = now
 
+    def snapshot(self) -> "Job":
+        """The job as it stands, for the event and listeners of a state it passes through: a
+        shallow copy whose marks a later apply_change (which updates them in place) leaves alone."""
+        return self.model_copy(update={"marks": dict(self.marks)})
+
     def apply_change(self, *, status: JobStatus | None, message: str | None,
                      marks: dict[str, float] | None, fields: dict[str, Any]) -> str | None:
         """Apply one store update in place (the state machine guards the status) and return

@@ -187,7 +187,7 @@ class RedisJobStore:
             if passing is not None and job.status is not passing.status:
                 job.apply_change(status=passing.status, message=passing.message, marks=passing.marks, fields={})
                 # As it was in that state, for its event and its listeners.
-                passed = job.model_copy(update={"marks": dict(job.marks)})
+                passed = job.snapshot()
             event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
             return Change(event, None, frozenset(_HEAVY & fields.keys()), passed)
 
@@ -311,7 +311,7 @@ def _arrive(job: Job, prepared: Prepared | None) -> list[Job]:
         return []
     states = []
     for step in prepared.steps:
-        states.append(job.model_copy(update={"marks": dict(job.marks)}))
+        states.append(job.snapshot())
         last = step is prepared.steps[-1]
         job.apply_change(status=step.status, message=step.message, marks=step.marks,
                          fields=prepared.fields if last else {})
