@@ -92,6 +92,7 @@ class RedisJobStore:
         await self._notify.start()
 
     async def close(self) -> None:
+        await self._changes.flush_all()
         await self._progress.close()
         await self._notify.close()
         await self.redis.aclose()
@@ -140,6 +141,9 @@ class RedisJobStore:
         return job
 
     async def get(self, job_id: str) -> Job | None:
+        carried = self._changes.carried_job(job_id)  # handed over here, not written yet
+        if carried is not None:
+            return carried
         record = self._taken.record(job_id)  # read a moment ago with a take or events, if it was
         if record is None:
             record = await self.reads.record(job_id)
@@ -154,6 +158,9 @@ class RedisJobStore:
         return job
 
     async def status(self, job_id: str) -> JobStatus | None:
+        carried = self._changes.carried_job(job_id)
+        if carried is not None:
+            return carried.status
         status = await self.redis.hget(self.keys.job(job_id), "st")  # kept beside the record
         if status is None:  # gone, or written before the field existed
             job = await self.get(job_id)
@@ -183,11 +190,11 @@ class RedisJobStore:
         **fields: Any,
     ) -> Job:
         def apply(job: Job) -> Change:
-            passed = None
+            passed: tuple[Job, ...] = ()
             if passing is not None and job.status is not passing.status:
                 job.apply_change(status=passing.status, message=passing.message, marks=passing.marks, fields={})
                 # As it was in that state, for its event and its listeners.
-                passed = job.snapshot()
+                passed = (job.snapshot(),)
             event = job.apply_change(status=status, message=message, marks=marks, fields=fields)
             return Change(event, None, frozenset(_HEAVY & fields.keys()), passed)
 
@@ -249,6 +256,7 @@ class RedisJobStore:
         return await self.queues.hand_back(stage, job_id)
 
     async def hand_back_all(self) -> int:
+        await self._changes.flush_all()  # the jobs go back as they stand here
         return await self.queues.hand_back_all()
 
     async def remove_from_queue(self, stage: str, job_id: str) -> bool:

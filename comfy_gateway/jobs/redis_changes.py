@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from .job_locks import JobLocks
 from .model import InvalidTransition, Job, JobStatus
+from .redis_carried import CARRIED_INTO, Carried, CarriedChanges
 from .redis_keys import RedisKeys
 from .redis_notify import Notifier
 from .redis_progress import ProgressWriter
@@ -40,35 +41,85 @@ class JobChanges:
         self._known, self._taken, self._written, self._locks = known, taken, written, locks
         self._progress, self._notify, self._listeners = progress, notify, listeners
         self._key_ttl, self._usage_ttl_ms = key_ttl, usage_ttl_ms
+        self._carried = CarriedChanges(self.flush)
 
-    async def change(self, job_id: str, apply: Callable[[Job], Change], *, ended_too: bool = False, light: bool = False,
-                     then_enqueue: str | None = None) -> Job | None:
+    async def change(self, job_id: str, apply: Callable[[Job], Change] | None, *, ended_too: bool = False,
+                     light: bool = False, then_enqueue: str | None = None) -> Job | None:
         """Read the job, let `apply` change it and name its event, write both atomically;
         retried when another process wrote in between. None if the job does not exist.
         A job that ended is returned unchanged, unless `ended_too` (bookkeeping, no event).
         `light`: read the record without its request and workflow (for a change that needs
         neither; the job returned then lacks them). `then_enqueue`: a stage whose queue the
-        job joins in the same step, unless the change ended it."""
+        job joins in the same step, unless the change ended it. A hand-over kept unwritten
+        (redis_carried.py) is written first, in the same step; `apply` None writes it alone."""
         # One change of a job at a time in this process (e.g. a burst of progress frames): they
         # would otherwise all compute from the same version and retry each other in turns.
         # Other processes are kept out by the compare-and-set.
         async with self._locks.hold(job_id):
+            carried = self._carried.take(job_id)
+            if carried is None and apply is None:
+                return None
+            if carried is None and then_enqueue in CARRIED_INTO:
+                kept = self._carry(job_id, apply, then_enqueue)
+                if kept is not None:
+                    return kept
             waiting = self._progress.take(job_id)  # progress frames that go with this change
+            frames = [*(carried.waiting.frames if carried and carried.waiting else []), *(waiting.frames if waiting else [])]
+            written = False
             try:
-                done = await self._locked(job_id, apply, ended_too, light, then_enqueue,
-                                          waiting.frames if waiting else [])
+                done = await self._locked(job_id, carried.then(apply) if carried else apply, ended_too, light,
+                                          then_enqueue, frames)
+                written = True
+            except Exception:
+                if carried is not None:
+                    self._carried.put_back(carried)
+                raise
             finally:
                 if waiting:
                     waiting.done()
+                if carried is not None and written and carried.waiting is not None:
+                    carried.waiting.done()
         if done is None:
             return None
         previous = done.previous
-        if previous is not None and done.passed is not None:
-            self._listeners(done.passed, previous)
-            previous = done.passed.status
-        if previous is not None and done.job.status is not previous:
-            self._listeners(done.job, previous)
+        if previous is not None:
+            for passed in done.passed:
+                self._listeners(passed, previous)
+                previous = passed.status
+            if done.job.status is not previous:
+                self._listeners(done.job, previous)
         return done.job
+
+    def _carry(self, job_id: str, apply: Callable[[Job], Change], stage: str) -> Job | None:
+        """Hand the job to an idle taker of the stage here without writing (redis_carried.py),
+        if it can be: the job as the change left it, else None (written as usual)."""
+        known = self._known.get(job_id)
+        if known is None or not known.full or not self._queues.may_carry(stage, job_id):
+            return None
+        job = decode_job(known.core, None, known.request, known.workflow)
+        if job.status.terminal:
+            return None
+        try:
+            change = apply(job)
+        except InvalidTransition:
+            return None  # computed from a stale copy: the usual write reads afresh
+        if change.passed or job.status.terminal:
+            return None
+        self._queues.carry(stage, job_id)
+        self._taken.drop(job_id)
+        self._carried.keep(Carried(job_id, apply, job, self._progress.take(job_id)))
+        return job.snapshot()
+
+    async def flush(self, job_id: str) -> None:
+        """Write the job's kept hand-over now, alone, if one is kept."""
+        await self.change(job_id, None)
+
+    def carried_job(self, job_id: str) -> Job | None:
+        """The job as a hand-over kept here left it (what readers in this process see)."""
+        return self._carried.job(job_id)
+
+    async def flush_all(self) -> None:
+        await self._carried.flush_all()
 
     async def _locked(self, job_id: str, apply: Callable[[Job], Change], ended_too: bool, light: bool,
                       then_enqueue: str | None, frames: list[str]) -> Changed | None:
@@ -111,10 +162,9 @@ class JobChanges:
                 continue
             event_type, progress, heavy, passed = change.event, change.progress, change.heavy, change.passed
             # Written before the change's own event: the frames, under the state they were sent
-            # under (type, status, message, progress; '' = the record's), then a passed state.
+            # under (type, status, message, progress; '' = the record's), then the passed states.
             before = frames_before(frames)
-            if passed is not None:
-                before.append(("status", passed.status.value, passed.message, ""))
+            before += [("status", state.status.value, state.message, "") for state in passed]
             terminal = job.status.terminal and not was_terminal
             # So is a stage that holds the job when it ends: an ended job needs no lease.
             done_stage = handing_over or (self._queues.held(job_id) if terminal else None)

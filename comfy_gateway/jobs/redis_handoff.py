@@ -35,10 +35,14 @@ class Handoffs:
         finally:
             self._idle[stage] -= 1
 
+    def free(self, stage: str) -> bool:
+        """An idle taker of the stage is free for one more hand-over."""
+        return self._idle[stage] - self._promised[stage] - len(self._box[stage]) > 0
+
     def reserve(self, stage: str) -> bool:
         """Ask for a hand-over into the stage: True if an idle taker is free for it (then
         `settle` must follow, whatever the script did)."""
-        if self._idle[stage] - self._promised[stage] - len(self._box[stage]) <= 0:
+        if not self.free(stage):
             return False
         self._promised[stage] += 1
         return True

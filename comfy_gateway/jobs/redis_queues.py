@@ -39,6 +39,8 @@ class StageQueues:
         self._redis, self._keys, self._notify, self._scripts, self._taken = redis, keys, notify, scripts, taken
         self.consumer, self.lease_seconds, self._key_ttl = consumer, lease_seconds, key_ttl
         self._drained: dict[str, int] = {}  # stage -> ring mark at a take that left no job waiting
+        self._empty_at: dict[str, int] = {}  # the same, kept after dequeue's wait consumed it
+        self._carried: dict[str, tuple[str, str]] = {}  # job id -> (stage, stage whose lease it has)
         self._finished: dict[tuple[str, str], None] = {}  # (stage, job id) acked with its hand-over
         self._held: dict[str, str] = {}  # job id -> the stage whose lease of it this process holds
         self._handoffs = Handoffs()  # jobs queued and taken for our idle takers in one step
@@ -94,7 +96,40 @@ class StageQueues:
             # Nobody else waited in the queue (or the job would have waited behind them), and
             # no job was announced since: as after a take that left the queue empty, the next
             # look waits for an announcement.
-            self._drained[stage] = self._notify.ring_mark(stage)
+            self._drained[stage] = self._empty_at[stage] = self._notify.ring_mark(stage)
+
+    # -- hand-overs kept unwritten (redis_carried.py) -------------------------------------------
+    def may_carry(self, stage: str, job_id: str) -> bool:
+        """May the job go to an idle taker of the stage here without a write, under the lease of
+        the stage before, which this process holds? Only while the stage's queue is known to be
+        empty (no job announced since a look found it so), so that it overtakes nobody."""
+        source = STAGES[STAGES.index(stage) - 1]
+        return (self._held.get(job_id) == source and self._empty_at.get(stage) == self._notify.ring_mark(stage)
+                and self._handoffs.free(stage))
+
+    def carry(self, stage: str, job_id: str) -> None:
+        """Give the job to an idle taker of the stage (may_carry said so): its lease stays the
+        stage before's, renewed and acked under that stage's name from now on."""
+        source = STAGES[STAGES.index(stage) - 1]
+        self._handoffs.reserve(stage)
+        self._handoffs.settle(stage, job_id)
+        self._carried[job_id] = (stage, source)
+        while len(self._carried) > 4096:  # a taker stopped before its ack
+            del self._carried[next(iter(self._carried))]
+        self._taken.put(stage, job_id, 1, None)  # its first delivery to the stage
+        self._notify.local_queue(stage, "+")  # wakes an idle taker, which looks in the box first
+        self._drained[stage] = self._empty_at[stage] = self._notify.ring_mark(stage)
+
+    def _lease_of(self, stage: str, job_id: str) -> str | None:
+        """The stage whose lease stands for the stage's hold of the job: its own, or the one
+        before's for a carried job; None when the stage passed its lease on by carrying it."""
+        carried = self._carried.get(job_id)
+        if carried is None:
+            return stage
+        into, source = carried
+        if stage == into:
+            return source
+        return None if stage == source else stage
 
     def lease_keys(self, stage: str) -> list[str]:
         """The keys a script needs to ack the stage's lease (redis_lua.py UPDATE)."""
@@ -177,11 +212,12 @@ class StageQueues:
             return None
         taken = Taken.parse(res)
         if taken is None:
+            self._empty_at[stage] = mark
             return None
         self._taken.put(stage, taken.job_id, taken.deliveries, taken.record)
         self._held[taken.job_id] = stage
         if taken.waiting == 0:
-            self._drained[stage] = mark
+            self._drained[stage] = self._empty_at[stage] = mark
         if taken.how == "new":
             self._notify.local_queue(stage, "-")
         if taken.how == "reclaimed":
@@ -205,6 +241,7 @@ class StageQueues:
             del self._finished[next(iter(self._finished))]
 
     async def renew(self, stage: str, job_id: str) -> bool:
+        stage = self._lease_of(stage, job_id) or stage
         if (stage, job_id) in self._finished:
             return True  # done and acked: still ours to finish
         res = await self._scripts["RENEW"](keys=self._lease(stage), args=[GROUP, self.consumer, job_id])
@@ -215,6 +252,12 @@ class StageQueues:
         return self._held.get(job_id)
 
     async def ack(self, stage: str, job_id: str) -> None:
+        lease = self._lease_of(stage, job_id)
+        if lease is None:
+            return  # the job went on under this lease: its next holder acks it
+        if lease != stage:
+            del self._carried[job_id]
+            stage = lease
         if self._held.get(job_id) == stage:
             del self._held[job_id]
         if (stage, job_id) in self._finished:
@@ -224,6 +267,10 @@ class StageQueues:
 
     async def hand_back(self, stage: str, job_id: str) -> bool:
         """Make a job this process took available to any taker at once."""
+        lease = self._lease_of(stage, job_id)
+        if lease != stage:
+            self._carried.pop(job_id, None)
+            stage = lease or stage
         if self._held.get(job_id) == stage:
             del self._held[job_id]
         self._handoffs.drop(job_id)

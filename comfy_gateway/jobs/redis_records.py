@@ -24,11 +24,12 @@ _KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (
 class Change:
     """What an `apply` callback of the store's _change did to a job: the event it records
     (None: none), the progress that event carries, the heavy fields it set (rewritten), and
-    the job as it was in a state it passed through first (store.Passing), if it did."""
+    the job as it was in each state it passed through first (store.Passing, a kept hand-over:
+    redis_carried.py), in order."""
     event: str | None = None
     progress: dict[str, Any] | None = None
     heavy: frozenset[str] = frozenset()
-    passed: Job | None = None
+    passed: tuple[Job, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

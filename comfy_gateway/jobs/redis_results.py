@@ -99,7 +99,7 @@ class Taken:
 @dataclass(frozen=True, slots=True)
 class Changed:
     """A change written: the job after it, and its status before (None: the job had ended
-    and was left as it was); and the job in the state it passed through on the way, if any."""
+    and was left as it was); and the job in each state it passed through on the way."""
     job: Job
     previous: JobStatus | None
-    passed: Job | None = None
+    passed: tuple[Job, ...] = ()
