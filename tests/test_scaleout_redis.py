@@ -11,16 +11,11 @@ import uuid
 
 import httpx
 import pytest
-import redis
 from PIL import Image
-
-from comfy_gateway.jobs.redis_keys import RedisKeys
-from comfy_gateway.jobs.redis_records import decode_job, encode_core
 
 from .conftest import Fake, empty_save
 from .support.cluster import Cluster, final_result
 from .support.procs import free_port
-from .support.redis import REDIS_URL
 from .support.sse import collect
 from .support.wait import until
 
@@ -251,37 +246,3 @@ async def test_sigterm_hands_held_jobs_to_another_process_at_once(
     result = await final_result(client, b, job_id)
     assert result["status"] == "completed", result
     assert fake.stats()["prompts_received"] == fake.stats()["prompts_executed"] == 1
-
-
-async def test_take_over_of_a_prompt_whose_running_on_write_never_landed(
-        fake_factory, cluster: Cluster, client: httpx.AsyncClient):
-    # A job's "running on" write goes along with its POST: a process that stops between the two
-    # leaves the job naming no backend while its prompt is on one. The next taker must find it
-    # there, on whichever backend it is (every one is asked: here the second the taker knows),
-    # and follow it, not run it a second time.
-    fakes: list[Fake] = [fake_factory(), fake_factory()]
-    for fake in fakes:
-        fake.control(hang=True)
-    first = cluster.start(fakes[1].url)
-    job_id = await submit(client, first.url, empty_save(prefix="w"))
-    await until(lambda: _prompt_reached_any(fakes), "the prompt reached ComfyUI")
-    first.kill()
-    # What the store holds had the process stopped before its write: no backend, no attempt.
-    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    key = RedisKeys(cluster.prefix).job(job_id)
-    job = decode_job(r.hget(key, "core"), None, None, None)
-    assert job.backend is not None
-    r.hset(key, "core", encode_core(job.model_copy(update={"backend": None, "attempts": 0})))
-    r.close()
-    second = cluster.start(",".join(f.url for f in fakes))
-    await until(lambda: _message_has(client, second, job_id, "taken over"), "the second process took it over")
-    for fake in fakes:
-        fake.control(hang=False)
-    result = await final_result(client, second, job_id)
-    assert result["status"] == "completed" and result["output"], result
-    assert sum(f.stats()["prompts_received"] for f in fakes) == 1
-    assert sum(f.stats()["prompts_executed"] for f in fakes) == 1
-
-
-async def _prompt_reached_any(fakes: list[Fake]) -> bool:
-    return any(f.stats()["prompts_received"] for f in fakes)

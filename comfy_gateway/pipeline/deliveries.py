@@ -19,11 +19,9 @@ Ender = Callable[[str, str, JobError], Awaitable[object]]
 
 
 def counted(store: JobStore, stage: str, take: Callable[[], Awaitable[str]],
-            max_deliveries: int, end: Ender | None = None,
-            told: Callable[[str, int], None] | None = None) -> Callable[[], Awaitable[str]]:
+            max_deliveries: int, end: Ender | None = None) -> Callable[[], Awaitable[str]]:
     """`take`, counting each job it returns; one taken too often is ended (failed, and withdrawn
-    wherever it is) and acked here, and the next one is taken instead. `told(job id, times)`
-    hears the count of each job returned."""
+    wherever it is) and acked here, and the next one is taken instead."""
 
     async def take_counted() -> str:
         while True:
@@ -34,8 +32,6 @@ def counted(store: JobStore, stage: str, take: Callable[[], Awaitable[str]],
                 log.warning("%s: could not count the delivery of job %s", stage, job_id, exc_info=True)
                 return job_id
             if times <= max_deliveries:
-                if told is not None:
-                    told(job_id, times)
                 return job_id
             with job_context(job_id):
                 await _give_up(store, stage, job_id, times, end)

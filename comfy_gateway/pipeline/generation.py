@@ -14,9 +14,8 @@ from typing import Any, Awaitable
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from ..comfy.ask import Where, ask
 from ..comfy.backend import Backend
-from ..comfy.errors import BackendError, PromptCancelled, PromptLost, PromptNotAccepted, PromptRejected
+from ..comfy.errors import PromptCancelled, PromptLost, PromptNotAccepted, PromptRejected
 from ..comfy.history import output_refs, raise_for_status
 from ..inputs.find import set_at
 from ..inputs.resolver import InputResolver
@@ -59,7 +58,6 @@ class Generation:
         self._lost_after = lost_after
         self.uploads = {b.name: BackendUploads(b.http) for b in router.backends}
         self._pending: set[asyncio.Task[None]] = set()
-        self._taken_again: set[str] = set()  # taken by the stage before (see taken())
 
     async def __call__(self, job_id: str) -> None:
         ticket = _Ticket()
@@ -74,15 +72,8 @@ class Generation:
                 return
             if job.status is not JobStatus.generating or job.workflow is None:
                 return
-            again = job_id in self._taken_again
-            self._taken_again.discard(job_id)
             try:
-                if job.backend:
-                    entry = await self._taken_over(job, job.backend)
-                elif again:
-                    entry = await self._looked_for_everywhere(job)
-                else:
-                    entry = None
+                entry = await self._taken_over(job) if job.backend else None
                 if entry is None:
                     ran = await self._run_somewhere(job, ticket)
                     if ran is None:
@@ -104,37 +95,15 @@ class Generation:
             if ticket.reserved:
                 self._router.unreserve()
 
-    def taken(self, job_id: str, times: int) -> None:
-        """The generation stage took the job for the `times`-th time (deliveries.counted)."""
-        if times > 1:
-            self._taken_again.add(job_id)
-
-    async def _looked_for_everywhere(self, job: Job) -> dict[str, Any] | None:
-        """A job taken again that names no backend: the process before may have posted its
-        prompt and stopped before its "running on" write landed (the two go together, see
-        _run_somewhere). Settle it from the backend that knows the prompt; None when none does.
-        A backend that does not answer is passed over: it cannot be told apart from one that
-        never got the prompt."""
-        for backend in self._router.backends:
-            try:
-                where, _ = await ask(backend.http, job.id, self._lost_after)
-            except BackendError as exc:
-                log.warning("job %s: could not ask %s whether it has the prompt (%s)", job.id, backend.name, exc)
-                continue
-            if where is not Where.unknown:
-                return await self._taken_over(job, backend.name)
-        return None
-
-    async def _taken_over(self, job: Job, name: str) -> dict[str, Any] | None:
-        """A process sent the job to backend `name` (or was about to) and stopped. Settle it
-        from that backend; None when the backend never got it (submit again)."""
-        backend = self._router.by_name(name)
+    async def _taken_over(self, job: Job) -> dict[str, Any] | None:
+        """The job names a backend: a process sent it there (or was about to) and stopped.
+        Settle it from that backend; None when the backend never got it (submit again)."""
+        backend = self._router.by_name(job.backend)
         if backend is None:
             log.warning("job %s names backend %s, which this process does not know; submitting again",
-                        job.id, name)
+                        job.id, job.backend)
             return None
-        await self._store.update(job.id, message=f"taken over: following its prompt on {backend.name}",
-                                 backend=backend.name)
+        await self._store.update(job.id, message=f"taken over: following its prompt on {backend.name}")
         entry = await settle_elsewhere(backend, job.id, self._lost_after)
         if entry is None:
             log.info("job %s: %s never got its prompt; submitting it again", job.id, backend.name)
@@ -151,37 +120,26 @@ class Generation:
             backend = await self._router.acquire(
                 reserved=ticket.reserved, prefer=(lambda b: models.holds(b, job.inputs)) if models else None)
             ticket.reserved = False
-            writing: asyncio.Future[Job] | None = None
             try:
                 # Made before the write below, which tells whether the job still runs: any end
                 # after that write wakes this watch, so following the run needs no look first.
                 async with self._store.events(job.id, wake="end", look_first=False) as watch:
-                    # Written while the prompt is posted, so that its round trip overlaps the
-                    # POST's: should the write say the job ended (cancelled or timed out while
-                    # it waited for us) or fail, the prompt is withdrawn (_unless_ended). Should
-                    # this process stop between the POST and the write, the job names no backend
-                    # and its next taker looks for the prompt on every one (_looked_for_everywhere).
-                    writing = _quiet(asyncio.ensure_future(self._store.update(
+                    job = await self._store.update(
                         job.id, message=f"running on {backend.name}", backend=backend.name,
-                        marks={"generation_started": time.time()}, attempts=job.attempts + 1)))
-                    sent = job.model_copy(update={"backend": backend.name, "attempts": job.attempts + 1})
+                        marks={"generation_started": time.time()}, attempts=job.attempts + 1)
+                    if job.status.terminal:  # cancelled or timed out while it waited for us
+                        return None
                     if self._faults is None:
-                        entry = await self._run(sent, backend, watch, writing)
-                    else:  # out-of-memory: freed and run once more on the same backend
-                        entry = await self._faults.run(job.id, backend,
-                                                       lambda: self._run(sent, backend, watch, writing))
-                    job = await writing
-                    return None if job.status.terminal else (job, entry)
+                        return job, await self._run(job, backend, watch)
+                    current = job  # out-of-memory: freed and run once more on the same backend
+                    return job, await self._faults.run(job.id, backend, lambda: self._run(current, backend, watch))
             except PromptNotAccepted as exc:
                 refusals += 1
                 if refusals > 2 * len(self._router.backends):
                     raise
                 log.warning("job %s: %s refused the prompt (%s); trying again", job.id, backend.name, exc)
-                job = await self._store.update(job.id, attempts=(await _written(writing, job)).attempts - 1)  # not a run
-                if job.status.terminal:
-                    return None
+                job = await self._store.update(job.id, attempts=job.attempts - 1)  # not a run
             except PromptLost as exc:
-                job = await _written(writing, job)
                 if job.attempts >= MAX_ATTEMPTS:
                     raise
                 # A restarted ComfyUI forgot it: run it again, on whichever backend is free
@@ -193,7 +151,7 @@ class Generation:
                 self._router.release(backend)
             await asyncio.sleep(min(0.1 * refusals, 1.0))
 
-    async def _run(self, job: Job, backend: Backend, watch: JobEvents, writing: asyncio.Future[Job]) -> dict[str, Any]:
+    async def _run(self, job: Job, backend: Backend, watch: JobEvents) -> dict[str, Any]:
         job_id = job.id
 
         def on_progress(p: Progress) -> None:
@@ -210,10 +168,10 @@ class Generation:
             return backend.run(job_id, workflow, on_progress, job.deadline, on_preview)
 
         if not job.inputs:
-            return await self._unless_ended(job_id, backend, run(job.workflow or {}), watch, writing)
+            return await self._unless_ended(job_id, backend, run(job.workflow or {}), watch)
         workflow, reused = await self._place_inputs(job, backend)
         try:
-            return await self._unless_ended(job_id, backend, run(workflow), watch, writing)
+            return await self._unless_ended(job_id, backend, run(workflow), watch)
         except PromptRejected as exc:
             # A file this backend had before may be gone (a restarted ComfyUI with a fresh input
             # folder): if ComfyUI names one, upload again and try once more. A rejected prompt
@@ -227,31 +185,23 @@ class Generation:
                 if self._models is not None:
                     self._models.delivery.forget(backend.name, sha)
             workflow, _ = await self._place_inputs(job, backend)
-            return await self._unless_ended(job_id, backend, run(workflow), watch, writing)
+            return await self._unless_ended(job_id, backend, run(workflow), watch)
 
     async def _unless_ended(self, job_id: str, backend: Backend, run: Awaitable[dict[str, Any]],
-                            watch: JobEvents, writing: asyncio.Future[Job]) -> dict[str, Any]:
+                            watch: JobEvents) -> dict[str, Any]:
         """Await the run, but withdraw the prompt if the job ends meanwhile (`watch` wakes at
-        its end), or if its "running on" write (`writing`) finds it ended or fails. A cancel or
-        timeout made by another process withdraws the prompt from ComfyUI itself, yet a prompt
-        deleted while pending sends no frame at all: without this, this worker would wait
-        forever. It also catches a cancel while the POST is on its way."""
+        its end). A cancel or timeout made by another process withdraws the prompt from ComfyUI
+        itself, yet a prompt deleted while pending sends no frame at all: without this, this
+        worker would wait forever. It also catches a cancel while the POST is on its way."""
         running = asyncio.ensure_future(run)
         ended = asyncio.ensure_future(self._ended(job_id, watch))
-        refused = asyncio.ensure_future(_refused(writing))
         try:
-            await asyncio.wait({running, ended, refused}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({running, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not running.done():
                 await backend.cancel(job_id)  # ends the run with PromptCancelled
-            try:
-                return await running
-            except PromptCancelled:
-                if writing.done() and not writing.cancelled() and writing.exception() is not None:
-                    raise writing.exception() from None  # the write failed, not the prompt
-                raise
+            return await running
         finally:
             ended.cancel()
-            refused.cancel()
             running.cancel()
 
     async def _ended(self, job_id: str, watch: JobEvents) -> None:
@@ -308,27 +258,3 @@ class Generation:
             progress=finished_progress(job),
         )
 
-
-
-def _quiet(writing: asyncio.Future[Job]) -> asyncio.Future[Job]:
-    """A write that a run may leave behind (stopped meanwhile): its error is not left unread."""
-    writing.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return writing
-
-
-async def _written(writing: asyncio.Future[Job] | None, job: Job) -> Job:
-    """The job as its "running on" write left it (as it was, if that write never started)."""
-    return job if writing is None else await writing
-
-
-async def _refused(writing: asyncio.Future[Job]) -> None:
-    """Return once the "running on" write finds the job ended, or fails; else never."""
-    try:
-        job = await asyncio.shield(writing)
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # noqa: BLE001 - raised by whoever awaits the write
-        return
-    if job.status.terminal:
-        return
-    await asyncio.Future()

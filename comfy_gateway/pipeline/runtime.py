@@ -138,7 +138,7 @@ class Runtime:
         self.pools["generation"] = [pool(
             "generation", router.total_slots, self.generation,
             take=lambda: router.gated_take(counted(store, "generation", lambda: store.dequeue("generation"),
-                                                   s.max_deliveries, self._give_up, self.generation.taken)))]
+                                                   s.max_deliveries, self._give_up)))]
         self.pools["postprocess"] = [pool("postprocess", s.postprocess_workers,
                                           Postprocess(store, self.pool, self.storage, self.s3, self.secrets, s))]
         await self.webhooks.start()
