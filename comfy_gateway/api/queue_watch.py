@@ -21,6 +21,7 @@ from typing import Iterator
 from prometheus_client import Counter
 
 from ..inputs.singleflight import SingleFlight
+from ..jobs.following import GONE, JobEvents
 from ..jobs.model import Job
 from ..pipeline.queue_places import Place, queue_places, stage_of
 from ..pipeline.runtime import Runtime
@@ -99,9 +100,21 @@ class QueueWatch:
         return place
 
     async def _watch(self) -> None:
+        # One registration for queue changes, kept while the places are read and the streams
+        # woken: a change that comes meanwhile makes the next wait return at once. (A wait
+        # registered anew after each reading missed such a change, and a stream could show a
+        # place one behind until the next change, seconds later.)
+        events: JobEvents | None = None
         try:
             while self._waiting():
-                await self._queue_moved()
+                if events is None:
+                    # Past every event the job will have: only a queue change, the timeout or
+                    # the job vanishing end a wait.
+                    events = self._runtime.store.events(next(iter(self._waiting())), after=NEVER, wake="end",
+                                                        queue_changes=True, idle=IDLE_WAIT, look_first=False)
+                if await anext(events, GONE) is GONE:  # a Tick: queue_moved, idle or gone
+                    events.close()
+                    events = None
                 pause = MIN_INTERVAL - (time.monotonic() - self._last)
                 if pause > 0:
                     await asyncio.sleep(pause)
@@ -110,20 +123,13 @@ class QueueWatch:
         except Exception:  # noqa: BLE001 - the streams go on; a new one restarts the watch
             log.exception("queue watch failed")
         finally:
+            if events is not None:
+                events.close()
             if self._task is asyncio.current_task():
                 self._task = None
 
     def _waiting(self) -> dict[str, Job]:
         return {i: j for i, j in self._jobs.items() if stage_of(j) is not None and i in self._followers}
-
-    async def _queue_moved(self) -> None:
-        """Return at the next queue change (or after IDLE_WAIT)."""
-        job_id = next(iter(self._waiting()))
-        # Past every event the job will have: only a queue change (or the job vanishing, or the
-        # timeout) ends this wait.
-        async with self._runtime.store.events(job_id, after=NEVER, queue_changes=True, idle=IDLE_WAIT) as events:
-            async for _ in events:  # a Tick: queue_moved, idle or gone
-                return
 
     async def _replace(self) -> None:
         jobs = self._waiting()
