@@ -120,3 +120,25 @@ async def test_a_job_whose_holder_stopped_after_its_hand_over_was_written_is_tak
     # Its holder is the generation stage, which sends a postprocessing job on to postprocess.
     assert await asyncio.wait_for(b.dequeue("generation"), PROMPTLY) == "j"
     assert _statuses(await b.events_after("j", 0)) == ["queued", "preprocessing", "generating", "postprocessing"]
+
+
+async def test_a_kept_hand_over_whose_write_fails_is_kept_and_written_later(pair):
+    a, b = pair
+    await _carried(a, "j")
+    script, failures = a._changes._script, []
+
+    async def unreachable_once(**kw):
+        if not failures:
+            failures.append(kw)
+            raise ConnectionError("Redis went away (injected)")
+        return await script(**kw)
+
+    a._changes._script = unreachable_once
+    for _ in range(int(PROMPTLY / CARRY_FOR)):
+        if (await b.get("j")).status is JobStatus.postprocessing:
+            break
+        assert (await a.get("j")).status is JobStatus.postprocessing  # still kept here meanwhile
+        await asyncio.sleep(CARRY_FOR)
+    assert failures and (await b.get("j")).status is JobStatus.postprocessing
+    assert _statuses(await b.events_after("j", 0)) == ["queued", "preprocessing", "generating", "postprocessing"]
+    assert await _lease_holder(a, "generation", "j") == a.consumer

@@ -32,6 +32,7 @@ from .redis_records import Change
 log = logging.getLogger("comfy_gateway.jobs.redis")
 
 CARRY_FOR = 0.05  # seconds a kept hand-over waits for the job's next change before it is written
+RETRY_AFTER = 1.0  # seconds before a hand-over whose write failed (Redis unreachable) is tried again
 CARRIED_INTO = ("postprocess",)  # the last stage: a job it holds only moves on to its end
 
 Apply = Callable[[Job], Change]
@@ -72,8 +73,8 @@ class CarriedChanges:
         self._kept: dict[str, Carried] = {}
         self._flushing: set[asyncio.Task[None]] = set()
 
-    def keep(self, carried: Carried) -> None:
-        carried.timer = asyncio.get_running_loop().call_later(CARRY_FOR, self._time_up, carried.job_id)
+    def keep(self, carried: Carried, after: float = CARRY_FOR) -> None:
+        carried.timer = asyncio.get_running_loop().call_later(after, self._time_up, carried.job_id)
         self._kept[carried.job_id] = carried
 
     def job(self, job_id: str) -> Job | None:
@@ -90,7 +91,7 @@ class CarriedChanges:
 
     def put_back(self, carried: Carried) -> None:
         """Its write failed (Redis unreachable): kept again, written by the next change or later."""
-        self.keep(carried)
+        self.keep(carried, RETRY_AFTER)
 
     def _time_up(self, job_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._flush(job_id), name=f"carried:{job_id}")

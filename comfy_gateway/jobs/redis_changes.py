@@ -64,7 +64,8 @@ class JobChanges:
                 if kept is not None:
                     return kept
             waiting = self._progress.take(job_id)  # progress frames that go with this change
-            frames = [*(carried.waiting.frames if carried and carried.waiting else []), *(waiting.frames if waiting else [])]
+            frames = [*(carried.waiting.frames if carried and carried.waiting else []),
+                      *(waiting.frames if waiting else [])]
             written = False
             try:
                 done = await self._locked(job_id, carried.then(apply) if carried else apply, ended_too, light,
