@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 def connect(url: str, password: str | None = None) -> Redis:
@@ -15,4 +18,33 @@ def connect(url: str, password: str | None = None) -> Redis:
     # A pool that makes a caller wait for a free connection instead of failing it: redis-py's
     # default pool raises "Too many connections" past 100 callers at once, and one job's
     # followers (or a burst of requests) are easily more.
-    return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=100, timeout=20, **kw))
+    pool = BlockingConnectionPool.from_url(url, max_connections=100, timeout=20, **kw)
+    if sys.version_info < (3, 12):
+        base = pool.connection_class  # TCP, TLS or a Unix socket, as the URL says
+        pool.connection_class = type(f"CancelSafe{base.__name__}", (CancelSafeSend, base), {})
+    return Redis.from_pool(pool)
+
+
+class CancelSafeSend:
+    """redis-py bounds each send by socket_timeout with asyncio.wait_for, which before Python
+    3.12 swallows a cancel that comes as the send completes (CPython gh-86296): the command then
+    returns normally in a task that was told to stop, and a loop in that task runs on (seen
+    here: a worker or sweeper whose stop never ends, about one stop in four right after a
+    start). The same bound from asyncio.timeout, which passes every cancel on. Reads are bounded
+    by asyncio.timeout in redis-py already."""
+
+    socket_timeout: float | None
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        limit = self.socket_timeout
+        if not limit:
+            return await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        self.socket_timeout = None  # no wait_for in redis-py's send; this connection is ours alone
+        try:
+            async with asyncio.timeout(limit):
+                await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except TimeoutError:
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        finally:
+            self.socket_timeout = limit
