@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 
+from ..jobs.following import JobEvents, Wake
 from ..jobs.model import Job
 from ..logs import current_job_id
 from ..net.guard import UrlRefused, check_url
@@ -49,7 +50,8 @@ ADMISSION_KINDS = {"modifier", "input"}
 GENERATE_REFUSALS = ADMISSION_KINDS | {"rejected"}
 
 
-async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
+async def _submit(request: Request, body: GenerateRequest,
+                  follow: Wake | None = None) -> tuple[Job, JobEvents | None]:
     runtime = runtime_of(request)
     if runtime.draining:
         raise HTTPException(503, detail="the gateway is shutting down and takes no new jobs; retry on "
@@ -66,11 +68,11 @@ async def _submit(request: Request, body: GenerateRequest) -> tuple[Job, bool]:
         # answered before anything is queued. UnknownModifier / InvalidModifications -> errors.py.
         runtime.modifiers.check(body.input.modifier, body.input.modifications)
     check_destinations(body, runtime)
-    job, created = await runtime.submit(body.input.job_payload(), key)
+    job, _, events = await runtime.submit_followed(body.input.job_payload(), key, follow)
     # Not reset on purpose: the rest of this request is about this job, down to uvicorn's
     # access log line, which is written from this request's task (and so sees its context).
     current_job_id.set(job.id)
-    return job, created
+    return job, events
 
 
 def check_destinations(body: GenerateRequest, runtime: Runtime) -> None:
@@ -97,7 +99,7 @@ async def _admitted(request: Request, job: Job) -> Job:
     """The job once preprocessing has built its workflow and fetched its inputs (bounded by
     SYNC_TIMEOUT), so a refused input is answered as a 4xx by every mode, not found later."""
     runtime = runtime_of(request)
-    return await runtime.wait_until_admitted(job.id, runtime.settings.sync_timeout) or job
+    return await runtime.wait_until_admitted(job.id, runtime.settings.sync_timeout, known=job) or job
 
 
 def failure_status(job: Job) -> int:
@@ -142,12 +144,17 @@ async def generate_sync(
     limit = runtime.settings.max_sync_timeout
     if timeout is not None and timeout > limit:
         raise HTTPException(422, detail=f"timeout: at most {limit:g} seconds (MAX_SYNC_TIMEOUT)")
-    job, _ = await _submit(request, body)
-    waiting = runtime.wait_until_done(job.id, timeout or runtime.settings.sync_timeout, known=job)
-    if body.input.cancel_on_disconnect:
-        done = await unless_disconnected(request, runtime, job.id, waiting)
-    else:
-        done = await waiting
+    # Followed from before it exists: the wait for its end needs no first look at the store.
+    job, events = await _submit(request, body, follow="end")
+    try:
+        waiting = runtime.wait_until_done(job.id, timeout or runtime.settings.sync_timeout, known=job, events=events)
+        if body.input.cancel_on_disconnect:
+            done = await unless_disconnected(request, runtime, job.id, waiting)
+        else:
+            done = await waiting
+    finally:
+        if events is not None:
+            events.close()  # (the wait closes them too, if it started)
     job = done or job
     if not job.status.terminal:
         return _result(request, job, 202)

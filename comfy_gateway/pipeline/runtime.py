@@ -17,7 +17,7 @@ from ..comfy.pool import BackendPool
 from ..inputs.resolver import InputResolver
 from ..inputs.inline import store_big_inline
 from ..jobs.factory import make_store
-from ..jobs.following import GONE, Tick
+from ..jobs.following import JobEvents, Wake
 from ..jobs.model import Job, JobStatus, WebhookState
 from ..jobs.sealing import SecretBox
 from ..jobs.store import STAGES, JobStore
@@ -47,6 +47,7 @@ from .preview_hub import PreviewHub
 from .preview_relay import RedisPreviewRelay
 from .queue_places import Place, queue_places
 from .router import BackendRouter
+from .waiting import wait_until
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -225,27 +226,50 @@ class Runtime:
         """Create and queue a job for `key`; (job, created). The same request_id with the same
         payload gives back the existing job; with another payload it is a DuplicateRequest.
         Raises KeyQueueFull when the key has max_queued jobs that have not ended."""
+        job, created, _ = await self.submit_followed(payload, key, None)
+        return job, created
+
+    async def submit_followed(self, payload: dict[str, Any], key: ApiKey,
+                              follow: Wake | None) -> tuple[Job, bool, JobEvents | None]:
+        """submit(), and with `follow` the job's events (store.events, woken as `follow` says)
+        followed from before the job is created or read: whoever waits on it then needs no
+        first look at the store (a round trip in Redis). The caller closes them."""
         # Big inline inputs become assets first: the same bytes give the same reference, so the
         # request's identity (its hash) is what it was, and the record stays small.
         payload = await store_big_inline(self.inputs, payload)
         digest = request_hash(payload)
-        request_id = payload.get("request_id")
-        job_id = job_id_for(request_id, key.name if self.keys.scoped else None)
-        if job_id:
+        named = job_id_for(payload.get("request_id"), key.name if self.keys.scoped else None)
+        while True:
+            job_id = named or str(uuid.uuid4())  # a fresh id: nothing to look up (create refuses a clash)
+            events = self.store.events(job_id, wake=follow, look_first=False) if follow else None
+            try:
+                made = await self._create(payload, key, job_id, digest, named is not None)
+            except BaseException:
+                if events is not None:
+                    events.close()
+                raise
+            if made is not None:
+                return *made, events
+            if events is not None:  # lost a race with the same id: look again
+                events.close()
+
+    async def _create(self, payload: dict[str, Any], key: ApiKey, job_id: str, digest: str,
+                      named: bool) -> tuple[Job, bool] | None:
+        """(job, created): the job a request_id names if it exists, else a new job created under
+        that id; None if another job took the id meanwhile."""
+        if named:
             existing = await self.store.get(job_id)
             if existing is not None:
                 if existing.request_hash == digest:
                     return existing, False
                 raise DuplicateRequest(job_id)
-        else:
-            job_id = str(uuid.uuid4())  # a fresh id: nothing to look up (create refuses a clash)
         timeout = float(payload.get("timeout") or self.settings.job_timeout)
         # Stored with its credentials sealed; the hash above saw them in the clear, so the same
         # request with other keys is another request.
         stored = seal_request(payload, job_id, self.secrets)
         hook = WebhookState() if self.webhooks.target(payload) else None
         job = Job(id=job_id, request=stored, request_hash=digest, webhook=hook, deadline=time.time() + timeout,
-                  owner=key.name, request_id=request_id, priority=int(payload.get("priority") or 0))
+                  owner=key.name, request_id=payload.get("request_id"), priority=int(payload.get("priority") or 0))
         # The time limit enters the store with the job (create), so no job exists without one.
         if hook is not None:
             await self.webhooks.owe(job.id, job.deadline)
@@ -256,8 +280,8 @@ class Runtime:
             with job_context(job_id):
                 job = await self.store.create(job, max_waiting=self.settings.max_queue_size,
                                               max_owned=key.max_queued, prepared=prepared)
-        except KeyError:  # lost a race with the same id
-            return await self.submit(payload, key)
+        except KeyError:  # a job of that id exists now (the same request_id, sent twice at once)
+            return None
         self.deadlines.expect(job.deadline)
         return job, True
 
@@ -281,44 +305,22 @@ class Runtime:
         except (KeyError, AlreadyEnded):
             pass
 
-    async def wait_until_done(self, job_id: str, timeout: float, known: Job | None = None) -> Job | None:
+    async def wait_until_done(self, job_id: str, timeout: float, known: Job | None = None,
+                              events: JobEvents | None = None) -> Job | None:
         """Wait, woken by the job's events, until it ends or the timeout passes. `known`: the
-        job as the caller last read it (saves reading it first; events after it are seen)."""
-        return await self.wait_until(job_id, lambda status: status.terminal, timeout, known, end_only=True)
+        job as the caller last read it (saves reading it first; events after it are seen);
+        `events`: the job followed since before that (submit's `follow`)."""
+        return await wait_until(self.store, job_id, lambda status: status.terminal, timeout, known=known,
+                                end_only=True, events=events)
 
-    async def wait_until_admitted(self, job_id: str, timeout: float) -> Job | None:
+    async def wait_until_admitted(self, job_id: str, timeout: float, known: Job | None = None) -> Job | None:
         """Wait until the job is past preprocessing (its workflow built and every input fetched
         and checked) or has ended, so that the API can answer a refused input with a 4xx; or
-        until preprocessing marks its inputs checked while a long model download goes on."""
-        return await self.wait_until(
-            job_id, lambda status: status not in (JobStatus.queued, JobStatus.preprocessing), timeout,
-            checked=lambda job: INPUTS_CHECKED in job.marks)
-
-    async def wait_until(self, job_id: str, done: Callable[[JobStatus], bool], timeout: float,
-                         known: Job | None = None, checked: Callable[[Job], bool] | None = None,
-                         end_only: bool = False) -> Job | None:
-        """Wait until `done` holds for the job's status (statuses only move forward, so once
-        it holds it keeps holding), or the timeout passes; the job as then stored."""
-        deadline = time.monotonic() + timeout
-        # Registered before the first read, and reading every event from the first: nothing
-        # that happens after that read (or after `known` was read) can slip by.
-        # Woken by what can make `done` hold: the end only, when that is all it waits for.
-        async with self.store.events(job_id, wake="end" if checked is None and end_only else "state") as events:
-            job = known if known is not None else await self.store.get(job_id)
-            while True:
-                if job is None or done(job.status) or (checked is not None and checked(job)):
-                    return job
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return job
-                events.idle = remaining
-                item = await anext(events, GONE)
-                # Read the record again only when an event says `done` now holds, or on a tick
-                # (the time is up, or the job is gone); the events carry each new status, and
-                # are read before the record, so the record is at least as new.
-                if isinstance(item, Tick) or (item.type != "progress" and done(JobStatus(item.status))) \
-                        or (checked is not None and item.type == "status"):
-                    job = await self.store.get(job_id)
+        until preprocessing marks its inputs checked while a long model download goes on.
+        `known`: the job as the caller read it (one created past preprocessing needs no read)."""
+        return await wait_until(
+            self.store, job_id, lambda status: status not in (JobStatus.queued, JobStatus.preprocessing), timeout,
+            known=known, checked=lambda job: INPUTS_CHECKED in job.marks)
 
     def workers(self) -> dict[str, int]:
         connected = sum(1 for b in self.pool.backends if b.connected.is_set())

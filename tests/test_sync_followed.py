@@ -1,0 +1,116 @@
+"""A sync call follows its job from before the job exists (Runtime.submit_followed): its wait for
+the end makes no first read of the store, and still cannot miss an end that comes while the job
+is being created. Both stores, a real runtime in front of the fake ComfyUI; the store ends the
+job the moment it is written (by this process, or by another process on the same Redis), a
+timing no real store can be asked for."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from comfy_gateway.access.keys import ANONYMOUS
+from comfy_gateway.jobs.memory import MemoryJobStore
+from comfy_gateway.jobs.model import JobStatus
+from comfy_gateway.jobs.redis import RedisJobStore, connect
+from comfy_gateway.jobs.store import QueueFull
+from comfy_gateway.pipeline.runtime import Runtime
+from comfy_gateway.settings import Settings
+
+from .conftest import Fake
+from .support.redis import REDIS_URL, new_prefix, redis_store, wipe_prefix
+from .support.settling import eventually, quick
+
+
+class EndedAsCreated:
+    """A store whose next create is followed at once by a cancel (`ender`: the store that
+    writes it, this one or another process's), or refused as full ("full")."""
+
+    outcome: str | None = None
+    ender = None
+
+    async def create(self, job, **kw):
+        outcome, self.outcome = self.outcome, None
+        if outcome == "full":
+            raise QueueFull(0, 0)
+        created = (await super().create(job, **kw)).snapshot()  # type: ignore[misc]  (as it was then)
+        if outcome == "cancel":
+            await (self.ender or self).update(job.id, status=JobStatus.cancelled,  # type: ignore[misc]
+                                              message="cancelled as it was created")
+        return created
+
+
+class EndedMemoryStore(EndedAsCreated, MemoryJobStore):
+    pass
+
+
+class EndedRedisStore(EndedAsCreated, RedisJobStore):
+    pass
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def watchers_of(store) -> int:
+    return len(store._watchers if isinstance(store, MemoryJobStore) else store._notify.watchers)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis", "redis-other-process"])
+async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: str, fake_factory, tmp_path):
+    fake: Fake = fake_factory()
+    prefix = new_prefix()
+    store = EndedMemoryStore() if kind == "memory" else EndedRedisStore(connect(REDIS_URL), prefix=prefix)
+    other = await redis_store(prefix) if kind == "redis-other-process" else None
+    store.ender = other
+    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind.split("-")[0],
+                        _env_file=None)  # type: ignore[call-arg]
+    runtime = Runtime(settings, store=store)
+    await runtime.start()
+    try:
+        store.outcome = "cancel"
+        job, created, events = await runtime.submit_followed({"workflow_json": quick("ended")}, ANONYMOUS, "end")
+        assert created and events is not None
+        assert not job.status.terminal, job  # as the create returned it: the cancel came after
+        started = time.monotonic()
+        done = await runtime.wait_until_done(job.id, 20, known=job, events=events)
+        # Woken by the cancel's event (a wait registered after the create, with no first look,
+        # would sleep until its timeout and answer the job as created).
+        assert done is not None and done.status is JobStatus.cancelled, done
+        assert done.message == "cancelled as it was created"
+        assert time.monotonic() - started < 10
+        # The wait closed its registration (the workers' own follows of the job end soon too).
+        await eventually(lambda: _true(watchers_of(store) == 0), 10, "no follower of the job left")
+
+        # A job of the same runtime that runs to its end is answered with its result.
+        job, _, events = await runtime.submit_followed({"workflow_json": quick("runs")}, ANONYMOUS, "end")
+        done = await runtime.wait_until_done(job.id, 20, known=job, events=events)
+        assert done is not None and done.status is JobStatus.completed, done
+        await eventually(lambda: _true(watchers_of(store) == 0), 10, "no follower of the job left")
+    finally:
+        await runtime.stop()
+        if other is not None:
+            await other.close()
+        if kind != "memory":
+            await wipe_prefix(prefix)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_refused_job_leaves_no_follower_behind(kind: str, fake_factory, tmp_path):
+    fake: Fake = fake_factory()
+    prefix = new_prefix()
+    store = EndedMemoryStore() if kind == "memory" else EndedRedisStore(connect(REDIS_URL), prefix=prefix)
+    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind,
+                        _env_file=None)  # type: ignore[call-arg]
+    runtime = Runtime(settings, store=store)
+    await runtime.start()
+    try:
+        store.outcome = "full"
+        with pytest.raises(QueueFull):
+            await runtime.submit_followed({"workflow_json": quick("full")}, ANONYMOUS, "end")
+        assert watchers_of(store) == 0
+    finally:
+        await runtime.stop()
+        if kind != "memory":
+            await wipe_prefix(prefix)
