@@ -57,9 +57,11 @@ class Reconciler:
         while True:
             timer = False
             try:
-                await asyncio.wait_for(self._poked.wait(), self._interval)
+                # (asyncio.timeout, not wait_for: see pipeline/sweeper.py)
+                async with asyncio.timeout(self._interval):
+                    await self._poked.wait()
                 await asyncio.sleep(SETTLE_DELAY)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 timer = True
             self._poked.clear()
             must, self._must = self._must, False

@@ -74,9 +74,12 @@ class Sweeper:
             except Exception:  # noqa: BLE001 - a store hiccup: try again next round
                 log.warning("%s sweep failed; trying again", self.name, exc_info=True)
             self._wake_at = time.time() + delay
+            # asyncio.timeout, not wait_for: before Python 3.12, wait_for swallows a stop's cancel
+            # that comes as a kick wakes it, and the loop would run on.
             try:
-                await asyncio.wait_for(self._kick.wait(), delay)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(delay):
+                    await self._kick.wait()
+            except TimeoutError:
                 pass
 
     async def _one(self, job_id: str) -> None:
