@@ -6,7 +6,9 @@ timing no real store can be asked for."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import AsyncIterator
 
 import pytest
 
@@ -57,18 +59,30 @@ def watchers_of(store) -> int:
     return len(store._watchers if isinstance(store, MemoryJobStore) else store._notify.watchers)
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis", "redis-other-process"])
-async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: str, fake_factory, tmp_path):
-    fake: Fake = fake_factory()
+@contextlib.asynccontextmanager
+async def runtime_over(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tuple[Runtime, EndedAsCreated]]:
+    """A runtime in front of `fake` over a store of `kind` that ends or refuses jobs on demand;
+    "redis-other-process": the ends are written by a second store on the same Redis prefix."""
     prefix = new_prefix()
     store = EndedMemoryStore() if kind == "memory" else EndedRedisStore(connect(REDIS_URL), prefix=prefix)
-    other = await redis_store(prefix) if kind == "redis-other-process" else None
-    store.ender = other
+    store.ender = await redis_store(prefix) if kind == "redis-other-process" else None
     settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind.split("-")[0],
                         _env_file=None)  # type: ignore[call-arg]
     runtime = Runtime(settings, store=store)
     await runtime.start()
     try:
+        yield runtime, store
+    finally:
+        await runtime.stop()
+        if store.ender is not None:
+            await store.ender.close()
+        if kind != "memory":
+            await wipe_prefix(prefix)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis", "redis-other-process"])
+async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: str, fake_factory, tmp_path):
+    async with runtime_over(kind, fake_factory(), tmp_path) as (runtime, store):
         store.outcome = "cancel"
         job, created, events = await runtime.submit_followed({"workflow_json": quick("ended")}, ANONYMOUS, "end")
         assert created and events is not None
@@ -88,29 +102,12 @@ async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: s
         done = await runtime.wait_until_done(job.id, 20, known=job, events=events)
         assert done is not None and done.status is JobStatus.completed, done
         await eventually(lambda: _true(watchers_of(store) == 0), 10, "no follower of the job left")
-    finally:
-        await runtime.stop()
-        if other is not None:
-            await other.close()
-        if kind != "memory":
-            await wipe_prefix(prefix)
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_a_refused_job_leaves_no_follower_behind(kind: str, fake_factory, tmp_path):
-    fake: Fake = fake_factory()
-    prefix = new_prefix()
-    store = EndedMemoryStore() if kind == "memory" else EndedRedisStore(connect(REDIS_URL), prefix=prefix)
-    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind,
-                        _env_file=None)  # type: ignore[call-arg]
-    runtime = Runtime(settings, store=store)
-    await runtime.start()
-    try:
+    async with runtime_over(kind, fake_factory(), tmp_path) as (runtime, store):
         store.outcome = "full"
         with pytest.raises(QueueFull):
             await runtime.submit_followed({"workflow_json": quick("full")}, ANONYMOUS, "end")
         assert watchers_of(store) == 0
-    finally:
-        await runtime.stop()
-        if kind != "memory":
-            await wipe_prefix(prefix)
