@@ -17,7 +17,7 @@ async def wait_until(store: JobStore, job_id: str, done: Callable[[JobStatus], b
     """Wait until `done` holds for the job's status (statuses only move forward, so once it
     holds it keeps holding), `checked` holds for the job, or the timeout passes; the job as
     then stored. `known`: the job as the caller read it. `events`: the job followed since
-    before `known` was read (Runtime.submit's `follow`), which spares the first look."""
+    before `known` was read (Runtime.submit_followed), which spares the first look."""
     deadline = time.monotonic() + timeout
     # Registered before the first read, and reading every event from the first: nothing that
     # happens after that read (or after `known` was read) can slip by.
