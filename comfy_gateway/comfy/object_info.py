@@ -62,8 +62,9 @@ class ObjectInfoCache:
 
     async def _fetch(self, backend: Backend) -> NodeCatalog | None:
         try:
-            classes, stats = await asyncio.wait_for(
-                asyncio.gather(backend.http.object_info(), backend.http.system_stats(self._timeout)), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                classes, stats = await asyncio.gather(backend.http.object_info(),
+                                                      backend.http.system_stats(self._timeout))
         except (BackendError, asyncio.TimeoutError, ValueError) as exc:
             log.info("no /object_info from %s (%s): workflows are left to ComfyUI to check", backend.name, exc)
             return None
@@ -80,8 +81,8 @@ class ObjectInfoCache:
         monotonic time), so that what it lists is at least as new as the caller's question.
         Concurrent callers share such a fetch."""
         try:
-            answers = await asyncio.wait_for(
-                asyncio.gather(*(self._class(backend, n, since) for n in names)), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                answers = await asyncio.gather(*(self._class(backend, n, since) for n in names))
         except (BackendError, asyncio.TimeoutError, ValueError):
             return False
         for answer in answers:

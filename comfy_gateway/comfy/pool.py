@@ -57,8 +57,8 @@ class BackendPool:
         for key in ("warmup_error", "fatal_error"):  # texts that may name the address
             info[key] = redact(info[key], backend.url, backend.label)
         try:
-            stats, queue = await asyncio.wait_for(
-                asyncio.gather(backend.http.system_stats(timeout), backend.http.queue()), timeout)
+            async with asyncio.timeout(timeout):
+                stats, queue = await asyncio.gather(backend.http.system_stats(timeout), backend.http.queue())
             info["reachable"] = True
             info["comfyui_version"] = (stats.get("system") or {}).get("comfyui_version")
             info["queue_running"] = len(queue.get("queue_running", []))

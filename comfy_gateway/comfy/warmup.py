@@ -35,8 +35,9 @@ async def run_warmup(backend: Backend, workflow: dict[str, Any], timeout: float)
     prompt_id = str(uuid.uuid4())
     started = time.monotonic()
     try:
-        await asyncio.wait_for(backend.run(prompt_id, workflow), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):
+            await backend.run(prompt_id, workflow)
+    except TimeoutError:
         await backend.cancel(prompt_id)
         raise TimeoutError(f"warm-up did not finish within {timeout:g}s (WARMUP_TIMEOUT)") from None
     return time.monotonic() - started

@@ -52,7 +52,8 @@ class Notifier:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="redis-notifier")
-        await asyncio.wait_for(self._subscribed.wait(), 30)
+        async with asyncio.timeout(30):
+            await self._subscribed.wait()
 
     async def close(self) -> None:
         if self._task:
