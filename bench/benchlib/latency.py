@@ -136,6 +136,8 @@ async def _latency(bench: Bench, store: str) -> None:
         Figure(part, "gateway CPU per job", gw_cpu, "ms"),
         Figure(part, "Redis commands per job", redis_cmds["total"], "",
                note="others' traffic" if store.startswith("memory") else f"{redis_cmds['scripts']} script calls"),
+        Figure(part, "Redis server CPU per job", redis_cmds["cpu_ms"], "ms",
+               note="others' traffic" if store.startswith("memory") else ""),
         noisy_if=part,
     )
 

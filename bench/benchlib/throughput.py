@@ -69,7 +69,7 @@ async def _one_config(bench: Bench, gw: Managed, comfy_url: str, per_round: list
                 f"{res['direct']['cpu_ms_per_job']}, gateway {res['gateway']['cpu_ms_per_job']}; "
                 f"ComfyUI idle {100 * res['direct']['comfy_idle']:.0f}% / "
                 f"{100 * res['gateway']['comfy_idle']:.0f}% of polls; Redis {res['gateway']['redis']['total']} "
-                f"commands/job")
+                f"commands/job, Redis server CPU {res['gateway']['redis']['cpu_ms']} ms/job")
     n = a.n_throughput
     direct_rate, gw_rate = n / d_time, n / g_time
     idle = {side: sum(r[side]["comfy_idle"] * r[side]["seconds"] for r in rounds)
@@ -78,13 +78,14 @@ async def _one_config(bench: Bench, gw: Managed, comfy_url: str, per_round: list
     lat_ms = summary_ms(lat)
     gw_cpu = sum(r["gateway"]["cpu_ms_per_job"].get("gateway", 0) * r["gateway"]["jobs"] for r in rounds) / n
     redis_total = sum(r["gateway"]["redis"]["total"] * r["gateway"]["jobs"] for r in rounds) / n
+    redis_cpu = sum(r["gateway"]["redis"]["cpu_ms"] * r["gateway"]["jobs"] for r in rounds) / n
     say(f"{tag}: direct {direct_rate:.1f} jobs/s, gateway {gw_rate:.1f} jobs/s, ratio {ratio:.3f} (gateway "
         f"per-call median {lat_ms['median']:.1f} ms, p99 {lat_ms['p99']:.1f}); gateway CPU {gw_cpu:.2f} ms/job; "
-        f"Redis {redis_total:.1f} commands/job")
+        f"Redis {redis_total:.1f} commands/job, Redis server CPU {redis_cpu:.2f} ms/job")
     bench.raw["throughput"][tag] = {
         "direct_jobs_per_s": direct_rate, "gateway_jobs_per_s": gw_rate, "ratio": ratio,
         "gateway_call_ms": lat_ms, "rounds": rounds, "comfy_idle": idle, "gateway_cpu_ms_per_job": gw_cpu,
-        "redis_commands_per_job": redis_total}
+        "redis_commands_per_job": redis_total, "redis_server_cpu_ms_per_job": redis_cpu}
     part = f"throughput-{store}"
     bench.add(
         Figure(part, f"direct pipelined (rounds beside gw{workers}, {clients} clients)", direct_rate, "jobs/s"),
@@ -93,6 +94,8 @@ async def _one_config(bench: Bench, gw: Managed, comfy_url: str, per_round: list
                f">= {THROUGHPUT_TARGET:.2f}", ratio >= THROUGHPUT_TARGET),
         Figure(part, f"gateway CPU per job, {clients} clients, gw{workers}", gw_cpu, "ms"),
         Figure(part, f"Redis commands per job, {clients} clients, gw{workers}", redis_total, "",
+               note="others' traffic" if store.startswith("memory") else ""),
+        Figure(part, f"Redis server CPU per job, {clients} clients, gw{workers}", redis_cpu, "ms",
                note="others' traffic" if store.startswith("memory") else ""),
         Figure(part, f"ComfyUI idle during gateway run, {clients} clients, gw{workers}",
                100 * idle["gateway"], "%", note=f"direct {100 * idle['direct']:.1f}%"),
