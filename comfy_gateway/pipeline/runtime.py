@@ -242,16 +242,15 @@ class Runtime:
         while True:
             job_id = named or str(uuid.uuid4())  # a fresh id: nothing to look up (create refuses a clash)
             events = self.store.events(job_id, wake=follow, look_first=False) if follow else None
+            made = None
             try:
                 made = await self._create(payload, key, job_id, digest, named is not None)
-            except BaseException:
-                if events is not None:
+            finally:
+                if made is None and events is not None:  # refused, or lost a race for the id
                     events.close()
-                raise
             if made is not None:
                 return *made, events
-            if events is not None:  # lost a race with the same id: look again
-                events.close()
+            # lost a race with the same id: look again
 
     async def _create(self, payload: dict[str, Any], key: ApiKey, job_id: str, digest: str,
                       named: bool) -> tuple[Job, bool] | None:
@@ -309,7 +308,7 @@ class Runtime:
                               events: JobEvents | None = None) -> Job | None:
         """Wait, woken by the job's events, until it ends or the timeout passes. `known`: the
         job as the caller last read it (saves reading it first; events after it are seen);
-        `events`: the job followed since before that (submit's `follow`)."""
+        `events`: the job followed since before that (submit_followed)."""
         return await wait_until(self.store, job_id, lambda status: status.terminal, timeout, known=known,
                                 end_only=True, events=events)
 
