@@ -27,20 +27,19 @@ What is left before Redis Cluster (or Valkey cluster mode) works, beyond one slo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
     prefix: str  # REDIS_PREFIX as configured
+    # What every key and channel name starts with: "{<prefix without its ':'>}:" (made once: a
+    # job's change names about ten keys).
+    base: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_prefix(self.prefix)
-
-    @property
-    def base(self) -> str:
-        """What every key and channel name starts with: "{<prefix without its ':'>}:"."""
-        return "{" + _stem(self.prefix) + "}:"
+        object.__setattr__(self, "base", "{" + _stem(self.prefix) + "}:")
 
     @property
     def pattern(self) -> str:
