@@ -26,6 +26,7 @@ from benchlib.memory import mem_big, mem_queue
 from benchlib.procs import REPO as SRC_DEFAULT, ProcessManager, imported_from, snapshot_source
 from benchlib.report import git_rev as _git_rev, report
 from benchlib.scaleout import scaleout
+from benchlib.store_path import store_path
 from benchlib.stats import Figure
 from benchlib.throughput import throughput
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"  comfy_gateway imports from {where}")
         bench.raw["gateway_source"] = {"rev": args.gateway_rev or "worktree", "imported_from": where}
         steps: dict[str, Callable[[Bench], Awaitable[None]]] = {
-            "latency": latency, "throughput": throughput,
+            "latency": latency, "throughput": throughput, "store-path": store_path,
             "mem-queue": mem_queue, "mem-big": mem_big, "scaleout": scaleout, "loop-stall": loop_stall,
             "fanout": fanout}
         for part in PARTS:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchlib.stats import parse_size
 
-PARTS = ("latency", "throughput", "mem-queue", "mem-big", "scaleout", "loop-stall", "fanout")
+PARTS = ("latency", "throughput", "store-path", "mem-queue", "mem-big", "scaleout", "loop-stall", "fanout")
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--clients", default="4,16",
                    help="concurrent gateway clients in part 2, one measurement per value (default 4,16)")
     p.add_argument("--stores", default="memory,redis",
-                   help="job stores of the gateways in parts 1, 2 and 4, one gateway each (default memory,redis); "
+                   help="job stores of the gateways in parts 1, 2, store-path and 4, one gateway each (default memory,redis); "
                    "STORE@REV runs that store with the committed revision REV of comfy_gateway (e.g. "
                    "redis@HEAD~3,redis: before and after in one run)"),
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--rounds", type=int, default=2,
                    help="part 2: direct/gateway rounds per GENERATION_WORKERS value, alternating which "
                    "goes first; rates are total jobs / total time (default 2)")
+    p.add_argument("--n-store", type=int, default=2000,
+                   help="store-path: serial jobs per store through the store alone (default 2000)")
     p.add_argument("--mem-jobs", type=int, default=10_000, help="jobs queued in part 3a (default 10000)")
     p.add_argument("--mem-pad-nodes", type=int, default=50,
                    help="part 3a: add N unconnected nodes to each queued workflow, so that it is as big as a "
@@ -109,7 +111,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     if {s.partition("@")[0] for s in args.stores} - {"memory", "redis"}:
         p.error("--stores: memory and/or redis, each optionally @REV")
     if args.quick:
-        defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "mem_jobs": 1000, "big_bytes": 100 << 20,
+        defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "n_store": 300, "mem_jobs": 1000, "big_bytes": 100 << 20,
                     "scaleout_jobs": 150, "stall_jobs": 2, "fanout_followers": 600, "fanout_jobs": 6}
         for key, value in defaults.items():
             if getattr(args, key) == p.get_default(key):
