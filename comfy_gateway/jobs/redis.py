@@ -130,6 +130,8 @@ class RedisJobStore:
             raise QueueFull(created.count, max_waiting or 0)
         if created.outcome == "owner_full":
             raise KeyQueueFull(owner, created.count, max_owned or 0)
+        # As created: its first change (or its taker's read) needs neither a read nor a decode.
+        self._known.remember(job, "1", born, core, request, workflow or None, True)
         self._written.created(job.id, born, core, request, workflow, [
             JobEvent(seq, "status", state.status.value, state.message, now)
             for seq, state in enumerate([*states, job], start=1)])
@@ -153,7 +155,9 @@ class RedisJobStore:
         if record.core is None:
             self._known.forget(job_id)
             return None
-        job = decode_job(record.core, record.progress, record.request, record.workflow)
+        known = self._known.get(job_id)
+        parsed = known.parsed_for(record) if known is not None else None
+        job = decode_job(record.core, record.progress, record.request, record.workflow, parsed)
         self._known.remember(job, record.v, record.born, record.core, record.request, record.workflow, True)
         return job
 

@@ -97,7 +97,7 @@ class JobChanges:
         known = self._known.get(job_id)
         if known is None or not known.full or not self._queues.may_carry(stage, job_id):
             return None
-        job = decode_job(known.core, None, known.request, known.workflow)
+        job = known.job()
         if job.status.terminal:
             return None
         try:
@@ -134,9 +134,10 @@ class JobChanges:
             # script checks it is current. The progress field is never read: a change writes it
             # only when it set it itself.
             known = self._known.get(job_id) if attempt == 0 else None
+            parsed = None
             if known is not None and (light or known.full):
-                v, born, core, request, workflow, full = \
-                    known.v, known.born, known.core, known.request, known.workflow, known.full
+                v, born, core, request, workflow, full, parsed = \
+                    known.v, known.born, known.core, known.request, known.workflow, known.full, known.parsed
             elif light:
                 v, born, core = await self._redis.hmget(k.job(job_id), "v", "born", "core")
                 request = workflow = None
@@ -148,7 +149,7 @@ class JobChanges:
             if core is None:
                 self._known.forget(job_id)
                 return None
-            job = decode_job(core, None, request, workflow)
+            job = decode_job(core, None, request, workflow, parsed)
             progress_before = job.progress
             if job.status.terminal and not ended_too:
                 return Changed(job, None)

@@ -1,0 +1,82 @@
+"""The Redis store decodes a job's request and workflow once per version it meets, not at every
+change: the records it remembers (redis_records.py _Known) keep them decoded, and every Job made
+from such a record shares them, as the memory store's readers share its one Job. A job with a
+20 KB workflow was decoded 8 times on its way through one process (~4 ms of CPU per job on 2
+cores). What another process writes, or a change of the workflow itself, is decoded afresh."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from comfy_gateway.jobs import redis_records
+from comfy_gateway.jobs.model import Job, JobStatus
+from comfy_gateway.jobs.store import Passing, Prepared
+
+from .support.stores import long_leases as pair  # noqa: F401 - a fixture
+from .test_store_local_handoff import _idle_taker
+
+WORKFLOW = {f"n{i}": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "color": i}}
+            for i in range(60)}
+BIG = len(orjson.dumps(WORKFLOW))
+
+
+@pytest.fixture
+def big_decodes(monkeypatch) -> list[int]:
+    """The sizes of the JSON texts as big as the workflow that the store decodes."""
+    sizes: list[int] = []
+
+    class Counting:
+        dumps = staticmethod(orjson.dumps)
+
+        @staticmethod
+        def loads(text):
+            if len(text) >= BIG:
+                sizes.append(len(text))
+            return orjson.loads(text)
+
+    monkeypatch.setattr(redis_records, "orjson", Counting)
+    return sizes
+
+
+def _prepared() -> Prepared:
+    return Prepared(steps=(Passing(JobStatus.preprocessing, "preparing", {}),
+                           Passing(JobStatus.generating, "waiting", {})),
+                    fields={"workflow": WORKFLOW, "inputs": []}, stage="generation")
+
+
+async def test_a_job_that_runs_through_one_process_is_never_decoded_again(pair, big_decodes):
+    a, _ = pair
+    taker = await _idle_taker(a, "generation")
+    await a.create(Job(id="j", request={"workflow_json": WORKFLOW}), prepared=_prepared())
+    assert await asyncio.wait_for(taker, 5) == "j"
+    job = await a.get("j")
+    job = await a.update("j", message="running on gpu0", backend="gpu0", attempts=1)
+    assert job.workflow == WORKFLOW
+    post = await _idle_taker(a, "postprocess")
+    await a.advance("j", "postprocess", status=JobStatus.postprocessing, message="fetching")
+    assert await asyncio.wait_for(post, 5) == "j"
+    assert (await a.get("j")).request == {"workflow_json": WORKFLOW}
+    await a.update("j", status=JobStatus.completed, message="done")
+    assert big_decodes == []  # it was 8: a get and each change, request and workflow each
+
+
+async def test_what_changes_the_workflow_or_comes_from_elsewhere_is_read_anew(pair, big_decodes):
+    a, b = pair
+    await a.create(Job(id="j", request={"workflow_json": WORKFLOW}), prepared=_prepared())
+    # A change of the workflow here: the next reader here gets the new one.
+    smaller = {"1": {"class_type": "EmptyImage", "inputs": {}}}
+    await a.update("j", workflow=smaller)
+    assert (await a.get("j")).workflow == smaller
+    # Another process's change: read and decoded from what it wrote.
+    other = {**WORKFLOW, "extra": {"class_type": "SaveImage", "inputs": {}}}
+    await b.update("j", workflow=other, message="changed elsewhere")
+    job = await a.get("j")
+    assert job.workflow == other and job.message == "changed elsewhere"
+    assert len(big_decodes) >= 1
+    # A change computed here after that is made from b's version, not from a stale copy.
+    job = await a.update("j", message="running on gpu0", backend="gpu0")
+    assert job.workflow == other and job.request == {"workflow_json": WORKFLOW}
+    assert (await b.get("j")).workflow == other
