@@ -67,6 +67,9 @@ async def _one(store) -> None:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    for i in range(args.pad_nodes):  # a workflow as big as a real one, for the same calls
+        WORKFLOW[f"pad{i}"] = {"class_type": "EmptyImage",
+                               "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": i}}
     stats = None
     if args.store == "redis":
         from comfy_gateway.jobs.redis import RedisJobStore, connect
@@ -110,6 +113,7 @@ if __name__ == "__main__":
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--prefix", default="cg-bench-store:")
+    p.add_argument("--pad-nodes", type=int, default=0, help="unconnected nodes added to the workflow")
     try:
         import uvloop  # the loop the gateway runs on (uvicorn's default when it is installed)
 
