@@ -26,7 +26,8 @@ def connect(url: str, password: str | None = None) -> Redis:
     # followers (or a burst of requests) are easily more.
     pool = BlockingConnectionPool.from_url(url, max_connections=100, timeout=20, **kw)
     base = pool.connection_class  # TCP, TLS or a Unix socket, as the URL says
-    mixins = (*((HiredisPack,) if hiredis is not None else ()), *((CancelSafeSend,) if sys.version_info < (3, 12) else ()))
+    mixins: tuple[type, ...] = ((HiredisPack,) if hiredis is not None else ()) + \
+        ((CancelSafeSend,) if sys.version_info < (3, 12) else ())
     if mixins:
         pool.connection_class = type(f"Gateway{base.__name__}", (*mixins, base), {})
     return Redis.from_pool(pool)
@@ -34,8 +35,8 @@ def connect(url: str, password: str | None = None) -> Redis:
 
 class HiredisPack:
     """Commands packed by hiredis, in C, as redis-py's own synchronous connection does; its
-    asyncio connection packs them in Python, argument by argument, which cost about a sixth of
-    the instructions of a job's store calls (an UPDATE has about 40 arguments)."""
+    asyncio connection packs them in Python, argument by argument: about a sixth of the
+    instructions of a job's store calls (an UPDATE has about 40 arguments)."""
 
     _packer = HiredisRespSerializer()  # redis-py's own, for what hiredis refuses as it comes
 
