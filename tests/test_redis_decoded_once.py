@@ -80,3 +80,30 @@ async def test_what_changes_the_workflow_or_comes_from_elsewhere_is_read_anew(pa
     job = await a.update("j", message="running on gpu0", backend="gpu0")
     assert job.workflow == other and job.request == {"workflow_json": WORKFLOW}
     assert (await b.get("j")).workflow == other
+
+
+def test_what_is_kept_decoded_is_bounded_in_count_and_size(monkeypatch):
+    # What a process remembers decoded stays small whatever it reads: the newest few records,
+    # and never one whose texts would be held twice at a large size (an inline input).
+    monkeypatch.setattr(redis_records, "_DECODED_MAX", 3)
+    monkeypatch.setattr(redis_records, "_DECODED_BYTES", 10_000)
+    known = redis_records.KnownRecords()
+    text = orjson.dumps({"w": "x" * 1000}).decode()
+
+    def remember(job_id: str, request: str) -> None:
+        job = Job(id=job_id, request=orjson.loads(request))
+        known.remember(job, "1", "born", job.model_dump_json(), request, None, True)
+
+    for i in range(5):
+        remember(f"j{i}", text)
+    decoded = [i for i in range(5) if known.get(f"j{i}").parsed is not None]
+    assert decoded == [2, 3, 4]
+    assert all(known.get(f"j{i}") is not None for i in range(5))  # still remembered, as texts
+    remember("big", orjson.dumps({"w": "x" * 20_000}).decode())
+    assert known.get("big").parsed is None
+    remember("j5", text)
+    remember("j6", text)
+    assert [i for i in range(7) if known.get(f"j{i}").parsed is not None] == [4, 5, 6]
+    known.forget("j6")
+    remember("j7", text)  # the room j6 left is taken without dropping another
+    assert [i for i in range(8) if known.get(f"j{i}") and known.get(f"j{i}").parsed is not None] == [4, 5, 7]

@@ -7,7 +7,7 @@ decoding of its request and workflow again at each change (see _Known.parsed).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -20,6 +20,8 @@ _HEAVY = {"request", "workflow"}  # written once, kept apart so the hot path rew
 # Progress is a field of its own: a progress frame writes a few hundred bytes, never the record.
 _APART = _HEAVY | {"progress"}
 _KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (see _Known)
+_DECODED_MAX = 256  # of those, kept decoded (see _Known.parsed): more than a process works on at once
+_DECODED_BYTES = 16 << 20  # and the sizes of their texts in all (a decoded request is a few times bigger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,34 +68,53 @@ class _Known:
 
 class KnownRecords:
     """The job records this process last read or wrote (see _Known), newest last, at most
-    _KNOWN_MAX of them."""
+    _KNOWN_MAX of them; the newest of them kept decoded too (at most _DECODED_MAX, whose texts
+    are at most _DECODED_BYTES in all): the jobs this process works on, with room to spare."""
 
     def __init__(self) -> None:
         self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._decoded: OrderedDict[str, int] = OrderedDict()  # job id -> its texts' size, newest last
+        self._decoded_bytes = 0
 
     def get(self, job_id: str) -> _Known | None:
         return self._known.get(job_id)
 
     def forget(self, job_id: str) -> None:
         self._known.pop(job_id, None)
+        self._undecoded(job_id)
 
     def remember(self, job: Job, v: str | None, born: str | None, core: str,
                  request: str | None, workflow: str | None, full: bool) -> None:
         # Only jobs still moving: an ended one changes rarely (webhook bookkeeping).
         if job.status.terminal or v is None or born is None:
-            self._known.pop(job.id, None)
+            self.forget(job.id)
             return
         kept = self._known.get(job.id)
         if kept is not None and kept.born == born and int(kept.v) > int(v):
             # A read answered before a write of this process, and handled after it: the write
             # is newer (a change computed from the read would be refused, or fail to apply).
             return
+        self._undecoded(job.id)
+        size = len(request or "") + len(workflow or "")
         # `job` was decoded from (or encoded to) these texts: its request and workflow are theirs.
-        parsed = (job.request, job.workflow) if full else None
+        # A request too big to keep twice (an inline input not yet stored) is decoded each time.
+        parsed = (job.request, job.workflow) if full and size <= _DECODED_BYTES else None
         self._known[job.id] = _Known(v, born, core, request, workflow, full, parsed)
         self._known.move_to_end(job.id)
+        if parsed is not None:
+            self._decoded[job.id] = size
+            self._decoded_bytes += size
+        while len(self._decoded) > _DECODED_MAX or self._decoded_bytes > _DECODED_BYTES:
+            oldest = next(iter(self._decoded))
+            self._undecoded(oldest)
+            entry = self._known.get(oldest)
+            if entry is not None:
+                self._known[oldest] = replace(entry, parsed=None)  # keeps its place
         while len(self._known) > _KNOWN_MAX:
-            self._known.popitem(last=False)
+            self._undecoded(self._known.popitem(last=False)[0])
+
+    def _undecoded(self, job_id: str) -> None:
+        self._decoded_bytes -= self._decoded.pop(job_id, 0)
 
 
 def encode_core(job: Job) -> str:
