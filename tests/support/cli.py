@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .procs import ROOT
 
@@ -27,6 +30,24 @@ def run_cli(*args: str, url: str | None = None, api_key: str | None = None, cwd:
 
 
 def start_cli(*args: str, url: str | None = None, cwd: Path = ROOT) -> subprocess.Popen[str]:
-    """The CLI in the background, its stderr (progress) readable line by line as it comes."""
-    return subprocess.Popen([sys.executable, "-m", "comfy_gateway.cli", *args], env=cli_env(url), cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    """The CLI in the background, its stderr (progress) readable line by line as it comes, and
+    Ctrl-C (SIGINT) reaching it as it reaches a command a user runs in their terminal."""
+    with _sigint_not_ignored():
+        return subprocess.Popen([sys.executable, "-m", "comfy_gateway.cli", *args], env=cli_env(url), cwd=cwd,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+
+@contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    # A suite started in the background by a shell without job control (`cmd &` in a script)
+    # inherits SIGINT ignored, and so would every process it starts: the CLI would then never
+    # see a Ctrl-C. A handled signal is reset to its default in a started program; an ignored
+    # one stays ignored.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
