@@ -23,10 +23,8 @@ from typing import Any
 from comfy_gateway.jobs.model import Job, JobStatus
 from comfy_gateway.jobs.store import Passing, Prepared
 
-WORKFLOW = {
-    "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 1}},
-    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}},
-}
+from benchlib.workloads import empty_save, padded
+
 OUTPUTS = [{"node_id": "2", "filename": "bench_00001_.png", "subfolder": "", "type": "output"}]
 
 
@@ -52,13 +50,13 @@ async def _postprocess(store) -> None:
         await store.ack("postprocess", job_id)
 
 
-async def _one(store) -> None:
-    job = Job(id=str(uuid.uuid4()), request={"workflow": WORKFLOW})
+async def _one(store, workflow: dict[str, Any]) -> None:
+    job = Job(id=str(uuid.uuid4()), request={"workflow": workflow})
     now = time.time()
     prepared = Prepared(steps=(Passing(JobStatus.preprocessing, "preparing", {"preprocess_started": now}),
                                Passing(JobStatus.generating, "waiting for a free backend",
                                        {"preprocess_finished": now})),
-                        fields={"workflow": WORKFLOW, "inputs": []}, stage="generation")
+                        fields={"workflow": workflow, "inputs": []}, stage="generation")
     async with store.events(job.id, wake="end", look_first=False) as events:
         await store.create(job, prepared=prepared)
         async for event in events:
@@ -67,9 +65,7 @@ async def _one(store) -> None:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    for i in range(args.pad_nodes):  # a workflow as big as a real one, for the same calls
-        WORKFLOW[f"pad{i}"] = {"class_type": "EmptyImage",
-                               "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": i}}
+    workflow = padded(empty_save("bench"), args.pad_nodes)  # with --pad-nodes 50, as big as a real one
     stats = None
     if args.store == "redis":
         from comfy_gateway.jobs.redis import RedisJobStore, connect
@@ -86,12 +82,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     workers = [asyncio.create_task(_generation(store)), asyncio.create_task(_postprocess(store))]
     try:
         for _ in range(args.warmup):
-            await _one(store)
+            await _one(store, workflow)
         if stats is not None:
             stats.__enter__()
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(args.jobs):
-            await _one(store)
+            await _one(store, workflow)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         if stats is not None:
             stats.__exit__(None, None, None)
