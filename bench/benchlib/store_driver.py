@@ -3,10 +3,12 @@
 
 Each job makes the calls a job prepared on arrival makes in the gateway, in the same order
 (api/generate.py, pipeline/generation.py, pipeline/postprocess.py): followed from before its
-create; created past preprocess into the generation queue, where an idle taker waits; read by
-that taker, marked "running on" its backend, handed to postprocess; read there and completed.
-On Redis that is the gateway's three script calls per job (CREATE and two UPDATEs; MONITOR shows
-the same sequence as a gateway in front of the fake ComfyUI). No HTTP, no ComfyUI: what is
+create; created past preprocess into the generation queue, where an idle taker waits, and
+already "running on" its backend (pipeline/claims.py; a revision without claims has its taker
+write that); read by that taker, handed to postprocess; read there and completed. On Redis that
+is the gateway's script calls per job (CREATE and an UPDATE, and an UPDATE more without claims;
+MONITOR shows the same sequence as a gateway in front of the fake ComfyUI). No HTTP, no ComfyUI:
+what is
 measured is the store's own cost, which the latency and throughput parts cannot separate from
 the noise of everything else on 2 cores.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -23,18 +26,28 @@ from typing import Any
 from comfy_gateway.jobs.model import Job, JobStatus
 from comfy_gateway.jobs.store import Passing, Prepared
 
+try:  # a revision that creates a job taken at once "running on" its backend (pipeline/claims.py)
+    from comfy_gateway.jobs.store import Claim
+except ImportError:
+    Claim = None
+
 from benchlib.workloads import empty_save, padded
 
 OUTPUTS = [{"node_id": "2", "filename": "bench_00001_.png", "subfolder": "", "type": "output"}]
+
+
+CLAIMED: dict[str, Any] = {}  # job id -> its watch, made before a create that wrote its claim
 
 
 async def _generation(store) -> None:
     while True:
         job_id = await store.dequeue("generation")
         job = await store.get(job_id)
-        async with store.events(job_id, wake="end", look_first=False):
-            job = await store.update(job_id, message="running on bench", backend="bench",
-                                     marks={"generation_started": time.time()}, attempts=job.attempts + 1)
+        claimed = CLAIMED.pop(job_id, None)
+        async with claimed or store.events(job_id, wake="end", look_first=False):
+            if job.backend != "bench":
+                job = await store.update(job_id, message="running on bench", backend="bench",
+                                         marks={"generation_started": time.time()}, attempts=job.attempts + 1)
             await store.advance(job_id, "postprocess", status=JobStatus.postprocessing,
                                 message="fetching 1 output(s)", marks={"generation_finished": time.time()},
                                 comfy_outputs=OUTPUTS)
@@ -57,8 +70,15 @@ async def _one(store, workflow: dict[str, Any]) -> None:
                                Passing(JobStatus.generating, "waiting for a free backend",
                                        {"preprocess_finished": now})),
                         fields={"workflow": workflow, "inputs": []}, stage="generation")
+    if Claim is not None:
+        CLAIMED[job.id] = store.events(job.id, wake="end", look_first=False)
+        prepared = dataclasses.replace(prepared, claim=Claim(
+            Passing(JobStatus.generating, "running on bench", {"generation_started": time.time()}),
+            {"backend": "bench", "attempts": 1}))
     async with store.events(job.id, wake="end", look_first=False) as events:
-        await store.create(job, prepared=prepared)
+        made = await store.create(job, prepared=prepared)
+        if made.backend != "bench" and job.id in CLAIMED:
+            CLAIMED.pop(job.id).close()
         async for event in events:
             if getattr(event, "status", None) in ("completed", "failed", "cancelled", "timed_out"):
                 return

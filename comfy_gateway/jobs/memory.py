@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter, deque
@@ -84,10 +85,11 @@ class MemoryJobStore(MemoryFacts):
             self._notify(job, None)
             return job
         self._notify(job, None)
-        *steps, last = prepared.steps
-        for step in steps:
-            await self.update(job.id, status=step.status, message=step.message, marks=step.marks)
-        await self.update(job.id, status=last.status, message=last.message, marks=last.marks, **prepared.fields)
+        queue = self._queues[prepared.stage]
+        if prepared.claim is not None and (len(queue) or not queue.has_idle_taker()):
+            prepared = dataclasses.replace(prepared, claim=None)  # no taker gets it at once
+        for step, fields in prepared.moves():
+            await self.update(job.id, status=step.status, message=step.message, marks=step.marks, **fields)
         await self.enqueue(prepared.stage, job.id)
         return job
 

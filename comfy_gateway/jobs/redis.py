@@ -16,6 +16,7 @@ script (compare-and-set on a version field), so no reader sees one without the o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -104,26 +105,36 @@ class RedisJobStore:
         owner = job.owner or ""
         k = self.keys
         stage = prepared.stage if prepared is not None else "preprocess"
-        states = _arrive(job, prepared)  # the job as it was in each state it is created past
-        keys = [k.job(job.id), k.events(job.id), k.stream("preprocess"), k.entries("preprocess"),
-                k.waiting("preprocess"), k.waiting("generation"), k.waiting("postprocess"), k.qseq,
-                k.entries("generation"), k.counts, k.created, k.active, k.created_by(owner), k.deadlines,
-                k.stream(stage), k.entries(stage), k.waiting(stage)]
-        born, core, request, now = uuid.uuid4().hex, encode_core(job), orjson.dumps(job.request).decode(), time.time()
-        workflow = orjson.dumps(job.workflow).decode() if prepared is not None else ""
-        head = [job.id, core, request, -1 if max_waiting is None else max_waiting,
-                "status", job.status.value, job.message, repr(now), k.events_channel, k.queues_channel, born,
-                owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
-                self._notify.tag, repr(job.deadline) if job.deadline is not None else "", *self.queues.hand_args()]
-        tail = [stage, workflow, *(part for state in states for part in ("status", state.status.value, state.message))]
         hand = self.queues.reserve(stage)  # an idle taker of that stage here gets it at once
-        created = None
+        created = record = unclaimed = None
         try:
-            created = Created.parse(await self._scripts["CREATE"](
-                keys=keys, args=[*head, "" if hand is None else "1", *tail]))
+            if prepared is not None and prepared.claim is not None:
+                if hand is None:
+                    prepared = dataclasses.replace(prepared, claim=None)
+                else:
+                    # Written only with the hand-over: the script creates nothing if somebody waits
+                    # in the queue, and the job is then created again without its claim.
+                    unclaimed = job.snapshot()
+            states = _arrive(job, prepared)  # the job as it was in each state it is created past
+            keys = [k.job(job.id), k.events(job.id), k.stream("preprocess"), k.entries("preprocess"),
+                    k.waiting("preprocess"), k.waiting("generation"), k.waiting("postprocess"), k.qseq,
+                    k.entries("generation"), k.counts, k.created, k.active, k.created_by(owner), k.deadlines,
+                    k.stream(stage), k.entries(stage), k.waiting(stage)]
+            born, core, request, now = uuid.uuid4().hex, encode_core(job), orjson.dumps(job.request).decode(), time.time()
+            workflow = orjson.dumps(job.workflow).decode() if prepared is not None else ""
+            head = [job.id, core, request, -1 if max_waiting is None else max_waiting,
+                    "status", job.status.value, job.message, repr(now), k.events_channel, k.queues_channel, born,
+                    owner, -1 if max_owned is None or not owner else max_owned, job.priority, repr(job.created_at),
+                    self._notify.tag, repr(job.deadline) if job.deadline is not None else "",
+                    *self.queues.hand_args(), "" if hand is None else "2" if unclaimed else "1"]
+            tail = [stage, workflow, *(part for state in states for part in ("status", state.status.value, state.message))]
+            record = Record("1", born, core, None, request, workflow or None)
+            created = Created.parse(await self._scripts["CREATE"](keys=keys, args=[*head, *tail]))
         finally:
-            self.queues.settle(stage, job.id, hand, created.queued if created else False,
-                               Record("1", born, core, None, request, workflow or None))
+            self.queues.settle(stage, job.id, hand, created.queued if created else False, record)
+        if created.outcome == "busy" and unclaimed is not None and prepared is not None:
+            return await self.create(unclaimed, max_waiting=max_waiting, max_owned=max_owned,
+                                     prepared=dataclasses.replace(prepared, claim=None))
         if created.outcome == "exists":
             raise KeyError(job.id)
         if created.outcome == "full":
@@ -322,9 +333,7 @@ def _arrive(job: Job, prepared: Prepared | None) -> list[Job]:
     if prepared is None:
         return []
     states = []
-    for step in prepared.steps:
+    for step, fields in prepared.moves():
         states.append(job.snapshot())
-        last = step is prepared.steps[-1]
-        job.apply_change(status=step.status, message=step.message, marks=step.marks,
-                         fields=prepared.fields if last else {})
+        job.apply_change(status=step.status, message=step.message, marks=step.marks, fields=fields)
     return states

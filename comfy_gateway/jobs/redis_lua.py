@@ -55,13 +55,16 @@ from .redis_lua_parts import ANNOUNCE_FN, ENQUEUE_FN, OWNED_FN, TAKE_FIRST_FN
 #       owner (key name), max_queued of the owner (-1: none), priority, created_at, writer's tag,
 #       deadline ('' = none: its time limit, in the same step, so no job exists without one),
 #       group, consumer, delivery counts key prefix, their ttl, hand ('1' when a taker of the
-#       writer waits idle for that stage: enqueue's `hand`), the stage the job joins, its
+#       writer waits idle for that stage: enqueue's `hand`; '2' the same, but the record holds
+#       a claim that is true only if that taker gets the job: store.Claim), the stage the job joins, its
 #       workflow ('' = none yet), then the events written before its own, three values each
 #       (type, status, message): the states a job prepared on arrival passed through
 #       (store.Prepared), its own event and record being those of the state it is created in.
-# Returns {'ok', what enqueue returned}, or {'exists'}, {'full', n}, {'owner_full', n}.
+# Returns {'ok', what enqueue returned}, or {'exists'}, {'full', n}, {'owner_full', n}, or
+# {'busy'} when hand is '2' and somebody waits in the queue (nothing is written).
 CREATE = ENQUEUE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+if ARGV[22] == '2' and redis.call('ZCARD', KEYS[17]) > 0 then return {'busy'} end
 local limit = tonumber(ARGV[4])
 if limit >= 0 then
   -- Waiting jobs, plus those a preprocess worker holds that have not reached the generation
@@ -97,7 +100,7 @@ redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
 redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 if ARGV[17] ~= '' then redis.call('ZADD', KEYS[14], 'NX', ARGV[17], ARGV[1]) end
 local hand = nil
-if ARGV[22] == '1' then hand = {KEYS[15], ARGV[18], ARGV[19], ARGV[20], ARGV[21]} end
+if ARGV[22] ~= '' then hand = {KEYS[15], ARGV[18], ARGV[19], ARGV[20], ARGV[21]} end
 local queued = enqueue(KEYS[16], KEYS[17], KEYS[8], KEYS[1], ARGV[1], ARGV[23], ARGV[10], ARGV[16], hand)
 announce(ARGV[9], ARGV[16], ARGV[1])
 return {'ok', queued}

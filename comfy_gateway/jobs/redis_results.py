@@ -48,7 +48,7 @@ def parse_queued(res: Any) -> bool | Handed:
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    outcome: Literal["ok", "exists", "full", "owner_full"]
+    outcome: Literal["ok", "exists", "full", "owner_full", "busy"]
     count: int  # "full": jobs waiting; "owner_full": the owner's jobs not ended; else 0
     queued: bool | Handed = False  # "ok": as enqueue returned it
 

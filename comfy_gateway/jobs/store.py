@@ -42,14 +42,31 @@ class Passing:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """What the taker of a prepared job's stage writes first, written ahead with the create when
+    the store can hand the job to one of this process's idle takers in that step (see
+    pipeline/claims.py): one more state, `step`, with `fields` set there. Dropped when it cannot:
+    the job is then created as if no claim had been asked for."""
+    step: Passing
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Prepared:
     """A job prepared as it arrived, its preparation having nothing slow to do (see
     pipeline/preprocess.py prepare_now): created past the states in `steps` (each recorded with
     its event and marks, as if a stage had moved it there), with `fields` set at the last one,
-    straight into `stage`'s queue, in one step."""
+    straight into `stage`'s queue, in one step; and past `claim` too when it can be kept."""
     steps: tuple[Passing, ...]
     fields: dict[str, Any]
     stage: str
+    claim: Claim | None = None
+
+    def moves(self) -> list[tuple[Passing, dict[str, Any]]]:
+        """Each state the job is created past, with the fields set there."""
+        *before, last = self.steps
+        moves = [(step, {}) for step in before] + [(last, self.fields)]
+        return moves + [(self.claim.step, self.claim.fields)] if self.claim is not None else moves
 
 
 class QueueFull(Exception):
@@ -79,8 +96,10 @@ class JobStore(Protocol):
         """Store a new job and put it in the preprocess queue, in one step; a job with a
         deadline joins the "deadlines" schedule in that step too, and leaves it when it ends.
         `prepared`: the job is created past its preparation, into a later stage's queue (the
-        same step). Raises KeyError if the id exists, QueueFull past max_waiting, KeyQueueFull
-        when the job's owner already has max_owned jobs that have not ended."""
+        same step); its `claim` is kept only if the job goes to an idle taker of that stage in
+        this process in that step (the job returned then shows it). Raises KeyError if the id
+        exists, QueueFull past max_waiting, KeyQueueFull when the job's owner already has
+        max_owned jobs that have not ended."""
 
     async def get(self, job_id: str) -> Job | None: ...
 

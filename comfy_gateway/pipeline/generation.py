@@ -22,6 +22,7 @@ from ..inputs.resolver import InputResolver
 from ..jobs.following import JobEvents, Tick
 from ..jobs.model import Job, JobStatus, Progress
 from ..jobs.store import JobStore
+from .claims import Claimed, RunClaims
 from .failures import fail_job
 from .gpu_faults import GpuFaults
 from .model_inputs import ModelInputs
@@ -57,14 +58,17 @@ class Generation:
         self._inputs = inputs
         self._lost_after = lost_after
         self.uploads = {b.name: BackendUploads(b.http) for b in router.backends}
+        self.claims = RunClaims(store, router)
         self._pending: set[asyncio.Task[None]] = set()
 
     async def __call__(self, job_id: str) -> None:
         ticket = _Ticket()
+        claimed: Claimed | None = None
         try:
             job = await self._store.get(job_id)
             if job is None or job.status.terminal:
                 return
+            claimed = self.claims.take(job)  # created "running on" a backend here (claims.py)
             if job.status is JobStatus.postprocessing:
                 # Taken over from a process that stopped after the prompt ended but before it
                 # acked: only the hand-over to postprocess may be missing.
@@ -73,9 +77,9 @@ class Generation:
             if job.status is not JobStatus.generating or job.workflow is None:
                 return
             try:
-                entry = await self._taken_over(job) if job.backend else None
+                entry = await self._taken_over(job) if job.backend and claimed is None else None
                 if entry is None:
-                    ran = await self._run_somewhere(job, ticket)
+                    ran = await self._run_somewhere(job, ticket, claimed)
                     if ran is None:
                         return  # ended meanwhile (cancelled, timed out)
                     job, entry = ran  # the job as it went to its backend
@@ -94,6 +98,8 @@ class Generation:
         finally:
             if ticket.reserved:
                 self._router.unreserve()
+            if claimed is not None:
+                claimed.watch.close()
 
     async def _taken_over(self, job: Job) -> dict[str, Any] | None:
         """The job names a backend: a process sent it there (or was about to) and stopped.
@@ -109,26 +115,36 @@ class Generation:
             log.info("job %s: %s never got its prompt; submitting it again", job.id, backend.name)
         return entry
 
-    async def _run_somewhere(self, job: Job, ticket: _Ticket) -> tuple[Job, dict[str, Any]] | None:
+    async def _run_somewhere(self, job: Job, ticket: _Ticket,
+                             claimed: Claimed | None = None) -> tuple[Job, dict[str, Any]] | None:
         """Run on the least-loaded backend in rotation. A backend that refuses the prompt
         outright (down, 5xx) did not queue it, so the next one gets it; a prompt a restarted
         ComfyUI forgot runs once more. The job as it ran and its history entry; None if the
-        job ended meanwhile."""
+        job ended meanwhile. `claimed`: the job was created "running on" a backend (claims.py)."""
         refusals = 0
         while True:
             models = self._models
             backend = await self._router.acquire(
                 reserved=ticket.reserved, prefer=(lambda b: models.holds(b, job.inputs)) if models else None)
             ticket.reserved = False
+            ahead, claimed = claimed, None  # a claim stands for the first attempt only
+            written_ahead = ahead is not None and ahead.backend == backend.name
             try:
-                # Made before the write below, which tells whether the job still runs: any end
-                # after that write wakes this watch, so following the run needs no look first.
-                async with self._store.events(job.id, wake="end", look_first=False) as watch:
-                    job = await self._store.update(
-                        job.id, message=f"running on {backend.name}", backend=backend.name,
-                        marks={"generation_started": time.time()}, attempts=job.attempts + 1)
-                    if job.status.terminal:  # cancelled or timed out while it waited for us
-                        return None
+                if ahead is not None and not written_ahead:
+                    ahead.watch.close()
+                # Made before the write below (or before the create that was this write), which
+                # tells whether the job still runs: any end after it wakes this watch, so
+                # following the run needs no look first.
+                watch = ahead.watch if ahead is not None and written_ahead else self._store.events(
+                    job.id, wake="end", look_first=False)
+                async with watch:
+                    if not written_ahead:
+                        job = await self._store.update(
+                            job.id, message=f"running on {backend.name}", backend=backend.name,
+                            marks={"generation_started": time.time()},
+                            attempts=job.attempts + (0 if ahead is not None else 1))  # a claim counted it
+                        if job.status.terminal:  # cancelled or timed out while it waited for us
+                            return None
                     if self._faults is None:
                         return job, await self._run(job, backend, watch)
                     current = job  # out-of-memory: freed and run once more on the same backend

@@ -79,6 +79,11 @@ class BackendRouter:
         # loaded; among equals, the one picked longest ago, so equal backends alternate.
         return min(free, key=lambda b: (not (prefer and prefer(b)), self.load(b), self._last_pick[b.name]))
 
+    def peek(self) -> Backend | None:
+        """The backend an acquire without preference would get now, if one has a free slot
+        (nothing is taken: pipeline/claims.py names it ahead)."""
+        return self._pick()
+
     async def acquire(self, reserved: bool = True, prefer: Callable[[Backend], bool] | None = None) -> Backend:
         """A slot on the least-loaded backend in rotation (waiting, if the backends left the
         rotation since the job was taken), one that `prefer`s first; with `reserved`, the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import math
 import time
@@ -275,12 +276,19 @@ class Runtime:
         # Most jobs have nothing slow to prepare (no input to fetch): prepared now, they skip the
         # preprocess queue (one hand-over and one store write fewer on their way).
         prepared = await self.preprocess.prepare_now(job) if self.preprocess is not None else None
+        claims = self.generation.claims if self.generation is not None else None
+        if prepared is not None and claims is not None:  # its run's first write, with the create
+            prepared = dataclasses.replace(prepared, claim=claims.offer(job_id))
+        made: Job | None = None
         try:
             with job_context(job_id):
-                job = await self.store.create(job, max_waiting=self.settings.max_queue_size,
-                                              max_owned=key.max_queued, prepared=prepared)
+                made = job = await self.store.create(job, max_waiting=self.settings.max_queue_size,
+                                                     max_owned=key.max_queued, prepared=prepared)
         except KeyError:  # a job of that id exists now (the same request_id, sent twice at once)
             return None
+        finally:
+            if claims is not None:
+                claims.created(job_id, made)
         self.deadlines.expect(job.deadline)
         return job, True
 
