@@ -149,7 +149,8 @@ class RedisJobStore:
         self._notify.local_event(job.id)
         previous = None
         for state in [*states, job]:
-            self._notify_listeners(state, previous)
+            if state.status is not previous:  # (as a change tells them: when the status moves)
+                self._notify_listeners(state, previous)
             previous = state.status
         return job
 
