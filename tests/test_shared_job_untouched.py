@@ -1,0 +1,133 @@
+"""Nothing in the gateway changes a job's request or workflow in place. Both stores hand every
+reader the same decoded request and workflow (the memory store its one live Job; the Redis
+store a remembered record's decode, jobs/redis_records.py `_Known.parsed`): a stage that edited
+one in place would change what every other reader of the job sees, and what the Redis store
+believes it last wrote. Jobs of every kind a stage treats apart (a plain workflow taken at once,
+an inline input with a converted output, a Python modifier, a declarative one) run through a
+real runtime in front of the real ComfyUI; every shared decode is checked against its text as it
+is handed out (Redis), and every job's request and workflow against what was last written
+(memory)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from comfy_gateway.access.keys import ANONYMOUS
+from comfy_gateway.jobs import redis as redis_store_module
+from comfy_gateway.jobs import redis_changes, redis_history, redis_records
+from comfy_gateway.jobs.memory import MemoryJobStore
+from comfy_gateway.jobs.model import Job, JobStatus
+from comfy_gateway.jobs.redis import RedisJobStore, connect
+from comfy_gateway.pipeline.runtime import Runtime
+from comfy_gateway.settings import Settings
+
+from .conftest import png_bytes
+from .support.redis import REDIS_URL, new_prefix, wipe_prefix
+from .support.settling import quick
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _uri(color: tuple[int, int, int]) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(24, 16, color)).decode()
+
+
+def _requests() -> list[dict[str, Any]]:
+    invert = {"1": {"class_type": "LoadImage", "inputs": {"image": _uri((200, 10, 10))}},
+              "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+              "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}}}
+    return [
+        {"workflow_json": quick("plain")},
+        {"workflow_json": invert, "convert_output": {"format": "webp", "quality": 80}, "base64_outputs": True},
+        {"modifier": "ImageEdit", "modifications": {"image": _uri((10, 200, 10)), "effect": "blur", "width": 20}},
+        {"modifier": "BlurScale", "modifications": {"image": _uri((10, 10, 200)), "width": 16, "height": 12}},
+    ]
+
+
+class WrittenMemoryStore(MemoryJobStore):
+    """Keeps a copy of each job's request and workflow as last written; `drift` lists the jobs
+    whose live request or workflow differs from it when a reader gets the job."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: dict[str, tuple[Any, Any]] = {}
+        self.drift: list[str] = []
+        self.checked = 0
+
+    def _keep(self, job: Job | None) -> Job | None:
+        if job is not None:
+            self.written[job.id] = (copy.deepcopy(job.request), copy.deepcopy(job.workflow))
+        return job
+
+    def _check(self, job: Job | None) -> None:
+        if job is not None and job.id in self.written:
+            self.checked += 1
+            if (job.request, job.workflow) != self.written[job.id]:
+                self.drift.append(job.id)
+
+    async def create(self, job: Job, **kw: Any) -> Job:
+        return self._keep(await super().create(job, **kw))  # type: ignore[return-value]
+
+    async def update(self, job_id: str, **change: Any) -> Job:
+        self._check(await super().get(job_id))  # as the last write left it, until this one
+        return self._keep(await super().update(job_id, **change))  # type: ignore[return-value]
+
+    async def get(self, job_id: str) -> Job | None:
+        job = await super().get(job_id)
+        self._check(job)
+        return job
+
+
+class SharedDecodes:
+    """Wraps the Redis store's decode_job: a job made from a remembered decode is compared with a
+    fresh decode of the texts it stands for."""
+
+    def __init__(self) -> None:
+        self.shared = 0
+        self.drift: list[str] = []
+        self._decode = redis_records.decode_job
+
+    def __call__(self, core: str, progress: str | None, request: str | None, workflow: str | None,
+                 parsed: tuple[dict[str, Any], dict[str, Any] | None] | None = None) -> Job:
+        job = self._decode(core, progress, request, workflow, parsed)
+        if parsed is not None:
+            self.shared += 1
+            fresh = (orjson.loads(request) if request else {}, orjson.loads(workflow) if workflow else None)
+            if parsed != fresh:
+                self.drift.append(job.id)
+        return job
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_no_stage_changes_a_shared_request_or_workflow_in_place(kind: str, comfyui: str, tmp_path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    prefix = new_prefix()
+    decodes = SharedDecodes()
+    if kind == "redis":
+        for module in (redis_records, redis_store_module, redis_changes, redis_history):  # each has its name for it
+            monkeypatch.setattr(module, "decode_job", decodes)
+    store = WrittenMemoryStore() if kind == "memory" else RedisJobStore(connect(REDIS_URL), prefix=prefix)
+    settings = Settings(comfyui_api_base=comfyui, output_dir=tmp_path / "out", assets_dir=tmp_path / "assets",
+                        modifiers_dir=REPO / "modifiers", workflows_dir=REPO / "workflows", api_cache=kind,
+                        _env_file=None)  # type: ignore[call-arg]
+    runtime = Runtime(settings, store=store)
+    await runtime.start()
+    try:
+        for payload in _requests():
+            job, _, events = await runtime.submit_followed(payload, ANONYMOUS, "end")
+            done = await runtime.wait_until_done(job.id, 120, known=job, events=events)
+            assert done is not None and done.status is JobStatus.completed, done
+    finally:
+        await runtime.stop()
+        if kind == "redis":
+            await wipe_prefix(prefix)
+    if isinstance(store, WrittenMemoryStore):
+        assert store.checked > 0 and store.drift == [], (store.checked, store.drift)
+    else:
+        assert decodes.shared > 0 and decodes.drift == [], (decodes.shared, decodes.drift)
