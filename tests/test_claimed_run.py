@@ -17,10 +17,10 @@ from comfy_gateway.jobs.model import Job, JobStatus
 from comfy_gateway.jobs.redis import RedisJobStore, connect
 from comfy_gateway.jobs.store import Claim, Passing, Prepared
 from comfy_gateway.pipeline.runtime import Runtime
-from comfy_gateway.settings import Settings
 
 from .conftest import Fake
 from .support.redis import REDIS_URL, new_prefix, redis_store, wipe_prefix
+from .support.runtimes import runtime_over
 from .support.settling import eventually, quick
 
 
@@ -76,18 +76,14 @@ def _taker_idle(store) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def runtime_over(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tuple[Runtime, Writes]]:
+async def counted_runtime(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tuple[Runtime, Writes]]:
     prefix = new_prefix()
     store = CountedMemoryStore() if kind == "memory" else RedisJobStore(connect(REDIS_URL), prefix=prefix)
     writes = store.writes if isinstance(store, CountedMemoryStore) else _count_scripts(store)
-    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind,
-                        _env_file=None)  # type: ignore[call-arg]
-    runtime = Runtime(settings, store=store)
-    await runtime.start()
     try:
-        yield runtime, writes
+        async with runtime_over(store, fake.url, tmp_path) as runtime:
+            yield runtime, writes
     finally:
-        await runtime.stop()
         if kind == "redis":
             await wipe_prefix(prefix)
 
@@ -100,7 +96,7 @@ async def _ended(runtime: Runtime, job_id: str) -> Job | None:
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_a_job_taken_at_once_is_created_running_on_its_backend(kind: str, fake_factory, tmp_path):
     fake: Fake = fake_factory()
-    async with runtime_over(kind, fake, tmp_path) as (runtime, writes):
+    async with counted_runtime(kind, fake, tmp_path) as (runtime, writes):
         router, store = runtime.router, runtime.store
         assert router is not None
         await eventually(lambda: _now(router.peek() is not None and _taker_idle(store)), 20,

@@ -10,10 +10,9 @@ import asyncio
 
 from comfy_gateway.api.queue_watch import IDLE_WAIT, queue_watch
 from comfy_gateway.jobs.memory import MemoryJobStore
-from comfy_gateway.pipeline.runtime import Runtime
-from comfy_gateway.settings import Settings
 
 from .conftest import Fake
+from .support.runtimes import runtime_over
 from .support.settling import eventually, quick
 
 
@@ -36,36 +35,32 @@ async def test_a_queue_change_while_the_places_are_read_is_shown_at_once(fake_fa
     fake: Fake = fake_factory()
     fake.control(hang=True)
     store = MovesWhileRead()
-    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", generation_workers=1,
-                        _env_file=None)  # type: ignore[call-arg]
-    runtime = Runtime(settings, store=store)
-    await runtime.start()
     try:
-        ids = [(await runtime.submit({"workflow_json": quick(f"j{n}")}))[0].id for n in range(3)]
+        async with runtime_over(store, fake.url, tmp_path, generation_workers=1) as runtime:
+            ids = [(await runtime.submit({"workflow_json": quick(f"j{n}")}))[0].id for n in range(3)]
 
-        async def waiting_places():
-            places = [await store.position("generation", i) for i in ids]
-            return places if places == [None, 0, 1] else None  # the first at the backend
+            async def waiting_places():
+                places = [await store.position("generation", i) for i in ids]
+                return places if places == [None, 0, 1] else None  # the first at the backend
 
-        await eventually(waiting_places, 10, "one job at the backend, two waiting")
-        watch = queue_watch(runtime)
-        with watch.follow(ids[2]) as follower:
-            place, _ = await watch.place(follower, await store.get(ids[2]))
-            assert place["position"] == 1
-            store.watched, store.ahead = ids[2], ids[1]
-            await runtime.submit({"workflow_json": quick("later")})  # a queue change: the watch reads
-            job = await store.get(ids[2])
+            await eventually(waiting_places, 10, "one job at the backend, two waiting")
+            watch = queue_watch(runtime)
+            with watch.follow(ids[2]) as follower:
+                place, _ = await watch.place(follower, await store.get(ids[2]))
+                assert place["position"] == 1
+                store.watched, store.ahead = ids[2], ids[1]
+                await runtime.submit({"workflow_json": quick("later")})  # a queue change: the watch reads
+                job = await store.get(ids[2])
 
-            async def at_the_head() -> None:
-                while True:
-                    await asyncio.shield(follower.changed)
-                    if (await watch.place(follower, job))[0]["position"] == 0:
-                        return
+                async def at_the_head() -> None:
+                    while True:
+                        await asyncio.shield(follower.changed)
+                        if (await watch.place(follower, job))[0]["position"] == 0:
+                            return
 
-            # The job ahead left during that reading: the place shown must follow without
-            # waiting for another change (the watch's idle wait is IDLE_WAIT).
-            await asyncio.wait_for(at_the_head(), IDLE_WAIT / 3)
-            assert store.ahead is None
+                # The job ahead left during that reading: the place shown must follow without
+                # waiting for another change (the watch's idle wait is IDLE_WAIT).
+                await asyncio.wait_for(at_the_head(), IDLE_WAIT / 3)
+                assert store.ahead is None
     finally:
         fake.control(hang=False)
-        await runtime.stop()

@@ -14,11 +14,10 @@ import pytest
 from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import JobStatus
 from comfy_gateway.jobs.redis import RedisJobStore, connect
-from comfy_gateway.pipeline.runtime import Runtime
-from comfy_gateway.settings import Settings
 
 from .conftest import Fake
 from .support.redis import REDIS_URL, new_prefix, wipe_prefix
+from .support.runtimes import runtime_over
 from .support.settling import eventually, quick
 
 
@@ -54,34 +53,30 @@ async def test_a_running_on_write_that_finds_the_job_ended_or_fails_posts_no_pro
     prefix = new_prefix()
     store = EndedMemoryStore() if kind == "memory" else EndedRedisStore(connect(REDIS_URL), prefix=prefix)
     store.outcome = outcome
-    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind,
-                        _env_file=None)  # type: ignore[call-arg]
-    runtime = Runtime(settings, store=store)
-    await runtime.start()
-    assert runtime.generation is not None
-    # The taker's own write: no job is created "running on" its backend (claims.py), whether or
-    # not the backend is in rotation by the time the first one arrives.
-    runtime.generation.claims.offer = lambda job_id: None  # type: ignore[method-assign]
     try:
-        job, _ = await runtime.submit({"workflow_json": quick("first")})
+        async with runtime_over(store, fake.url, tmp_path) as runtime:
+            assert runtime.generation is not None
+            # The taker's own write: no job is created "running on" its backend (claims.py), whether
+            # or not the backend is in rotation by the time the first one arrives.
+            runtime.generation.claims.offer = lambda job_id: None  # type: ignore[method-assign]
+            job, _ = await runtime.submit({"workflow_json": quick("first")})
 
-        async def ended(job_id: str):
-            now = await store.get(job_id)
-            return now if now.status.terminal else None
+            async def ended(job_id: str):
+                now = await store.get(job_id)
+                return now if now.status.terminal else None
 
-        done = await eventually(lambda: ended(job.id), 20, "the job ended")
-        if outcome == "cancelled":
-            assert done.status is JobStatus.cancelled and done.message == "cancelled by another process", done
-        else:
-            assert done.status is JobStatus.failed and "the store went away" in done.message, done
-        # Never sent to ComfyUI: the next job runs alone, in the slot the first one left.
-        again, _ = await runtime.submit({"workflow_json": quick("after")})
-        finished = await eventually(lambda: ended(again.id), 20, "the next job ended")
-        assert finished.status is JobStatus.completed, finished
-        stats = await asyncio.to_thread(fake.stats)
-        assert stats["prompts_received"] == 1 and stats["prompts_executed"] == 1, stats
-        assert runtime.router.in_use == {b.name: 0 for b in runtime.pool.backends}
+            done = await eventually(lambda: ended(job.id), 20, "the job ended")
+            if outcome == "cancelled":
+                assert done.status is JobStatus.cancelled and done.message == "cancelled by another process", done
+            else:
+                assert done.status is JobStatus.failed and "the store went away" in done.message, done
+            # Never sent to ComfyUI: the next job runs alone, in the slot the first one left.
+            again, _ = await runtime.submit({"workflow_json": quick("after")})
+            finished = await eventually(lambda: ended(again.id), 20, "the next job ended")
+            assert finished.status is JobStatus.completed, finished
+            stats = await asyncio.to_thread(fake.stats)
+            assert stats["prompts_received"] == 1 and stats["prompts_executed"] == 1, stats
+            assert runtime.router.in_use == {b.name: 0 for b in runtime.pool.backends}
     finally:
-        await runtime.stop()
         if kind == "redis":
             await wipe_prefix(prefix)

@@ -15,10 +15,10 @@ from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import JobStatus
 from comfy_gateway.jobs.redis import RedisJobStore, connect
 from comfy_gateway.pipeline.runtime import Runtime
-from comfy_gateway.settings import Settings
 
 from .conftest import Fake
 from .support.redis import REDIS_URL, new_prefix, wipe_prefix
+from .support.runtimes import runtime_over
 from .support.settling import eventually, quick, settled, store_gateways, submit
 
 
@@ -150,31 +150,27 @@ async def test_store_error_while_following_never_harms_the_job(kind: str, fake_f
     fake: Fake = fake_factory()
     prefix = new_prefix()
     store = FailingMemoryStore() if kind == "memory" else FailingRedisStore(connect(REDIS_URL), prefix=prefix)
-    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind,
-                        _env_file=None)  # type: ignore[call-arg]
-    runtime = Runtime(settings, store=store)
-    await runtime.start()
     try:
-        await eventually(lambda: _connected(runtime), 10, "the backend's websocket")
-        job, _ = await runtime.submit({"workflow_json": slow(0.5)})
+        async with runtime_over(store, fake.url, tmp_path) as runtime:
+            await eventually(lambda: _connected(runtime), 10, "the backend's websocket")
+            job, _ = await runtime.submit({"workflow_json": slow(0.5)})
 
-        async def ended():
-            now = await store.get(job.id)
-            return now if now.status.terminal else None
+            async def ended():
+                now = await store.get(job.id)
+                return now if now.status.terminal else None
 
-        done = await eventually(ended, 20, "the job ended")
-        assert done.status is JobStatus.completed, done
-        assert store.fail == 0  # the failures did happen while it was followed
-        stats = fake.stats()
-        assert stats["prompts_received"] == 1 and stats["prompts_executed"] == 1
-        assert runtime.router.in_use == {b.name: 0 for b in runtime.pool.backends}
-        again, _ = await runtime.submit({"workflow_json": quick("after")})
-        started = time.monotonic()
-        while (await store.get(again.id)).status is not JobStatus.completed:
-            assert time.monotonic() - started < 20, "a new job did not complete"
-            await asyncio.sleep(0.05)
+            done = await eventually(ended, 20, "the job ended")
+            assert done.status is JobStatus.completed, done
+            assert store.fail == 0  # the failures did happen while it was followed
+            stats = fake.stats()
+            assert stats["prompts_received"] == 1 and stats["prompts_executed"] == 1
+            assert runtime.router.in_use == {b.name: 0 for b in runtime.pool.backends}
+            again, _ = await runtime.submit({"workflow_json": quick("after")})
+            started = time.monotonic()
+            while (await store.get(again.id)).status is not JobStatus.completed:
+                assert time.monotonic() - started < 20, "a new job did not complete"
+                await asyncio.sleep(0.05)
     finally:
-        await runtime.stop()
         if kind == "redis":
             await wipe_prefix(prefix)
 

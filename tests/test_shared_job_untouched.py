@@ -24,11 +24,10 @@ from comfy_gateway.jobs import redis_changes, redis_history, redis_records
 from comfy_gateway.jobs.memory import MemoryJobStore
 from comfy_gateway.jobs.model import Job, JobStatus
 from comfy_gateway.jobs.redis import RedisJobStore, connect
-from comfy_gateway.pipeline.runtime import Runtime
-from comfy_gateway.settings import Settings
 
 from .conftest import png_bytes
 from .support.redis import REDIS_URL, new_prefix, wipe_prefix
+from .support.runtimes import runtime_over
 from .support.settling import quick
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,18 +112,14 @@ async def test_no_stage_changes_a_shared_request_or_workflow_in_place(kind: str,
         for module in (redis_records, redis_store_module, redis_changes, redis_history):  # each has its name for it
             monkeypatch.setattr(module, "decode_job", decodes)
     store = WrittenMemoryStore() if kind == "memory" else RedisJobStore(connect(REDIS_URL), prefix=prefix)
-    settings = Settings(comfyui_api_base=comfyui, output_dir=tmp_path / "out", assets_dir=tmp_path / "assets",
-                        modifiers_dir=REPO / "modifiers", workflows_dir=REPO / "workflows", api_cache=kind,
-                        _env_file=None)  # type: ignore[call-arg]
-    runtime = Runtime(settings, store=store)
-    await runtime.start()
     try:
-        for payload in _requests():
-            job, _, events = await runtime.submit_followed(payload, ANONYMOUS, "end")
-            done = await runtime.wait_until_done(job.id, 120, known=job, events=events)
-            assert done is not None and done.status is JobStatus.completed, done
+        async with runtime_over(store, comfyui, tmp_path, assets_dir=tmp_path / "assets",
+                                modifiers_dir=REPO / "modifiers", workflows_dir=REPO / "workflows") as runtime:
+            for payload in _requests():
+                job, _, events = await runtime.submit_followed(payload, ANONYMOUS, "end")
+                done = await runtime.wait_until_done(job.id, 120, known=job, events=events)
+                assert done is not None and done.status is JobStatus.completed, done
     finally:
-        await runtime.stop()
         if kind == "redis":
             await wipe_prefix(prefix)
     if isinstance(store, WrittenMemoryStore):

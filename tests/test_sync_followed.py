@@ -18,10 +18,10 @@ from comfy_gateway.jobs.model import JobStatus
 from comfy_gateway.jobs.redis import RedisJobStore, connect
 from comfy_gateway.jobs.store import QueueFull
 from comfy_gateway.pipeline.runtime import Runtime
-from comfy_gateway.settings import Settings
 
 from .conftest import Fake
 from .support.redis import REDIS_URL, new_prefix, redis_store, wipe_prefix
+from .support.runtimes import runtime_over
 from .support.settling import eventually, quick
 
 
@@ -60,20 +60,16 @@ def watchers_of(store) -> int:
 
 
 @contextlib.asynccontextmanager
-async def runtime_over(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tuple[Runtime, EndedAsCreated]]:
+async def ending_runtime(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tuple[Runtime, EndedAsCreated]]:
     """A runtime in front of `fake` over a store of `kind` that ends or refuses jobs on demand;
     "redis-other-process": the ends are written by a second store on the same Redis prefix."""
     prefix = new_prefix()
     store = EndedMemoryStore() if kind == "memory" else EndedRedisStore(connect(REDIS_URL), prefix=prefix)
     store.ender = await redis_store(prefix) if kind == "redis-other-process" else None
-    settings = Settings(comfyui_api_base=fake.url, output_dir=tmp_path / "out", api_cache=kind.split("-")[0],
-                        _env_file=None)  # type: ignore[call-arg]
-    runtime = Runtime(settings, store=store)
-    await runtime.start()
     try:
-        yield runtime, store
+        async with runtime_over(store, fake.url, tmp_path) as runtime:
+            yield runtime, store
     finally:
-        await runtime.stop()
         if store.ender is not None:
             await store.ender.close()
         if kind != "memory":
@@ -82,7 +78,7 @@ async def runtime_over(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tuple[R
 
 @pytest.mark.parametrize("kind", ["memory", "redis", "redis-other-process"])
 async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: str, fake_factory, tmp_path):
-    async with runtime_over(kind, fake_factory(), tmp_path) as (runtime, store):
+    async with ending_runtime(kind, fake_factory(), tmp_path) as (runtime, store):
         store.outcome = "cancel"
         job, created, events = await runtime.submit_followed({"workflow_json": quick("ended")}, ANONYMOUS, "end")
         assert created and events is not None
@@ -106,7 +102,7 @@ async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: s
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_a_refused_job_leaves_no_follower_behind(kind: str, fake_factory, tmp_path):
-    async with runtime_over(kind, fake_factory(), tmp_path) as (runtime, store):
+    async with ending_runtime(kind, fake_factory(), tmp_path) as (runtime, store):
         store.outcome = "full"
         with pytest.raises(QueueFull):
             await runtime.submit_followed({"workflow_json": quick("full")}, ANONYMOUS, "end")
