@@ -87,15 +87,20 @@ class StageQueues:
         taken = queued.job_id  # (another one only from an old store's unread entry)
         if record is not None and taken == job_id:
             record = dataclasses.replace(record, progress=queued.progress)
-        self._taken.put(stage, taken, queued.deliveries, record if taken == job_id else None)
         self._held[taken] = stage
-        self._handoffs.settle(stage, taken)
-        announced = self._notify.ring_mark(stage) != reserved  # a job came meanwhile
+        # Nobody else waited in the queue (or the job would have waited behind them); if no job
+        # was announced since either, the queue is as a take that emptied it leaves it.
+        self._into_box(stage, taken, queued.deliveries, record if taken == job_id else None,
+                       emptied=self._notify.ring_mark(stage) == reserved)
+
+    def _into_box(self, stage: str, job_id: str, deliveries: int, record: Record | None, emptied: bool) -> None:
+        """The job goes to an idle taker of the stage here, through the box (redis_handoff.py);
+        `emptied`: the stage's queue is known to be empty, so the next look waits for an
+        announcement instead of taking."""
+        self._taken.put(stage, job_id, deliveries, record)
+        self._handoffs.settle(stage, job_id)
         self._notify.local_queue(stage, "+")  # wakes one idle taker, which looks in the box first
-        if not announced:
-            # Nobody else waited in the queue (or the job would have waited behind them), and
-            # no job was announced since: as after a take that left the queue empty, the next
-            # look waits for an announcement.
+        if emptied:
             self._drained[stage] = self._empty_at[stage] = self._notify.ring_mark(stage)
 
     # -- hand-overs kept unwritten (redis_carried.py) -------------------------------------------
@@ -111,14 +116,11 @@ class StageQueues:
         """Give the job to an idle taker of the stage (may_carry said so): its lease stays the
         stage before's, renewed and acked under that stage's name from now on."""
         source = STAGES[STAGES.index(stage) - 1]
-        self._handoffs.reserve(stage)
-        self._handoffs.settle(stage, job_id)
         self._carried[job_id] = (stage, source)
         while len(self._carried) > 4096:  # a taker stopped before its ack
             del self._carried[next(iter(self._carried))]
-        self._taken.put(stage, job_id, 1, None)  # its first delivery to the stage
-        self._notify.local_queue(stage, "+")  # wakes an idle taker, which looks in the box first
-        self._drained[stage] = self._empty_at[stage] = self._notify.ring_mark(stage)
+        self._handoffs.reserve(stage)
+        self._into_box(stage, job_id, 1, None, emptied=True)  # its first delivery to the stage
 
     def _lease_of(self, stage: str, job_id: str) -> str | None:
         """The stage whose lease stands for the stage's hold of the job: its own, or the one
