@@ -88,6 +88,10 @@ async def counted_runtime(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tupl
             await wipe_prefix(prefix)
 
 
+async def _now(value: bool) -> bool:
+    return value
+
+
 async def _ended(runtime: Runtime, job_id: str) -> Job | None:
     job = await runtime.store.get(job_id)
     return job if job is not None and job.status.terminal else None
@@ -120,10 +124,6 @@ async def test_a_job_taken_at_once_is_created_running_on_its_backend(kind: str, 
         assert stats["prompts_received"] == 1 and stats["prompts_executed"] == 1, stats
         assert router.in_use == {b.name: 0 for b in runtime.pool.backends}
         assert not runtime.generation.claims._held  # type: ignore[union-attr]  (nothing kept)
-
-
-async def _now(value: bool) -> bool:
-    return value
 
 
 def _prepared(workflow: dict, claim: Claim | None) -> Prepared:

@@ -8,9 +8,8 @@ already "running on" its backend (pipeline/claims.py; a revision without claims 
 write that); read by that taker, handed to postprocess; read there and completed. On Redis that
 is the gateway's script calls per job (CREATE and an UPDATE, and an UPDATE more without claims;
 MONITOR shows the same sequence as a gateway in front of the fake ComfyUI). No HTTP, no ComfyUI:
-what is
-measured is the store's own cost, which the latency and throughput parts cannot separate from
-the noise of everything else on 2 cores.
+what is measured is the store's own cost, which the latency and throughput parts cannot separate
+from the noise of everything else on 2 cores.
 """
 
 from __future__ import annotations
