@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -38,8 +39,10 @@ class StageQueues:
                  taken: JustTaken, *, consumer: str, lease_seconds: float, key_ttl: int):
         self._redis, self._keys, self._notify, self._scripts, self._taken = redis, keys, notify, scripts, taken
         self.consumer, self.lease_seconds, self._key_ttl = consumer, lease_seconds, key_ttl
-        self._drained: dict[str, int] = {}  # stage -> ring mark at a take that left no job waiting
-        self._empty_at: dict[str, int] = {}  # the same, kept after dequeue's wait consumed it
+        # stage -> the ring mark at which a look found, or a take left, no job waiting there: until
+        # the ring moves (a job announced), another look would come back empty.
+        self._empty_at: dict[str, int] = {}
+        self._looked_at: dict[str, float] = {}  # stage -> when a take last looked there (monotonic)
         self._carried: dict[str, tuple[str, str]] = {}  # job id -> (stage, stage whose lease it has)
         self._finished: dict[tuple[str, str], None] = {}  # (stage, job id) acked with its hand-over
         self._held: dict[str, str] = {}  # job id -> the stage whose lease of it this process holds
@@ -101,7 +104,7 @@ class StageQueues:
         self._handoffs.settle(stage, job_id)
         self._notify.local_queue(stage, "+")  # wakes one idle taker, which looks in the box first
         if emptied:
-            self._drained[stage] = self._empty_at[stage] = self._notify.ring_mark(stage)
+            self._empty_at[stage] = self._notify.ring_mark(stage)
 
     # -- hand-overs kept unwritten (redis_carried.py) -------------------------------------------
     def may_carry(self, stage: str, job_id: str) -> bool:
@@ -163,10 +166,12 @@ class StageQueues:
             if handed is not None:
                 return handed
             mark = self._notify.ring_mark(stage)
-            # The last take left nobody waiting and no job was announced since: waiting for the
-            # next announcement spares a take that would come back empty (once: a lease running
-            # out is only found by looking).
-            if self._drained.pop(stage, None) != mark:
+            # Nobody was waiting at the last look and no job was announced since: waiting for the
+            # next announcement spares a take that would come back empty, for every taker coming
+            # back from work. But a look at least every half lease: a lease running out is only
+            # found by looking.
+            stale = time.monotonic() - self._looked_at.get(stage, 0.0) >= self.lease_seconds / 2
+            if stale or self._empty_at.get(stage) != mark:
                 job_id = await self._take(stage)
                 if job_id is not None:
                     return job_id
@@ -203,6 +208,7 @@ class StageQueues:
     async def take_once(self, stage: str) -> str | None:
         """One look for a job of the stage to take (a lease run out, else the first waiting)."""
         mark = self._notify.ring_mark(stage)  # announcements after this are not in `waiting`
+        self._looked_at[stage] = time.monotonic()
         args = [GROUP, self.consumer, int(self.lease_seconds * 1000), self._keys.queues_channel, stage,
                 self._notify.tag, self._keys.job(""), self._keys.deliveries(""), self._key_ttl]
         try:
@@ -219,7 +225,7 @@ class StageQueues:
         self._taken.put(stage, taken.job_id, taken.deliveries, taken.record)
         self._held[taken.job_id] = stage
         if taken.waiting == 0:
-            self._drained[stage] = self._empty_at[stage] = mark
+            self._empty_at[stage] = mark
         if taken.how == "new":
             self._notify.local_queue(stage, "-")
         if taken.how == "reclaimed":
