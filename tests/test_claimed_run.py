@@ -126,6 +126,47 @@ async def test_a_job_taken_at_once_is_created_running_on_its_backend(kind: str, 
         assert not runtime.generation.claims._held  # type: ignore[union-attr]  (nothing kept)
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_taker_given_another_backend_than_the_claim_names_writes_that_one(kind: str, fake_factory, tmp_path):
+    fakes = [fake_factory(), fake_factory()]
+    prefix = new_prefix()
+    store = CountedMemoryStore() if kind == "memory" else RedisJobStore(connect(REDIS_URL), prefix=prefix)
+    writes = store.writes if isinstance(store, CountedMemoryStore) else _count_scripts(store)
+    try:
+        async with runtime_over(store, ",".join(f.url for f in fakes), tmp_path) as runtime:
+            router = runtime.router
+            assert router is not None
+            await eventually(lambda: _now(all(b.in_rotation for b in router.backends) and _taker_idle(store)), 20,
+                             "both backends in rotation and a generation taker waiting")
+            # The router names one backend ahead, and its taker gets the other (as when another
+            # job takes the named one's last slot in between).
+            picked = router.peek()
+            assert picked is not None
+            named = next(b for b in router.backends if b is not picked)
+            router.peek = lambda: named  # type: ignore[method-assign]
+            job, _ = await runtime.submit({"workflow_json": quick("moved")})
+            assert (job.backend, job.message) == (named.name, f"running on {named.name}"), job
+
+            done = await eventually(lambda: _ended(runtime, job.id), 20, "the job ended")
+            assert done.status is JobStatus.completed and done.backend == picked.name, done
+            assert done.attempts == 1, done  # one run, although two "running on" writes
+            assert writes.create == [f"running on {named.name}"] and writes.update == [f"running on {picked.name}"]
+            messages = [e.message for e in await store.events_after(job.id, 0)]
+            at = messages.index(f"running on {named.name}")
+            assert messages[at + 1] == f"running on {picked.name}", messages
+            ran = [(await asyncio.to_thread(f.stats))["prompts_received"] for f in fakes]
+            assert sorted(ran) == [0, 1], ran
+            assert not runtime.generation.claims._held  # type: ignore[union-attr]
+            await eventually(lambda: _now(_watchers(store) == 0), 10, "no watch of the job left")
+    finally:
+        if kind == "redis":
+            await wipe_prefix(prefix)
+
+
+def _watchers(store) -> int:
+    return len(store._watchers if isinstance(store, MemoryJobStore) else store._notify.watchers)
+
+
 def _prepared(workflow: dict, claim: Claim | None) -> Prepared:
     return Prepared(steps=(Passing(JobStatus.preprocessing, "preparing the workflow"),
                            Passing(JobStatus.generating, "waiting for a free backend")),
