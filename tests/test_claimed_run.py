@@ -21,7 +21,8 @@ from comfy_gateway.pipeline.runtime import Runtime
 from .conftest import Fake
 from .support.redis import REDIS_URL, new_prefix, redis_store, wipe_prefix
 from .support.runtimes import runtime_over
-from .support.settling import eventually, quick
+from .support.settling import eventually, holds, quick
+from .support.stores import watchers_of
 
 
 class Writes:
@@ -88,10 +89,6 @@ async def counted_runtime(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tupl
             await wipe_prefix(prefix)
 
 
-async def _now(value: bool) -> bool:
-    return value
-
-
 async def _ended(runtime: Runtime, job_id: str) -> Job | None:
     job = await runtime.store.get(job_id)
     return job if job is not None and job.status.terminal else None
@@ -103,7 +100,7 @@ async def test_a_job_taken_at_once_is_created_running_on_its_backend(kind: str, 
     async with counted_runtime(kind, fake, tmp_path) as (runtime, writes):
         router, store = runtime.router, runtime.store
         assert router is not None
-        await eventually(lambda: _now(router.peek() is not None and _taker_idle(store)), 20,
+        await eventually(lambda: holds(router.peek() is not None and _taker_idle(store)), 20,
                          "a backend in rotation and a generation taker waiting")
         backend = router.peek()
         assert backend is not None
@@ -136,7 +133,7 @@ async def test_a_taker_given_another_backend_than_the_claim_names_writes_that_on
         async with runtime_over(store, ",".join(f.url for f in fakes), tmp_path) as runtime:
             router = runtime.router
             assert router is not None
-            await eventually(lambda: _now(all(b.in_rotation for b in router.backends) and _taker_idle(store)), 20,
+            await eventually(lambda: holds(all(b.in_rotation for b in router.backends) and _taker_idle(store)), 20,
                              "both backends in rotation and a generation taker waiting")
             # The router names one backend ahead, and its taker gets the other (as when another
             # job takes the named one's last slot in between).
@@ -157,14 +154,10 @@ async def test_a_taker_given_another_backend_than_the_claim_names_writes_that_on
             ran = [(await asyncio.to_thread(f.stats))["prompts_received"] for f in fakes]
             assert sorted(ran) == [0, 1], ran
             assert not runtime.generation.claims._held  # type: ignore[union-attr]
-            await eventually(lambda: _now(_watchers(store) == 0), 10, "no watch of the job left")
+            await eventually(lambda: holds(watchers_of(store) == 0), 10, "no watch of the job left")
     finally:
         if kind == "redis":
             await wipe_prefix(prefix)
-
-
-def _watchers(store) -> int:
-    return len(store._watchers if isinstance(store, MemoryJobStore) else store._notify.watchers)
 
 
 def _prepared(workflow: dict, claim: Claim | None) -> Prepared:

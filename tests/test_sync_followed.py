@@ -22,7 +22,8 @@ from comfy_gateway.pipeline.runtime import Runtime
 from .conftest import Fake
 from .support.redis import REDIS_URL, new_prefix, redis_store, wipe_prefix
 from .support.runtimes import runtime_over
-from .support.settling import eventually, quick
+from .support.settling import eventually, holds, quick
+from .support.stores import watchers_of
 
 
 class EndedAsCreated:
@@ -49,14 +50,6 @@ class EndedMemoryStore(EndedAsCreated, MemoryJobStore):
 
 class EndedRedisStore(EndedAsCreated, RedisJobStore):
     pass
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-def watchers_of(store) -> int:
-    return len(store._watchers if isinstance(store, MemoryJobStore) else store._notify.watchers)
 
 
 @contextlib.asynccontextmanager
@@ -91,13 +84,13 @@ async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: s
         assert done.message == "cancelled as it was created"
         assert time.monotonic() - started < 10
         # The wait closed its registration (the workers' own follows of the job end soon too).
-        await eventually(lambda: _true(watchers_of(store) == 0), 10, "no follower of the job left")
+        await eventually(lambda: holds(watchers_of(store) == 0), 10, "no follower of the job left")
 
         # A job of the same runtime that runs to its end is answered with its result.
         job, _, events = await runtime.submit_followed({"workflow_json": quick("runs")}, ANONYMOUS, "end")
         done = await runtime.wait_until_done(job.id, 20, known=job, events=events)
         assert done is not None and done.status is JobStatus.completed, done
-        await eventually(lambda: _true(watchers_of(store) == 0), 10, "no follower of the job left")
+        await eventually(lambda: holds(watchers_of(store) == 0), 10, "no follower of the job left")
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])

@@ -44,6 +44,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float, what: 
         await asyncio.sleep(0.05)
 
 
+async def holds(value: Any) -> Any:
+    """`value`, awaitable: for `eventually` on a condition read without a round trip."""
+    return value
+
+
 async def submit(client: httpx.AsyncClient, url: str, workflow: dict, **extra: Any) -> str:
     r = await client.post(url + "/generate", json={"input": {"workflow_json": workflow, **extra}})
     assert r.status_code == 202, r.text

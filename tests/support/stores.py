@@ -11,6 +11,11 @@ from comfy_gateway.jobs.memory import MemoryJobStore
 from .redis import new_prefix, redis_store, wipe_prefix
 
 
+def watchers_of(store) -> int:
+    """How many follows of jobs the store has registered (its events watchers)."""
+    return len(store._watchers if isinstance(store, MemoryJobStore) else store._notify.watchers)
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def store(request):
     if request.param == "memory":
