@@ -1,11 +1,11 @@
 """Nothing in the gateway changes a job's request or workflow in place. Both stores hand every
 reader the same decoded request and workflow (the memory store its one live Job; the Redis
-store a remembered record's decode, jobs/redis_records.py `_Known.parsed`): a stage that edited
+store copies of a remembered record's job, jobs/redis_records.py `_Known`): a stage that edited
 one in place would change what every other reader of the job sees, and what the Redis store
 believes it last wrote. Jobs of every kind a stage treats apart (a plain workflow taken at once,
 an inline input with a converted output, a Python modifier, a declarative one) run through a
-real runtime in front of the real ComfyUI; every shared decode is checked against its text as it
-is handed out (Redis), and every job's request and workflow against what was last written
+real runtime in front of the real ComfyUI; every job made from a remembered record is checked
+against a fresh decode of its texts as it is handed out (Redis), and every job's request and workflow against what was last written
 (memory)."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from comfy_gateway.access.keys import ANONYMOUS
@@ -84,23 +83,47 @@ class WrittenMemoryStore(MemoryJobStore):
 
 
 class SharedDecodes:
-    """Wraps the Redis store's decode_job: a job made from a remembered decode is compared with a
-    fresh decode of the texts it stands for."""
+    """Watches the Redis store's remembered records: every job made from one (a copy of the job
+    it was decoded from, or a decode sharing its request and workflow) is compared with a fresh
+    decode of the texts it stands for."""
 
     def __init__(self) -> None:
         self.shared = 0
         self.drift: list[str] = []
         self._decode = redis_records.decode_job
 
-    def __call__(self, core: str, progress: str | None, request: str | None, workflow: str | None,
+    def watch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for module in (redis_records, redis_store_module, redis_changes, redis_history):  # each has its name for it
+            monkeypatch.setattr(module, "decode_job", self._decoded)
+        known = redis_records._Known
+        job, job_for = known.job, known.job_for
+
+        def checked_job(self_: Any) -> Job:
+            got = job(self_)
+            if self_.parsed is not None:
+                self._check(got, self_.core, None, self_.request, self_.workflow)
+            return got
+
+        def checked_job_for(self_: Any, record: Any) -> Job | None:
+            got = job_for(self_, record)
+            if got is not None:
+                self._check(got, record.core, record.progress, record.request, record.workflow)
+            return got
+        monkeypatch.setattr(known, "job", checked_job)
+        monkeypatch.setattr(known, "job_for", checked_job_for)
+
+    def _decoded(self, core: str, progress: str | None, request: str | None, workflow: str | None,
                  parsed: tuple[dict[str, Any], dict[str, Any] | None] | None = None) -> Job:
         job = self._decode(core, progress, request, workflow, parsed)
         if parsed is not None:
-            self.shared += 1
-            fresh = (orjson.loads(request) if request else {}, orjson.loads(workflow) if workflow else None)
-            if parsed != fresh:
-                self.drift.append(job.id)
+            self._check(job, core, progress, request, workflow)
         return job
+
+    def _check(self, job: Job, core: str, progress: str | None, request: str | None, workflow: str | None) -> None:
+        self.shared += 1
+        fresh = self._decode(core, progress, request, workflow)
+        if job.model_dump() != fresh.model_dump():
+            self.drift.append(job.id)
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
@@ -109,8 +132,7 @@ async def test_no_stage_changes_a_shared_request_or_workflow_in_place(kind: str,
     prefix = new_prefix()
     decodes = SharedDecodes()
     if kind == "redis":
-        for module in (redis_records, redis_store_module, redis_changes, redis_history):  # each has its name for it
-            monkeypatch.setattr(module, "decode_job", decodes)
+        decodes.watch(monkeypatch)
     store = WrittenMemoryStore() if kind == "memory" else RedisJobStore(connect(REDIS_URL), prefix=prefix)
     try:
         async with runtime_over(store, comfyui, tmp_path, assets_dir=tmp_path / "assets",

@@ -168,6 +168,9 @@ class RedisJobStore:
             self._known.forget(job_id)
             return None
         known = self._known.get(job_id)
+        job = known.job_for(record) if known is not None else None
+        if job is not None:
+            return job  # the record this process last read or wrote: remembered already
         parsed = known.parsed_for(record) if known is not None else None
         job = decode_job(record.core, record.progress, record.request, record.workflow, parsed)
         self._known.remember(job, record.v, record.born, record.core, record.request, record.workflow, True)

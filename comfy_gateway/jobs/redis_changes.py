@@ -149,7 +149,9 @@ class JobChanges:
             if core is None:
                 self._known.forget(job_id)
                 return None
-            job = decode_job(core, None, request, workflow, parsed)
+            # A copy of the remembered record's job when it has one; else decoded from the texts.
+            job = known.job() if known is not None and parsed is not None else \
+                decode_job(core, None, request, workflow, parsed)
             progress_before = job.progress
             if job.status.terminal and not ended_too:
                 return Changed(job, None)
