@@ -8,6 +8,7 @@ import asyncio
 
 from comfy_gateway.jobs.model import Job, JobStatus, Progress
 
+from .support.redis import new_prefix, redis_store, wipe_prefix
 from .support.stores import store, two_processes  # noqa: F401  (the fixtures)
 
 
@@ -71,3 +72,19 @@ async def test_frames_waiting_when_the_job_ends_elsewhere_are_not_written_after_
     await asyncio.wait_for(sending, 5)
     events = await b.events_after("a", 0)
     assert events[-1].type == "final_result" and events[-1].status == "cancelled"
+
+
+async def test_a_frame_waiting_when_the_store_closes_frees_its_sender():
+    # The Redis store holds a frame back for a change to take along; closed meanwhile (a gateway
+    # stopping), the frame is dropped and its sender (a websocket reader's task) goes on.
+    prefix = new_prefix()
+    closing = await redis_store(prefix)
+    try:
+        await _generating(closing, "a")
+        sender = asyncio.create_task(closing.set_progress("a", Progress(node="4", value=3, max=8)))
+        await asyncio.sleep(0.01)
+        assert not sender.done()  # held back, not written yet
+    finally:
+        await closing.close()
+        await wipe_prefix(prefix)
+    await asyncio.wait_for(sender, 2)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from comfy_gateway.comfy.errors import ExecutionFailed, ExecutionInterrupted
 from comfy_gateway.comfy.history import output_refs, raise_for_status
+from comfy_gateway.jobs.usage import UsageRecord
 from comfy_gateway.outputs.local import LocalStorage, UnsafePath
 from comfy_gateway.pipeline.estimates import StageStats, estimate_wait
 from comfy_gateway.workflows.prepare import prepare_workflow
@@ -96,3 +99,10 @@ def test_api_cache_and_workers_settings(capsys):
     assert s.api_cache == "redis"
     assert s.redis_location == "redis://db:6380/2"  # the password travels apart, never in a URL
     assert Settings(redis_url="redis://other:1/0").redis_location == "redis://other:1/0"
+
+
+def test_a_usage_record_round_trips_through_its_json_with_every_field():
+    record = UsageRecord(key="k", job_id="j", status="completed", finished_at=1.5, queue_seconds=0.25,
+                         gpu_seconds=2.0, output_bytes=7)
+    assert set(record.to_json()) == {f.name for f in fields(UsageRecord)}
+    assert UsageRecord.from_json(record.to_json()) == record

@@ -7,7 +7,7 @@ ended it, and the ledger outlives the job records (USAGE_TTL, longer than RESULT
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .model import Job
@@ -26,7 +26,9 @@ class UsageRecord:
     output_bytes: int
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # (not dataclasses.asdict, which deep-copies field by field: this is on every job's end)
+        return {"key": self.key, "job_id": self.job_id, "status": self.status, "finished_at": self.finished_at,
+                "queue_seconds": self.queue_seconds, "gpu_seconds": self.gpu_seconds, "output_bytes": self.output_bytes}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "UsageRecord":
