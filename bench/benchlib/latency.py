@@ -12,7 +12,7 @@ from benchlib.gateway_client import GatewayClient
 from benchlib.meters import CpuMeter
 from benchlib.common import say
 from benchlib.redis_store import describe
-from benchlib.stats import Figure, percentile, summary_ms
+from benchlib.stats import Figure, bootstrap_interval, percentile, summary_ms, verdict_within
 from benchlib.workloads import direct_workflow, empty_save
 
 
@@ -98,6 +98,11 @@ async def _latency(bench: Bench, store: str) -> None:
     # interleaved: each gateway job next to a direct one; the median of the pairs' differences
     # resists load that comes and goes better than the difference of the medians
     paired = percentile([(gt - dt) * 1000 for gt, dt in zip(g_times, d_times)], 50)
+    # How far the difference of medians moves over resamples of the pairs: a target inside that
+    # interval is too close to call from this run (NOISY), whichever side the median fell on.
+    g_ms, d_ms = [t * 1000 for t in g_times], [t * 1000 for t in d_times]
+    low, high = bootstrap_interval(lambda idx: percentile([g_ms[i] for i in idx], 50)
+                                   - percentile([d_ms[i] for i in idx], 50), min(len(g_ms), len(d_ms)))
     # Where the gateway's time goes, from the durations of its own result objects.
     breakdown = {}
     for key in ("queue_wait", "preprocess", "generation_wait", "generation", "postprocess_wait",
@@ -110,7 +115,8 @@ async def _latency(bench: Bench, store: str) -> None:
         f"(min {d['min']:.2f}, max {d['max']:.2f})")
     say(f"gateway: median {g['median']:.2f} ms  p90 {g['p90']:.2f}  p99 {g['p99']:.2f}  "
         f"(min {g['min']:.2f}, max {g['max']:.2f})")
-    say(f"gateway adds {diff:+.2f} ms at the median (median of paired differences {paired:+.2f} ms)")
+    say(f"gateway adds {diff:+.2f} ms at the median (95% bootstrap interval {low:+.2f} to {high:+.2f}; "
+        f"median of paired differences {paired:+.2f} ms)")
     say("gateway job breakdown (medians, ms): " + ", ".join(
         f"{k} {v:.2f}" for k, v in breakdown.items() if v is not None))
     direct_steps = {k: percentile([x[k] for x in d_steps], 50) * 1000 for k in ("post", "wait", "history", "view")}
@@ -120,7 +126,8 @@ async def _latency(bench: Bench, store: str) -> None:
     redis_cmds = rstats.per_job(len(g_times))
     say(f"Redis ({'others only: this gateway does not use it' if store.startswith('memory') else 'this gateway and others'}): "
         f"{describe(redis_cmds)}")
-    bench.raw[part] = {"direct_ms": d, "gateway_ms": g, "median_diff_ms": diff, "paired_median_diff_ms": paired,
+    bench.raw[part] = {"direct_ms": d, "gateway_ms": g, "median_diff_ms": diff, "median_diff_interval_ms": [low, high],
+                       "paired_median_diff_ms": paired,
                        "gateway_breakdown_ms": breakdown, "gateway_cpu_ms_per_job": gw_cpu,
                        "direct_steps_ms": direct_steps, "redis_commands_per_job": redis_cmds}
     target = LATENCY_TARGET_MS[store.partition("@")[0]]
@@ -131,7 +138,9 @@ async def _latency(bench: Bench, store: str) -> None:
         Figure(part, "gateway median", g["median"], "ms"),
         Figure(part, "gateway p90", g["p90"], "ms"),
         Figure(part, "gateway p99", g["p99"], "ms"),
-        Figure(part, "gateway - direct, median", diff, "ms", f"<= {target:g} ms", diff <= target),
+        Figure(part, "gateway - direct, median", diff, "ms", f"<= {target:g} ms", diff <= target,
+               note=f"95% interval {low:+.2f} to {high:+.2f}",
+               unsure=verdict_within(low, high, lambda v: v <= target) is None),
         Figure(part, "median of paired differences", paired, "ms"),
         Figure(part, "gateway CPU per job", gw_cpu, "ms"),
         Figure(part, "Redis commands per job", redis_cmds["total"], "",

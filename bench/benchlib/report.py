@@ -21,8 +21,10 @@ def report(bench: Bench, total: float, failed: list[str], interrupted: bool) -> 
     args = bench.args
     say(f"\n== summary ({total:.0f}s){' of an interrupted run' if interrupted else ''}")
     say(table(bench.figures))
-    verdicts = [f.ok for f in bench.figures if f.ok is not None]
-    say(f"\n{sum(verdicts)} of {len(verdicts)} targets met")
+    judged = [f for f in bench.figures if f.ok is not None]
+    unsure = sum(1 for f in judged if f.unsure)
+    say(f"\n{sum(f.met for f in judged)} of {len(judged)} targets met"
+        + (f"; {unsure} too close to call in this run (NOISY)" if unsure else ""))
     if bench.noisy:
         say(f"WARNING: other processes used the CPU during {', '.join(bench.noisy)}: "
             "re-run those parts on a quiet machine before trusting their figures")
@@ -40,7 +42,7 @@ def report(bench: Bench, total: float, failed: list[str], interrupted: bool) -> 
         say(f"JSON written to {args.json}")
     if interrupted:
         return 130
-    return 0 if all(verdicts) and not failed else 1
+    return 0 if all(f.met for f in judged) and not failed else 1
 
 
 def git_rev() -> str:

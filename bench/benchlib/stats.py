@@ -1,10 +1,11 @@
-"""Percentiles, unit formatting and the PASS/FAIL summary table."""
+"""Percentiles, bootstrap intervals, unit formatting and the PASS/FAIL/NOISY summary table."""
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -18,6 +19,23 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def bootstrap_interval(stat: Callable[[list[int]], float], n: int, resamples: int = 2000,
+                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """The `level` interval of `stat` over the indices 0..n-1, from `resamples` resamples of
+    them with replacement (a fixed seed: the same samples give the same interval)."""
+    rng = random.Random(seed)
+    values = sorted(stat([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return values[int(tail * resamples)], values[min(int((1 - tail) * resamples), resamples - 1)]
+
+
+def verdict_within(low: float, high: float, passes: Callable[[float], bool]) -> bool | None:
+    """True when the whole interval passes, False when none of it does, None when the target
+    lies inside it (too close to call in this run)."""
+    lo_ok, hi_ok = passes(low), passes(high)
+    return lo_ok if lo_ok == hi_ok else None
 
 
 def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
@@ -61,11 +79,18 @@ class Figure:
     ok: bool | None = None
     note: str = ""
     noisy: bool = False  # other processes used the CPU while it was measured
+    # The value's spread in this run (a bootstrap interval, or the range of its rounds) holds the
+    # target: the run cannot tell PASS from FAIL, whichever side `ok` (the value itself) is on.
+    unsure: bool = False
 
     @property
     def verdict(self) -> str:
-        v = "info" if self.ok is None else ("PASS" if self.ok else "FAIL")
+        v = "info" if self.ok is None else "NOISY" if self.unsure else ("PASS" if self.ok else "FAIL")
         return v + ("*" if self.noisy else "")
+
+    @property
+    def met(self) -> bool:
+        return bool(self.ok) and not self.unsure
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -106,4 +131,6 @@ def table(figures: list[Figure]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     if any(f.noisy for f in figures):
         lines.append("* measured while other processes used more CPU than --noise-cores: re-run on a quiet machine")
+    if any(f.unsure and f.ok is not None for f in figures):
+        lines.append("NOISY: the figure's spread in this run (see its note) holds the target: neither PASS nor FAIL")
     return "\n".join(lines)
