@@ -1,7 +1,7 @@
 """How the Redis job store writes a job record and reads it back (the hash's fields are
 documented in redis_lua.py, whose scripts expect the same layout), and the memory of the
 records this process last saw, which spares a read before a change (see _Known), and the
-decoding of its request and workflow again at each change (see _Known.parsed).
+decoding of the job again at each change or read (see _Known.parsed and _Known.decoded).
 """
 
 from __future__ import annotations
