@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from comfy_gateway.jobs import redis_records
-from comfy_gateway.jobs.model import Job, JobStatus
+from comfy_gateway.jobs.model import Job, JobStatus, WebhookState
 from comfy_gateway.jobs.store import Passing, Prepared
 
 from .support.stores import long_leases as pair  # noqa: F401 - a fixture
@@ -89,7 +89,9 @@ async def test_the_jobs_of_a_remembered_record_are_copies_not_decodes(pair, monk
     job = await a.get("j")
     assert (job.status, job.backend, job.attempts) == (JobStatus.postprocessing, "gpu0", 1)
     await a.update("j", status=JobStatus.completed, message="done")
-    assert decoded == []  # it was 7 here: each read and each change decoded the core
+    done = await a.get("j")  # as a sync call's answer reads the job its end woke it for
+    assert (done.status, done.message, done.backend) == (JobStatus.completed, "done", "gpu0")
+    assert decoded == []  # it was 8 here: each read and each change decoded the core
 
 
 async def test_what_changes_the_workflow_or_comes_from_elsewhere_is_read_anew(pair, big_decodes):
@@ -136,3 +138,17 @@ def test_what_is_kept_decoded_is_bounded_in_count_and_size(monkeypatch):
     known.forget("j6")
     remember("j7", text)  # the room j6 left is taken without dropping another
     assert [i for i in range(8) if known.get(f"j{i}") and known.get(f"j{i}").parsed is not None] == [4, 5, 7]
+
+
+async def test_an_ended_job_written_again_elsewhere_is_read_as_written(pair):
+    # The job an end left is kept for the reads that follow it, and only for the same record:
+    # another process's later write (its webhook's delivery) is what a read here then shows.
+    a, b = pair
+    await a.create(Job(id="j", request={"workflow_json": WORKFLOW}), prepared=_prepared())
+    await a.update("j", status=JobStatus.failed, message="done")
+    assert (await a.get("j")).webhook is None
+    await b.set_webhook("j", WebhookState(state="delivered", attempts=1, last_status=200))
+    job = await a.get("j")
+    assert job.status is JobStatus.failed and job.webhook is not None and job.webhook.state == "delivered"
+    await a.set_webhook("j", WebhookState(state="delivered", attempts=2, last_status=204))
+    assert (await b.get("j")).webhook.attempts == 2 and (await a.get("j")).webhook.last_status == 204

@@ -167,7 +167,7 @@ class RedisJobStore:
         if record.core is None:
             self._known.forget(job_id)
             return None
-        known = self._known.get(job_id)
+        known = self._known.for_reading(job_id)
         job = known.job_for(record) if known is not None else None
         if job is not None:
             return job  # the record this process last read or wrote: remembered already

@@ -22,6 +22,7 @@ _APART = _HEAVY | {"progress"}
 _KNOWN_MAX = 1024  # job records remembered for compare-and-set without a read (see _Known)
 _DECODED_MAX = 256  # of those, kept decoded (see _Known.parsed): more than a process works on at once
 _DECODED_BYTES = 16 << 20  # and the sizes of their texts in all (a decoded request is a few times bigger)
+_ENDED_MAX = 64  # jobs that just ended, kept for the reads their end wakes (a sync answer, followers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +89,22 @@ class KnownRecords:
 
     def __init__(self) -> None:
         self._known: OrderedDict[str, _Known] = OrderedDict()
+        # Kept apart: never used to compute a change (an ended job is read afresh for that), only
+        # to make the job a read finds in the same record, as the end left it.
+        self._ended: OrderedDict[str, _Known] = OrderedDict()
         self._decoded: OrderedDict[str, int] = OrderedDict()  # job id -> its texts' size, newest last
         self._decoded_bytes = 0
 
     def get(self, job_id: str) -> _Known | None:
         return self._known.get(job_id)
 
+    def for_reading(self, job_id: str) -> _Known | None:
+        """The record a read may be made from: a job still moving, or one that just ended."""
+        return self._known.get(job_id) or self._ended.get(job_id)
+
     def forget(self, job_id: str) -> None:
         self._known.pop(job_id, None)
+        self._ended.pop(job_id, None)
         self._undecoded(job_id)
 
     def remember(self, job: Job, v: str | None, born: str | None, core: str,
@@ -103,6 +112,12 @@ class KnownRecords:
         # Only jobs still moving: an ended one changes rarely (webhook bookkeeping).
         if job.status.terminal or v is None or born is None:
             self.forget(job.id)
+            if job.status.terminal and v is not None and born is not None and full \
+                    and len(request or "") + len(workflow or "") <= _DECODED_BYTES // _DECODED_MAX:
+                self._ended[job.id] = _Known(v, born, core, request, workflow, full, (job.request, job.workflow),
+                                             job.model_copy(update={"marks": dict(job.marks), "progress": None}))
+                while len(self._ended) > _ENDED_MAX:
+                    self._ended.popitem(last=False)
             return
         kept = self._known.get(job.id)
         if kept is not None and kept.born == born and int(kept.v) > int(v):
