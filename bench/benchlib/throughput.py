@@ -88,16 +88,16 @@ async def _one_config(bench: Bench, gw: Managed, comfy_url: str, per_round: list
         "redis_commands_per_job": redis_total, "redis_server_cpu_ms_per_job": redis_cpu}
     # Each round's ratio: a target between the lowest and the highest is too close to call from
     # this run (rounds of one run differ by 0.1-0.3 on these 2 cores).
-    per_round = [r["gateway"]["jobs_per_s"] / r["direct"]["jobs_per_s"] for r in rounds]
-    spread = verdict_within(min(per_round), max(per_round), lambda v: v >= THROUGHPUT_TARGET) is None \
-        if len(per_round) > 1 else False
+    round_ratios = [r["gateway"]["jobs_per_s"] / r["direct"]["jobs_per_s"] for r in rounds]
+    spread = verdict_within(min(round_ratios), max(round_ratios), lambda v: v >= THROUGHPUT_TARGET) is None \
+        if len(round_ratios) > 1 else False
     part = f"throughput-{store}"
     bench.add(
         Figure(part, f"direct pipelined (rounds beside gw{workers}, {clients} clients)", direct_rate, "jobs/s"),
         Figure(part, f"gateway, {clients} clients, GENERATION_WORKERS={workers}", gw_rate, "jobs/s"),
         Figure(part, f"ratio gateway/direct, {clients} clients, GENERATION_WORKERS={workers}", ratio, "x",
                f">= {THROUGHPUT_TARGET:.2f}", ratio >= THROUGHPUT_TARGET, unsure=spread,
-               note="rounds " + ", ".join(f"{v:.3f}" for v in per_round)),
+               note="rounds " + ", ".join(f"{v:.3f}" for v in round_ratios)),
         Figure(part, f"gateway CPU per job, {clients} clients, gw{workers}", gw_cpu, "ms"),
         Figure(part, f"Redis commands per job, {clients} clients, gw{workers}", redis_total, "",
                note="others' traffic" if store.startswith("memory") else ""),
