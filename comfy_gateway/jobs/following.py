@@ -185,13 +185,15 @@ class JobEvents:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return IDLE
-            # asyncio.wait, not wait_for: a cancel is never swallowed, and cancelling here loses
-            # nothing (the watch keeps what woke it).
-            waiting = asyncio.ensure_future(watch.woken.wait())
+            # asyncio.timeout around the event's own wait, not wait_for: a cancel is never
+            # swallowed, and cancelling here loses nothing (the watch keeps what woke it). Nor
+            # asyncio.wait on a task of the wait: that costs a task and two more turns of the
+            # loop at every wake-up, on the way of every sync answer.
             try:
-                await asyncio.wait([waiting], timeout=remaining)
-            finally:
-                waiting.cancel()
+                async with asyncio.timeout(remaining):
+                    await watch.woken.wait()
+            except TimeoutError:
+                pass
             if not watch.woken.is_set():
                 return IDLE
 

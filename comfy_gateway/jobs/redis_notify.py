@@ -147,14 +147,19 @@ class Notifier:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ring_waiters[stage].add(fut)
         try:
-            # asyncio.wait, not wait_for: wait_for returns normally when the task is cancelled
+            # asyncio.timeout, not wait_for: wait_for returns normally when the task is cancelled
             # right after the future was woken (a local wake-up comes at once), which would
-            # lose the cancel and let a stopped taker take the job.
-            await asyncio.wait([fut], timeout=timeout)
+            # lose the cancel and let a stopped taker take the job. (Nor asyncio.wait: a turn of
+            # the loop more at every wake-up.)
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            pass
         except asyncio.CancelledError:
             # Woken for a job but stopped before taking it: the wake-up goes to another taker.
+            # (Stopped while waiting, the future was cancelled with the wait: nothing to pass on.)
             self._ring_waiters.get(stage, set()).discard(fut)
-            if fut.done():
+            if fut.done() and not fut.cancelled():
                 self._wake_one_taker(stage)
             raise
         finally:
