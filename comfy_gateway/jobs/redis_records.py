@@ -89,8 +89,8 @@ class KnownRecords:
 
     def __init__(self) -> None:
         self._known: OrderedDict[str, _Known] = OrderedDict()
-        # Kept apart: never used to compute a change (an ended job is read afresh for that), only
-        # to make the job a read finds in the same record, as the end left it.
+        # Jobs that ended, for reads only: a change of an ended job (its webhook's bookkeeping)
+        # reads the record afresh, so these never feed a compare-and-set.
         self._ended: OrderedDict[str, _Known] = OrderedDict()
         self._decoded: OrderedDict[str, int] = OrderedDict()  # job id -> its texts' size, newest last
         self._decoded_bytes = 0
@@ -115,7 +115,7 @@ class KnownRecords:
             if job.status.terminal and v is not None and born is not None and full \
                     and len(request or "") + len(workflow or "") <= _DECODED_BYTES // _DECODED_MAX:
                 self._ended[job.id] = _Known(v, born, core, request, workflow, full, (job.request, job.workflow),
-                                             job.model_copy(update={"marks": dict(job.marks), "progress": None}))
+                                             _decoded(job))
                 while len(self._ended) > _ENDED_MAX:
                     self._ended.popitem(last=False)
             return
@@ -129,8 +129,7 @@ class KnownRecords:
         # `job` was decoded from (or encoded to) these texts: its request and workflow are theirs.
         # A request too big to keep twice (an inline input not yet stored) is decoded each time.
         parsed = (job.request, job.workflow) if full and size <= _DECODED_BYTES else None
-        decoded = job.model_copy(update={"marks": dict(job.marks), "progress": None}) if parsed else None
-        self._known[job.id] = _Known(v, born, core, request, workflow, full, parsed, decoded)
+        self._known[job.id] = _Known(v, born, core, request, workflow, full, parsed, _decoded(job) if parsed else None)
         self._known.move_to_end(job.id)
         if parsed is not None:
             self._decoded[job.id] = size
@@ -146,6 +145,12 @@ class KnownRecords:
 
     def _undecoded(self, job_id: str) -> None:
         self._decoded_bytes -= self._decoded.pop(job_id, 0)
+
+
+def _decoded(job: Job) -> Job:
+    """What a record keeps of the job it was made from (_Known.decoded): a copy with marks of
+    its own (the caller goes on changing its job) and without its progress."""
+    return job.model_copy(update={"marks": dict(job.marks), "progress": None})
 
 
 def encode_core(job: Job) -> str:
