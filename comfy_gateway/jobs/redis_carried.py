@@ -1,8 +1,9 @@
 """Hand-overs to this process's own postprocess written with the job's next change.
 
-A generation that ends hands its job to postprocess (store.advance). When a postprocess taker
-of this process waits idle and the postprocess queue is known to be empty, that hand-over needs
-no round trip at all: the job goes to the taker through the local box (redis_handoff.py) under
+A generation that ends hands its job to postprocess (store.advance). When the postprocess queue
+is known to be empty and a postprocess taker of this process waits idle (or all are busy but
+come back within moments: a short backlog, CARRY_BACKLOG), that hand-over needs no round trip
+at all: the job goes to the taker through the local box (redis_handoff.py) under
 the generation's lease, which this process keeps holding, and the change is kept here instead
 of written. The job's next change writes both in one script, the hand-over's as a state the job
 passed through (its event, marks and listeners as before), and, when that change ends the job,
@@ -33,6 +34,10 @@ log = logging.getLogger("comfy_gateway.jobs.redis")
 
 CARRY_FOR = 0.05  # seconds a kept hand-over waits for the job's next change before it is written
 RETRY_AFTER = 1.0  # seconds before a hand-over whose write failed (Redis unreachable) is tried again
+# Carried hand-overs that may wait here for a busy postprocess taker (redis_queues.py): under
+# load every taker is busy at most moments, yet one comes back within milliseconds; a job that
+# waits for it here saves the shared queue's write and take (two script calls of six).
+CARRY_BACKLOG = 4
 CARRIED_INTO = ("postprocess",)  # the last stage: a job it holds only moves on to its end
 
 Apply = Callable[[Job], Change]

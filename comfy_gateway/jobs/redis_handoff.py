@@ -25,6 +25,7 @@ class Handoffs:
         self._idle: dict[str, int] = defaultdict(int)  # takers waiting for a job, per stage
         self._promised: dict[str, int] = defaultdict(int)  # hand-overs asked for, in flight
         self._box: dict[str, deque[tuple[str, float]]] = defaultdict(deque)  # (job id, handed at)
+        self._looked: dict[str, float] = {}  # stage -> when a taker last came for a job (monotonic)
 
     @contextmanager
     def idle(self, stage: str) -> Iterator[None]:
@@ -38,6 +39,22 @@ class Handoffs:
     def free(self, stage: str) -> bool:
         """An idle taker of the stage is free for one more hand-over."""
         return self._idle[stage] - self._promised[stage] - len(self._box[stage]) > 0
+
+    def may_wait(self, stage: str, backlog: int, fresh: float) -> bool:
+        """May one more job wait in the stage's box, though every taker here is busy? Only while
+        the takers come back for jobs within `fresh` seconds, behind fewer than `backlog` jobs
+        that all came in the last `fresh` seconds: elsewhere, where every process's takers can
+        have it, it would wait no less."""
+        if self.free(stage):
+            return True
+        now, box = time.monotonic(), self._box[stage]
+        waiting = self._promised[stage] + len(box) - self._idle[stage]
+        return (waiting < backlog and now - self._looked.get(stage, -fresh) < fresh
+                and (not box or now - box[0][1] < fresh))
+
+    def put(self, stage: str, job_id: str) -> None:
+        """The job waits in the stage's box for the next taker here (may_wait said so)."""
+        self._box[stage].append((job_id, time.monotonic()))
 
     def reserve(self, stage: str) -> bool:
         """Ask for a hand-over into the stage: True if an idle taker is free for it (then
@@ -54,7 +71,9 @@ class Handoffs:
             self._box[stage].append((job_id, time.monotonic()))
 
     def next(self, stage: str) -> tuple[str, float] | None:
-        """The oldest job handed to the stage and not yet picked up, and how long it waited."""
+        """The oldest job handed to the stage and not yet picked up, and how long it waited (a
+        taker of the stage comes for a job)."""
+        self._looked[stage] = time.monotonic()
         box = self._box.get(stage)
         if not box:
             return None

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .redis_carried import CARRY_BACKLOG, CARRY_FOR
 from .redis_handoff import Handoffs
 from .redis_notify import Notifier
 from .redis_results import Handed, Record, Taken
@@ -47,6 +48,9 @@ class StageQueues:
         self._finished: dict[tuple[str, str], None] = {}  # (stage, job id) acked with its hand-over
         self._held: dict[str, str] = {}  # job id -> the stage whose lease of it this process holds
         self._handoffs = Handoffs()  # jobs queued and taken for our idle takers in one step
+        # How many carried hand-overs may wait for a busy taker here, and for how long at most
+        # (redis_carried.py): attributes, so that a test can widen them.
+        self.carry_backlog, self.carry_fresh = CARRY_BACKLOG, CARRY_FOR
 
     def _lease(self, stage: str) -> list[str]:
         """The keys of a stage's leases: its stream and the job id -> entry id hash."""
@@ -108,22 +112,25 @@ class StageQueues:
 
     # -- hand-overs kept unwritten (redis_carried.py) -------------------------------------------
     def may_carry(self, stage: str, job_id: str) -> bool:
-        """May the job go to an idle taker of the stage here without a write, under the lease of
-        the stage before, which this process holds? Only while the stage's queue is known to be
-        empty (no job announced since a look found it so), so that it overtakes nobody."""
+        """May the job go to a taker of the stage here without a write, under the lease of the
+        stage before, which this process holds? Only while the stage's queue is known to be
+        empty (no job announced since a look found it so), so that it overtakes nobody, and
+        while a taker here is idle or they come back quickly (Handoffs.may_wait)."""
         source = STAGES[STAGES.index(stage) - 1]
         return (self._held.get(job_id) == source and self._empty_at.get(stage) == self._notify.ring_mark(stage)
-                and self._handoffs.free(stage))
+                and self._handoffs.may_wait(stage, self.carry_backlog, self.carry_fresh))
 
     def carry(self, stage: str, job_id: str) -> None:
-        """Give the job to an idle taker of the stage (may_carry said so): its lease stays the
-        stage before's, renewed and acked under that stage's name from now on."""
+        """Give the job to the next taker of the stage here (may_carry said so): its lease stays
+        the stage before's, renewed and acked under that stage's name from now on."""
         source = STAGES[STAGES.index(stage) - 1]
         self._carried[job_id] = (stage, source)
         while len(self._carried) > 4096:  # a taker stopped before its ack
             del self._carried[next(iter(self._carried))]
-        self._handoffs.reserve(stage)
-        self._into_box(stage, job_id, 1, None, emptied=True)  # its first delivery to the stage
+        self._taken.put(stage, job_id, 1, None)  # its first delivery to the stage
+        self._handoffs.put(stage, job_id)
+        self._notify.local_queue(stage, "+")  # wakes an idle taker, if one waits
+        self._empty_at[stage] = self._notify.ring_mark(stage)
 
     def _lease_of(self, stage: str, job_id: str) -> str | None:
         """The stage whose lease stands for the stage's hold of the job: its own, or the one
