@@ -21,6 +21,7 @@ from comfy_gateway.pipeline.runtime import Runtime
 from .conftest import Fake
 from .support.redis import REDIS_URL, new_prefix, redis_store, wipe_prefix
 from .support.runtimes import runtime_over
+from .support.script_calls import on_script_calls
 from .support.settling import eventually, holds, quick
 from .support.stores import watchers_of
 
@@ -59,14 +60,11 @@ def _count_scripts(store: RedisJobStore) -> Writes:
     """Counts the "running on" arguments of each CREATE and UPDATE script call (the Redis
     writes), whichever part of the store makes them."""
     writes = Writes()
-    kinds = {store._scripts["CREATE"].sha: "create", store._scripts["UPDATE"].sha: "update"}
-    evalsha = store.redis.evalsha
 
-    def counted(sha: str, numkeys: int, *keys_and_args: Any):
-        if sha in kinds:
-            writes.saw(kinds[sha], keys_and_args[numkeys:])
-        return evalsha(sha, numkeys, *keys_and_args)
-    store.redis.evalsha = counted  # type: ignore[method-assign]
+    def counted(name: str, keys: list[Any], args: list[Any]) -> None:
+        if name in ("CREATE", "UPDATE"):
+            writes.saw(name.lower(), args)
+    on_script_calls(store, counted)
     return writes
 
 

@@ -15,6 +15,7 @@ from comfy_gateway.jobs.redis import RedisJobStore
 from comfy_gateway.jobs.store import Passing, Prepared
 
 from .support.redis import new_prefix, redis_store, wipe_prefix
+from .support.script_calls import on_script_calls
 from .support.settling import eventually
 
 PROMPTLY = 5.0
@@ -23,13 +24,11 @@ PROMPTLY = 5.0
 def _count_takes(store: RedisJobStore) -> list[str]:
     """The stage of every TAKE script call the store makes, in order."""
     stages: list[str] = []
-    take, evalsha = store._scripts["TAKE"].sha, store.redis.evalsha
 
-    def counted(sha: str, numkeys: int, *keys_and_args: Any):
-        if sha == take:
-            stages.append(keys_and_args[numkeys + 4])  # ARGV: group, consumer, lease, channel, stage
-        return evalsha(sha, numkeys, *keys_and_args)
-    store.redis.evalsha = counted  # type: ignore[method-assign]
+    def counted(name: str, keys: list[Any], args: list[Any]) -> None:
+        if name == "TAKE":
+            stages.append(args[4])  # ARGV: group, consumer, lease, channel, stage
+    on_script_calls(store, counted)
     return stages
 
 

@@ -42,6 +42,7 @@ from .redis_notify import Notifier
 from .redis_progress import ProgressWriter
 from .redis_queues import StageQueues
 from .redis_reads import JobReads
+from .redis_scripts import ScriptCalls
 from .redis_records import _HEAVY, Change, KnownRecords, decode_job, encode_core
 from .redis_results import Created, Record
 from .redis_taken import JustTaken
@@ -72,7 +73,8 @@ class RedisJobStore:
         self._taken = JustTaken()
         self._written = WrittenHere()  # jobs whose every write was this process's (the end's readers)
         self._locks = JobLocks()  # one change of a job at a time in this process
-        self._scripts = {name: redis.register_script(getattr(lua, name))
+        self._script_calls = ScriptCalls(redis)
+        self._scripts = {name: self._script_calls.register(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
                                      "EXPIRE_ENDED")}
         self.queues = StageQueues(redis, keys, self._notify, self._scripts, self._taken, consumer=self.consumer,
@@ -96,6 +98,7 @@ class RedisJobStore:
         await self._changes.flush_all()
         await self._progress.close()
         await self._notify.close()
+        await self._script_calls.close()
         await self.redis.aclose()
 
     # -- jobs ---------------------------------------------------------------------------------
