@@ -1,7 +1,7 @@
 """The store's scripts go on connections kept for them (redis_scripts.py), and every call gets
 its own answer whatever happens around it: a script Redis does not know yet, a connection Redis
 closed, a caller cancelled while its reply was on the way, more callers than kept connections,
-a script that fails. Real Redis."""
+a script that fails. A call whose reply is lost raises and is not run again. Real Redis."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import asyncio
 import uuid
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from comfy_gateway.jobs.redis_connect import connect
 from comfy_gateway.jobs.redis_scripts import ScriptCalls
 
 from .support.redis import REDIS_URL
+from .support.settling import eventually
 
 ECHO = "return ARGV[1]"
 # Counts to ARGV[1] before answering ARGV[2]: Redis is busy with it for a while.
@@ -63,7 +65,28 @@ async def test_a_connection_redis_closed_is_opened_again(calls):
     ids = [c["id"] for c in await calls._redis.client_list() if c.get("name") == name]
     assert len(ids) == 1
     await calls._redis.client_kill_filter(_id=ids[0])
+    await eventually(conn.can_read, 5.0, "the close reached this process")  # as after a restart
     assert await echo(args=["after"]) == "after"
+
+
+async def test_a_call_whose_reply_is_lost_raises_and_does_not_run_again(calls):
+    key = f"{{cg-test-{uuid.uuid4().hex[:8]}}}n"
+    incr = calls.register("return redis.call('INCR', KEYS[1])")
+    try:
+        assert await incr(keys=[key]) == 1
+        conn = calls._free[-1]
+
+        async def lost(*args, **kw):
+            await type(conn).read_response(conn, *args, **kw)
+            raise RedisConnectionError("the connection broke before the reply came (injected)")
+        conn.read_response = lost
+        with pytest.raises(RedisConnectionError):
+            await incr(keys=[key])
+        del conn.read_response
+        assert await calls._redis.get(key) == "2"  # it ran once, and only once
+        assert await incr(keys=[key]) == 3
+    finally:
+        await calls._redis.delete(key)
 
 
 async def test_a_cancelled_call_leaves_no_reply_for_the_next(calls):

@@ -42,9 +42,9 @@ from .redis_notify import Notifier
 from .redis_progress import ProgressWriter
 from .redis_queues import StageQueues
 from .redis_reads import JobReads
-from .redis_scripts import ScriptCalls
 from .redis_records import _HEAVY, Change, KnownRecords, decode_job, encode_core
 from .redis_results import Created, Record
+from .redis_scripts import ScriptCalls
 from .redis_taken import JustTaken
 from .redis_written import WrittenHere
 from .store import KeyQueueFull, Passing, Prepared, QueueFull, TransitionListener, notify_listeners
