@@ -49,7 +49,7 @@ class Handoffs:
             return True
         now, box = time.monotonic(), self._box[stage]
         waiting = self._promised[stage] + len(box) - self._idle[stage]
-        return (waiting < backlog and now - self._looked.get(stage, -fresh) < fresh
+        return (waiting < backlog and now - self._looked.get(stage, float("-inf")) < fresh
                 and (not box or now - box[0][1] < fresh))
 
     def put(self, stage: str, job_id: str) -> None:
