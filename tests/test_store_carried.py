@@ -112,6 +112,43 @@ async def test_a_cancel_by_another_process_wins_over_a_kept_hand_over(pair):
     assert await _lease_holder(a, "generation", "j") is None
 
 
+async def test_readers_here_see_an_end_another_process_wrote_over_a_kept_hand_over(pair):
+    a, b = pair
+    await _carried(a, "j")
+    a._changes._carried._kept["j"].timer.cancel()  # kept unwritten as long as the test needs
+    written = len(await b.events_after("j", 0))
+    async with a.events("j", after=written, wake="end") as events:
+        await b.update("j", status=JobStatus.cancelled, message="cancelled by the client")
+        # A sync call's wait here: woken by the cancel's event, it reads the job at once.
+        event = await asyncio.wait_for(anext(events), PROMPTLY)
+        assert event.status == "cancelled"
+        job = await a.get("j")
+        assert job is not None and job.status is JobStatus.cancelled, job
+        assert await a.status("j") is JobStatus.cancelled
+    # The kept hand-over, written with the taker's end, yields to the cancel.
+    assert (await a.update("j", status=JobStatus.completed, message="done")).status is JobStatus.cancelled
+    assert _statuses(await b.events_after("j", 0)) == ["queued", "preprocessing", "generating", "cancelled"]
+    await a.ack("postprocess", "j")
+
+
+async def test_no_hand_over_is_carried_from_a_job_another_process_ended(pair):
+    a, b = pair
+    await _generating(a, "j")  # a remembers the job as it wrote it
+    written = len(await b.events_after("j", 0))
+    async with a.events("j", after=written, wake="end") as events:
+        await b.update("j", status=JobStatus.cancelled, message="cancelled by the client")
+        assert (await asyncio.wait_for(anext(events), PROMPTLY)).status == "cancelled"  # a heard it
+    taker = await _idle_taker(a, "postprocess")
+    try:
+        # The generation ends a moment later: its hand-over is not computed from what a remembers.
+        assert (await _hand_to_postprocess(a, "j")).status is JobStatus.cancelled
+        assert (await a.get("j")).status is JobStatus.cancelled
+        assert _statuses(await b.events_after("j", 0)) == ["queued", "preprocessing", "generating", "cancelled"]
+        assert not taker.done()  # nothing was handed to the idle taker
+    finally:
+        taker.cancel()
+
+
 async def test_a_job_whose_holder_stopped_after_its_hand_over_was_written_is_taken_over(pair):
     a, b = pair
     await _carried(a, "j")

@@ -88,6 +88,7 @@ class RedisJobStore:
             redis, keys, self._scripts["UPDATE"], queues=self.queues, known=self._known, taken=self._taken,
             written=self._written, locks=self._locks, progress=self._progress, notify=self._notify,
             key_ttl=self.key_ttl, usage_ttl_ms=self.usage_ttl_ms, listeners=self._notify_listeners)
+        self._notify.written_elsewhere = self._changes.written_elsewhere
 
     # -- life ---------------------------------------------------------------------------------
     async def start(self) -> None:

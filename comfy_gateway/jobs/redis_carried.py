@@ -13,7 +13,9 @@ So that nobody waits long for the `postprocessing` state, a hand-over kept CARRY
 is written alone (redis_changes.py `flush`), and the lease still goes with the job to its end.
 
 Every reader in this process sees the job as the kept change left it (RedisJobStore.get);
-other processes see it as it stands in Redis, a state it was in a moment earlier. A process
+other processes see it as it stands in Redis, a state it was in a moment earlier. Once another
+process writes the job (a cancel, a time limit: its event comes here), readers here read Redis
+again, and the kept change, computed again from Redis when it is written, yields to that write. A process
 that dies while a change is kept leaves the job `generating` under a lease that runs out: the
 process that takes it over finds the prompt ended on its backend and fetches its outputs again
 (generation.py `_taken_over`); nothing runs twice on a GPU.
@@ -53,6 +55,7 @@ class Carried:
     job: Job
     waiting: Frames | None = None
     timer: asyncio.TimerHandle | None = None
+    outdated: bool = False  # another process wrote the job since: readers here read Redis
 
     def then(self, apply: Apply | None) -> Apply:
         """This hand-over, then `apply` (None: nothing more), as one change."""
@@ -83,9 +86,20 @@ class CarriedChanges:
         self._kept[carried.job_id] = carried
 
     def job(self, job_id: str) -> Job | None:
-        """The job as its kept hand-over left it, if one is kept."""
+        """The job as its kept hand-over left it, if one is kept and nobody else wrote since."""
         carried = self._kept.get(job_id)
-        return carried.job.snapshot() if carried is not None else None
+        return carried.job.snapshot() if carried is not None and not carried.outdated else None
+
+    def outdated(self, job_id: str | None) -> None:
+        """Another process wrote the job (None: perhaps any job): what its kept hand-over left
+        is no longer what readers here should see (a cancel, a time limit may have ended it).
+        The hand-over itself is still written in its turn, computed again from Redis."""
+        if job_id is None:
+            kept = list(self._kept.values())
+        else:
+            kept = [self._kept[job_id]] if job_id in self._kept else []
+        for carried in kept:
+            carried.outdated = True
 
     def take(self, job_id: str) -> Carried | None:
         """The job's kept hand-over, to be written now (its caller holds the job's lock)."""

@@ -115,6 +115,16 @@ class JobChanges:
         """Write the job's kept hand-over now, alone, if one is kept."""
         await self.change(job_id, None)
 
+    def written_elsewhere(self, job_id: str | None) -> None:
+        """Another process wrote the job (None: any job may have been written, messages were
+        lost): what this process remembers of it is no longer its record in Redis. Forgotten,
+        so that no change is computed from it and carried unwritten (a job cancelled elsewhere
+        would then read here as moving on), and its kept hand-over no longer shown to readers."""
+        self._known.forget(job_id)
+        self._written.forget(job_id)
+        self._taken.drop(job_id)
+        self._carried.outdated(job_id)
+
     def carried_job(self, job_id: str) -> Job | None:
         """The job as a hand-over kept here left it (what readers in this process see)."""
         return self._carried.job(job_id)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from typing import Callable
 
 from redis.asyncio import Redis
 
@@ -49,6 +50,9 @@ class Notifier:
         self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        # Told of each job another process wrote (an event of its), before its followers here
+        # wake; None: messages may have been lost (a broken subscription), any job may be.
+        self.written_elsewhere: Callable[[str | None], None] = lambda job_id: None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="redis-notifier")
@@ -95,6 +99,8 @@ class Notifier:
         kind: EventKind = "other"
         if data[:1] in ("~", "!"):
             kind, data = ("progress" if data[0] == "~" else "end"), data[1:]
+        if channel == self._events_channel:
+            self.written_elsewhere(data)
         self._deliver(channel, data, kind)
 
     def local_event(self, job_id: str, kind: EventKind = "other") -> None:
@@ -128,6 +134,7 @@ class Notifier:
                 return
 
     def _wake_all(self) -> None:
+        self.written_elsewhere(None)
         for stage in list(self._ring_waiters):
             self._rings[stage] += 1
         self.watchers.wake_all()

@@ -102,7 +102,14 @@ class KnownRecords:
         """The record a read may be made from: a job still moving, or one that just ended."""
         return self._known.get(job_id) or self._ended.get(job_id)
 
-    def forget(self, job_id: str) -> None:
+    def forget(self, job_id: str | None) -> None:
+        """The job's record may have changed in Redis (None: any job's may have)."""
+        if job_id is None:
+            self._known.clear()
+            self._ended.clear()
+            self._decoded.clear()
+            self._decoded_bytes = 0
+            return
         self._known.pop(job_id, None)
         self._ended.pop(job_id, None)
         self._undecoded(job_id)

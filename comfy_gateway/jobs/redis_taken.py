@@ -42,9 +42,12 @@ class JustTaken:
         while len(self._records) > _MAX_KEPT:
             self._records.popitem(last=False)
 
-    def drop(self, job_id: str) -> None:
-        """This process changed the job: what was kept of it is out of date."""
-        self._records.pop(job_id, None)
+    def drop(self, job_id: str | None) -> None:
+        """The job changed (None: any job may have): what was kept of it is out of date."""
+        if job_id is None:
+            self._records.clear()
+        else:
+            self._records.pop(job_id, None)
 
     def delivery(self, stage: str, job_id: str) -> int | None:
         """The count the take of the job by the stage returned (once), or None."""

@@ -133,8 +133,13 @@ class WrittenHere:
         events = [_copy(e) for e in w.events if e.seq > after]
         return events, Record(str(w.v), w.born, w.core, w.progress, w.request, w.workflow)
 
-    def forget(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
+    def forget(self, job_id: str | None) -> None:
+        """Another process wrote the job (None: perhaps any job): not all its writes are ours."""
+        if job_id is None:
+            self._jobs.clear()
+            self._ends.clear()
+        else:
+            self._jobs.pop(job_id, None)
 
     def _add(self, job_id: str, w: _Written, events: list[JobEvent]) -> None:
         w.events.extend(events)
