@@ -15,10 +15,10 @@ is written alone (redis_changes.py `flush`), and the lease still goes with the j
 Every reader in this process sees the job as the kept change left it (RedisJobStore.get);
 other processes see it as it stands in Redis, a state it was in a moment earlier. Once another
 process writes the job (a cancel, a time limit: its event comes here), readers here read Redis
-again, and the kept change, computed again from Redis when it is written, yields to that write. A process
-that dies while a change is kept leaves the job `generating` under a lease that runs out: the
-process that takes it over finds the prompt ended on its backend and fetches its outputs again
-(generation.py `_taken_over`); nothing runs twice on a GPU.
+again, and the kept change, computed again from Redis when it is written, yields to that
+write. A process that dies while a change is kept leaves the job `generating` under a lease
+that runs out: the process that takes it over finds the prompt ended on its backend and fetches
+its outputs again (generation.py `_taken_over`); nothing runs twice on a GPU.
 """
 
 from __future__ import annotations

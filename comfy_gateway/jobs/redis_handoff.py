@@ -38,22 +38,27 @@ class Handoffs:
 
     def free(self, stage: str) -> bool:
         """An idle taker of the stage is free for one more hand-over."""
-        return self._idle[stage] - self._promised[stage] - len(self._box[stage]) > 0
+        return self._spare(stage) > 0
+
+    def _spare(self, stage: str) -> int:
+        """Idle takers of the stage not yet spoken for; below zero, jobs waiting for a taker."""
+        return self._idle[stage] - self._promised[stage] - len(self._box[stage])
 
     def may_wait(self, stage: str, backlog: int, fresh: float) -> bool:
         """May one more job wait in the stage's box, though every taker here is busy? Only while
         the takers come back for jobs within `fresh` seconds, behind fewer than `backlog` jobs
         that all came in the last `fresh` seconds: elsewhere, where every process's takers can
         have it, it would wait no less."""
-        if self.free(stage):
+        spare = self._spare(stage)
+        if spare > 0:
             return True
         now, box = time.monotonic(), self._box[stage]
-        waiting = self._promised[stage] + len(box) - self._idle[stage]
-        return (waiting < backlog and now - self._looked.get(stage, float("-inf")) < fresh
+        return (-spare < backlog and now - self._looked.get(stage, float("-inf")) < fresh
                 and (not box or now - box[0][1] < fresh))
 
     def put(self, stage: str, job_id: str) -> None:
-        """The job waits in the stage's box for the next taker here (may_wait said so)."""
+        """The job waits in the stage's box for the next taker here (a hand-over `reserve`d and
+        `settle`d, or one `may_wait` allowed)."""
         self._box[stage].append((job_id, time.monotonic()))
 
     def reserve(self, stage: str) -> bool:
@@ -64,11 +69,9 @@ class Handoffs:
         self._promised[stage] += 1
         return True
 
-    def settle(self, stage: str, job_id: str | None) -> None:
-        """The script asked for a hand-over returned: `job_id` was taken for us, or None."""
+    def settle(self, stage: str) -> None:
+        """The script asked for a hand-over returned (a job it took for us then goes in `put`)."""
         self._promised[stage] -= 1
-        if job_id is not None:
-            self._box[stage].append((job_id, time.monotonic()))
 
     def next(self, stage: str) -> tuple[str, float] | None:
         """The oldest job handed to the stage and not yet picked up, and how long it waited (a

@@ -85,9 +85,9 @@ class StageQueues:
         `reserve` said before it; `queued`, what its enqueue returned (False also when it
         did not run or failed); `record`, the job as the script left it (but its progress, which
         the script returns), for the first get() of the taker it is handed to, if known."""
+        if reserved is not None:
+            self._handoffs.settle(stage)
         if not isinstance(queued, Handed):
-            if reserved is not None:
-                self._handoffs.settle(stage, None)
             if queued:
                 self._notify.local_queue(stage, "+")
             return
@@ -105,7 +105,7 @@ class StageQueues:
         `emptied`: the stage's queue is known to be empty, so the next look waits for an
         announcement instead of taking."""
         self._taken.put(stage, job_id, deliveries, record)
-        self._handoffs.settle(stage, job_id)
+        self._handoffs.put(stage, job_id)
         self._notify.local_queue(stage, "+")  # wakes one idle taker, which looks in the box first
         if emptied:
             self._empty_at[stage] = self._notify.ring_mark(stage)
@@ -127,10 +127,7 @@ class StageQueues:
         self._carried[job_id] = (stage, source)
         while len(self._carried) > 4096:  # a taker stopped before its ack
             del self._carried[next(iter(self._carried))]
-        self._taken.put(stage, job_id, 1, None)  # its first delivery to the stage
-        self._handoffs.put(stage, job_id)
-        self._notify.local_queue(stage, "+")  # wakes an idle taker, if one waits
-        self._empty_at[stage] = self._notify.ring_mark(stage)
+        self._into_box(stage, job_id, 1, None, emptied=True)  # its first delivery to the stage
 
     def _lease_of(self, stage: str, job_id: str) -> str | None:
         """The stage whose lease stands for the stage's hold of the job: its own, or the one
