@@ -140,6 +140,7 @@ class Backend:
             entry = tracker.witness.entry() or await self._confirmed_history(prompt_id, deadline)
         finally:
             self._untrack(prompt_id)
+            tracker.close()
         raise_for_status(entry)
         return entry
 

@@ -37,6 +37,12 @@ class PromptTracker:
             else:
                 self.ended.set_exception(exc)
 
+    def close(self) -> None:
+        """The run is over: an end it did not await (it stopped first, e.g. cancelled while its
+        POST was on its way) is marked seen, or asyncio reports it as never retrieved."""
+        if self.ended.done() and not self.ended.cancelled():
+            self.ended.exception()
+
     def on_frame(self, kind: str, data: dict[str, Any]) -> None:
         self.witness.see(kind, data)
         if kind == "executing":
