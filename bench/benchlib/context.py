@@ -92,7 +92,12 @@ class Bench:
         say("installing/checking ComfyUI (scripts/install_comfyui.sh) ...")
         install_comfyui(self.args.install_timeout)
         t0 = time.monotonic()
-        self.comfy = start_real_comfyui(self.pm, self.newdir("comfyui-base"), self.args.start_timeout)
+        cores = self.args.comfyui_cores
+        self.comfy = start_real_comfyui(self.pm, self.newdir("comfyui-base"), self.args.start_timeout, cores)
+        if cores:
+            say(f"ComfyUI runs on cores {sorted(cores)} only, the benchmark and its other processes on "
+                f"{sorted(os.sched_getaffinity(0))} (Redis, not started here, wherever the system runs it)")
+            self.raw["comfyui_cores"] = sorted(cores)
         self.comfy_url = self.comfy.url
         say(f"ComfyUI {self.comfy.info.get('comfyui_version')} ready at {self.comfy_url} "
             f"(pid {self.comfy.pid}, {time.monotonic() - t0:.1f}s)")

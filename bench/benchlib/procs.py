@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from benchlib.cores import pinned_env
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _child_setup(cores: frozenset[int] | None) -> Callable[[], None]:
+    def setup() -> None:
+        _die_with_parent()
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
+    return setup
 
 
 def _die_with_parent() -> None:
@@ -96,7 +106,9 @@ class ProcessManager:
         self._started = 0
 
     def spawn(self, name: str, argv: list[str], *, url: str, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> Managed:
+              cwd: Path | None = None, cores: frozenset[int] | None = None) -> Managed:
+        """`cores`: the only cores the process (and its children) may run on; by default the
+        ones this benchmark runs on."""
         self._started += 1
         log_path = self.log_dir / f"{self._started:02d}-{name}.log"
         log = open(log_path, "wb")
@@ -105,7 +117,7 @@ class ProcessManager:
         popen = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
             cwd=str(cwd) if cwd else None, start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_child_setup(cores) if sys.platform.startswith("linux") else None,
         )
         log.close()
         proc = Managed(name, popen, log_path, url)
@@ -172,11 +184,14 @@ def install_comfyui(timeout: float) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def start_real_comfyui(pm: ProcessManager, base_dir: Path, timeout: float) -> Managed:
+def start_real_comfyui(pm: ProcessManager, base_dir: Path, timeout: float,
+                       cores: frozenset[int] | None = None) -> Managed:
+    """`cores`: run ComfyUI on these cores only (see cores.py)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    env = {"COMFYUI_DATA": str(base_dir), **(pinned_env(cores) if cores else {})}
     proc = pm.spawn("comfyui", ["bash", str(REPO / "scripts" / "run_comfyui.sh"), str(port)], url=url,
-                    env={"COMFYUI_DATA": str(base_dir)})
+                    env=env, cores=cores)
     wait_until(lambda: http_get(url + "/system_stats")[0] == 200, timeout, proc, 0.2, "ComfyUI")
     status, body = http_get(url + "/system_stats")
     try:

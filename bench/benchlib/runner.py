@@ -22,6 +22,7 @@ from benchlib.context import Bench
 from benchlib.fanout import fanout
 from benchlib.latency import latency
 from benchlib.loop_stall import loop_stall
+from benchlib.cores import keep_off
 from benchlib.memory import mem_big, mem_queue
 from benchlib.procs import REPO as SRC_DEFAULT, ProcessManager, imported_from, snapshot_source
 from benchlib.report import git_rev as _git_rev, report
@@ -34,6 +35,8 @@ from benchlib.throughput import throughput
 def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cg-bench-"))
     (tmp / "logs").mkdir()
+    if args.comfyui_cores:
+        keep_off(args.comfyui_cores)  # before anything starts: the processes started inherit it
     pm = ProcessManager(tmp / "logs")
     bench = Bench(args, pm, tmp, args.python)
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchlib.cores import parse_cores
 from benchlib.stats import parse_size
 
 PARTS = ("latency", "throughput", "store-path", "mem-queue", "mem-big", "scaleout", "loop-stall", "fanout")
@@ -74,6 +75,10 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--stall-probe-ms", type=float, default=15.0,
                    help="loop-stall: interval of the /queue-info probe (default 15 ms)")
     p.add_argument("--comfyui-url", help="use this running ComfyUI instead of starting one")
+    p.add_argument("--comfyui-cores", metavar="LIST",
+                   help="run the real ComfyUI the benchmark starts on these cores only (e.g. 1, or 2-3), "
+                   "and the benchmark and everything else it starts on the others: ComfyUI's work then "
+                   "takes no CPU from the gateway, as on a GPU (default: every process on every core)")
     p.add_argument("--gateway-log-level", default="info",
                    help="API_LOG_LEVEL of the gateways (default info, the gateway's own default: one "
                    "access-log line per request)")
@@ -110,6 +115,13 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     args.stores = [x.strip() for x in str(args.stores).split(",") if x.strip()]
     if {s.partition("@")[0] for s in args.stores} - {"memory", "redis"}:
         p.error("--stores: memory and/or redis, each optionally @REV")
+    if args.comfyui_cores:
+        try:
+            args.comfyui_cores = parse_cores(args.comfyui_cores)
+        except ValueError as exc:
+            p.error(f"--comfyui-cores: {exc}")
+        if args.comfyui_url:
+            p.error("--comfyui-cores pins the ComfyUI the benchmark starts: not with --comfyui-url")
     if args.quick:
         defaults = {"n_latency": 30, "warmup": 5, "n_throughput": 80, "n_store": 300, "mem_jobs": 1000, "big_bytes": 100 << 20,
                     "scaleout_jobs": 150, "stall_jobs": 2, "fanout_followers": 600, "fanout_jobs": 6}
