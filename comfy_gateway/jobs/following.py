@@ -13,6 +13,10 @@ written after a read always wakes it, and a shared store reads once per wake-up.
 before reading the job itself (nothing written after that read can then slip by), and close it
 (`async with`, or `close()`) when leaving before its end.
 
+A shared store may also ask, before the follower first waits, that its process be told of the
+job's events written by other processes from then on (`hear`, redis_heard.py); if it was not
+told so far, the follower looks once more before it waits.
+
 `wake` is an economy for readers that only care about some events: "state" is not woken by
 progress events alone, "end" only by the event that ends the job. The events it yields are
 all of them either way (read when it wakes). `look_first=False` spares the read a follower
@@ -125,6 +129,9 @@ class Watchers:
 
 # Reads the job's events past a seq; None when the job is gone.
 Reader = Callable[[str, int], Awaitable["list[JobEvent] | None"]]
+# Makes sure this process is woken by the job's events written elsewhere from now on; True when
+# it was not sure of it before (what was written before then must be read: it woke nothing).
+Hear = Callable[[str], Awaitable[bool]]
 
 
 class JobEvents:
@@ -132,9 +139,11 @@ class JobEvents:
     may be changed between items: they apply from the next wait on."""
 
     def __init__(self, read: Reader, watchers: Watchers, job_id: str, after: int = 0, *,
-                 wake: Wake = "all", queue_changes: bool = False, idle: float = 30.0, look_first: bool = True):
+                 wake: Wake = "all", queue_changes: bool = False, idle: float = 30.0, look_first: bool = True,
+                 hear: Hear | None = None):
         self.job_id, self.seq, self.idle = job_id, max(after, 0), idle
         self._read, self._watchers = read, watchers
+        self._hear = hear  # asked before the first wait (a shared store's: see redis_heard.py)
         self._watch = Watch(job_id, wake, look_first)
         watchers.add(self._watch)
         self._ready: deque[JobEvent] = deque()
@@ -181,6 +190,11 @@ class JobEvents:
             if watch.queue_moved:
                 watch.queue_moved = False
                 return QUEUE_MOVED
+            if self._hear is not None:  # about to wait: the waking must reach this process
+                if await self._hear(self.job_id):
+                    watch.news = True
+                self._hear = None
+                continue
             watch.woken.clear()  # nothing pending, nothing awaited since looking
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -36,6 +36,7 @@ from .model import Job, JobStatus, Progress, WebhookState
 from .redis_changes import JobChanges
 from .redis_connect import connect  # noqa: F401  (the store and its client, from one import)
 from .redis_facts import RedisFacts
+from .redis_heard import TRUST_FOR, Heard
 from .redis_history import RedisHistory
 from .redis_keys import RedisKeys
 from .redis_notify import Notifier
@@ -67,7 +68,7 @@ class RedisJobStore:
         # One consumer per store instance (i.e. per process): its leases die with it.
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         keys = self.keys
-        self._notify = Notifier(redis, keys.events_channel, keys.queues_channel, origin=uuid.uuid4().hex[:12])
+        self._notify = Notifier(redis, keys, origin=uuid.uuid4().hex[:12], heard=Heard(min(TRUST_FOR, self.result_ttl)))
         self._listeners: list[TransitionListener] = []
         self._known = KnownRecords()
         self._taken = JustTaken()
@@ -76,7 +77,7 @@ class RedisJobStore:
         self._script_calls = ScriptCalls(redis)
         self._scripts = {name: self._script_calls.register(getattr(lua, name))
                          for name in ("CREATE", "UPDATE", "PROGRESS", "ENQUEUE", "TAKE", "RENEW", "ACK", "HAND_BACK", "REMOVE",
-                                     "EXPIRE_ENDED")}
+                                     "EXPIRE_ENDED", "HEAR")}
         self.queues = StageQueues(redis, keys, self._notify, self._scripts, self._taken, consumer=self.consumer,
                                   lease_seconds=lease_seconds, key_ttl=self.key_ttl)
         self.facts = RedisFacts(redis, keys, self.key_ttl)
@@ -147,6 +148,8 @@ class RedisJobStore:
             raise KeyQueueFull(owner, created.count, max_owned or 0)
         # As created: its first change (or its taker's read) needs neither a read nor a decode.
         self._known.remember(job, "1", born, core, request, workflow or None, True)
+        if not job.status.terminal:
+            self._notify.heard.listed(job.id)  # the script listed this process (tell)
         self._written.created(job.id, born, core, request, workflow, [
             JobEvent(seq, "status", state.status.value, state.message, now)
             for seq, state in enumerate([*states, job], start=1)])
@@ -170,6 +173,7 @@ class RedisJobStore:
     def _job_of(self, job_id: str, record: Record) -> Job | None:
         if record.core is None:
             self._known.forget(job_id)
+            self._notify.heard.forget(job_id)
             return None
         known = self._known.for_reading(job_id)
         job = known.job_for(record) if known is not None else None
@@ -311,7 +315,18 @@ class RedisJobStore:
     def events(self, job_id: str, after: int = 0, *, wake: Wake = "all", queue_changes: bool = False,
                idle: float = 30.0, look_first: bool = True) -> JobEvents:
         return JobEvents(self._read_events, self._notify.watchers, job_id, after, wake=wake,
-                         queue_changes=queue_changes, idle=idle, look_first=look_first)
+                         queue_changes=queue_changes, idle=idle, look_first=look_first,
+                         hear=None if self._notify.heard.knows(job_id) else self._hear)
+
+    async def _hear(self, job_id: str) -> bool:
+        """Before a follower here waits for the job: make sure this process is told of its
+        events written elsewhere (redis_heard.py). True when it was not sure of it, so the
+        follower looks once more: what was written before the listing was told elsewhere only."""
+        if self._notify.heard.knows(job_id):  # listed since the follower was made (its create)
+            return False
+        if await self._scripts["HEAR"](keys=[self.keys.job(job_id)], args=[self._notify.tag]) == 1:
+            self._notify.heard.listed(job_id)  # (a job that ended, or is gone, is not kept)
+        return True
 
     async def events_and_job(self, job_id: str, after: int) -> tuple[list[JobEvent], Job | None]:
         events, record = await self.reads.both(job_id, after)
@@ -320,6 +335,7 @@ class RedisJobStore:
     async def _read_events(self, job_id: str, after: int) -> list[JobEvent] | None:
         events, record = await self.reads.both(job_id, after)
         if record.core is None:
+            self._notify.heard.forget(job_id)
             return events or None  # gone (expired): after its last events, if any came
         known = self._known.get(job_id)
         # Kept for the get() a follower makes of what it read; unless this process wrote a newer

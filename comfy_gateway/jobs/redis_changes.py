@@ -215,10 +215,15 @@ class JobChanges:
                                new_workflow_json or workflow) if full else None)
             if updated == "gone":
                 self._known.forget(job_id)
+                self._notify.heard.forget(job_id)
                 return None
             if updated == "conflict":
                 self._known.forget(job_id)  # someone wrote since: read afresh
                 continue
+            if job.status.terminal:  # (it tells nothing more: see redis_heard.py)
+                self._notify.heard.forget(job_id)
+            else:
+                self._notify.heard.listed(job_id)  # the script listed this process (tell)
             if updated.acked:
                 self._queues.finished_here(done_stage or "", job_id)
             self._written.changed(

@@ -18,10 +18,11 @@ What is left before Redis Cluster (or Valkey cluster mode) works, beyond one slo
   taken is only known inside the script). Those keys are in the same slot, which Cluster
   tolerates in practice, but it does not promise it: a script should only touch keys it was
   given, and a strict proxy or a future version may refuse them.
-- `announce` (redis_lua.py) asks PUBSUB NUMSUB, which counts one node's subscribers in
-  Cluster, and PUBLISH is broadcast to all nodes: sharded pub/sub (SPUBLISH, SSUBSCRIBE,
-  PUBSUB SHARDNUMSUB; Redis 7+) would be needed, on channels that are named here under the
-  same tag for that reason.
+- `announce` (redis_lua_parts.py) asks PUBSUB NUMSUB, which counts one node's subscribers in
+  Cluster, and PUBLISH (there and in `tell`) is broadcast to all nodes: sharded pub/sub
+  (SPUBLISH, SSUBSCRIBE, PUBSUB SHARDNUMSUB; Redis 7+) would be needed, on channels that are
+  named here under the same tag for that reason (each process's own events channel too:
+  `events_told`).
 - The client is redis.asyncio.Redis, not RedisCluster.
 """
 
@@ -108,7 +109,13 @@ class RedisKeys:
     # -- channels -----------------------------------------------------------------------------
     @property
     def events_channel(self) -> str:
+        """What the processes' own event channels are named from (`events_told`)."""
         return self.base + "events"
+
+    def events_told(self, tag: str) -> str:
+        """The channel a process with this writer's tag ("@<origin> ") is told job events on:
+        the Lua scripts name it the same way (redis_lua_parts.py `tell`)."""
+        return self.events_channel + tag
 
     @property
     def queues_channel(self) -> str:

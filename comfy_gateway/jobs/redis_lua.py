@@ -10,7 +10,8 @@ says what is left before Cluster):
                         progress events),
                         v (version, for compare-and-set), seq (last event number),
                         born (a token unique to this creation of the id, for compare-and-set),
-                        prio (its priority), owner (the name of the key that sent it)
+                        prio (its priority), owner (the name of the key that sent it),
+                        heard (the processes told of its events: HEAR_FN, redis_lua_parts.py)
   P ev:<id>       stream of the job's events; entry id "<seq>-0", fields seq, type, status,
                         message, time, progress
   P wait:<stage>  sorted set of the WAITING job ids: the stage's queue and the one source of its
@@ -33,19 +34,21 @@ says what is left before Cluster):
   P dlv:<id>      hash  stage -> times the stage took the job (redis_facts.py)
   P sched:<name>  sorted set  job id -> when it is due (redis_facts.py; "deadlines" here too)
   P preview:<id>  the latest preview of a job (pipeline/preview_relay.py)
-Channels: P events (payload: job id) wakes a job's waiters; P queues (payload: "<stage> +" when
-a job became available to takers, "<stage> -" when one left the waiting line) wakes streams
-showing positions, and, on "+" only, idle takers of that stage. Each payload starts with the
-writer's tag ("@<origin> "): the writing process has already woken its own waiters when the
-script returned, and skips its own echo (redis_notify.py); when no other process listens, nothing
-is published at all (`announce`, redis_lua_parts.py). A progress event's job id is marked
+Channels: P events@<origin> (payload: job id), one per process, wakes the waiters of a job in
+the processes its record lists as `heard` (`tell`, redis_lua_parts.py); P queues (payload:
+"<stage> +" when a job became available to takers, "<stage> -" when one left the waiting line),
+which every process hears, wakes streams showing positions, and, on "+" only, idle takers of
+that stage. Each payload starts with the writer's tag ("@<origin> "): the writing process has
+already woken its own waiters when the script returned (redis_notify.py), so it is never told
+a job's events, and skips its own echo of a queue change; when no other process listens to the
+queues, nothing is published there at all (`announce`). A progress event's job id is marked
 "~<job id>" and the event that ends a job "!<job id>", so that followers waiting for a change of
 state, or for the end, sleep through the others.
 """
 
 from __future__ import annotations
 
-from .redis_lua_parts import ANNOUNCE_FN, ENQUEUE_FN, OWNED_FN, TAKE_FIRST_FN
+from .redis_lua_parts import ANNOUNCE_FN, ENQUEUE_FN, HEAR_FN, OWNED_FN, TAKE_FIRST_FN
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
 #       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>,
@@ -62,7 +65,7 @@ from .redis_lua_parts import ANNOUNCE_FN, ENQUEUE_FN, OWNED_FN, TAKE_FIRST_FN
 #       (store.Prepared), its own event and record being those of the state it is created in.
 # Returns {'ok', what enqueue returned}, or {'exists'}, {'full', n}, {'owner_full', n}, or
 # {'busy'} when hand is '2' and somebody waits in the queue (nothing is written).
-CREATE = ENQUEUE_FN + """
+CREATE = ENQUEUE_FN + HEAR_FN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 if ARGV[22] == '2' and redis.call('ZCARD', KEYS[17]) > 0 then return {'busy'} end
 local limit = tonumber(ARGV[4])
@@ -96,13 +99,14 @@ redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', ARGV[5], 'status', 
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', seq, 'born', ARGV[11],
            'prio', ARGV[14], 'owner', ARGV[12], 'st', ARGV[6], 'msg', ARGV[7])
 if ARGV[24] ~= '' then redis.call('HSET', KEYS[1], 'workflow', ARGV[24]) end
+hear(KEYS[1], ARGV[16])
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
 redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 if ARGV[17] ~= '' then redis.call('ZADD', KEYS[14], 'NX', ARGV[17], ARGV[1]) end
 local hand = nil
 if ARGV[22] ~= '' then hand = {KEYS[15], ARGV[18], ARGV[19], ARGV[20], ARGV[21]} end
 local queued = enqueue(KEYS[16], KEYS[17], KEYS[8], KEYS[1], ARGV[1], ARGV[23], ARGV[10], ARGV[16], hand)
-announce(ARGV[9], ARGV[16], ARGV[1])
+tell(ARGV[9], KEYS[1], ARGV[16], ARGV[1])
 return {'ok', queued}
 """
 
@@ -135,7 +139,7 @@ return {'ok', queued}
 # to this change (store.Passing) with its status and message.
 # Returns {the seq of the last event written (0: none), what enqueue returned (0 if it did not
 # run), 1 if the lease was acked else 0}, or -1 if the job is gone, -2 on a conflict.
-UPDATE = ENQUEUE_FN + OWNED_FN + """
+UPDATE = ENQUEUE_FN + OWNED_FN + HEAR_FN + """
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return -2 end
@@ -162,6 +166,7 @@ if #ARGV > 29 then
   if frame then redis.call('HSET', KEYS[1], 'progress', frame) end
 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1, 'st', ARGV[6], 'msg', ARGV[7])
+hear(KEYS[1], ARGV[20])
 if ARGV[21] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[21]) end
 if ARGV[22] ~= '' then redis.call('HSET', KEYS[1], 'request', ARGV[22]) end
 if ARGV[15] ~= ARGV[6] then
@@ -193,9 +198,9 @@ if ARGV[10] == '1' then
   end
 end
 if ARGV[4] == '1' then
-  announce(ARGV[14], ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13])
+  tell(ARGV[14], KEYS[1], ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13])
 elseif seq > 0 then
-  announce(ARGV[14], ARGV[20], '~' .. ARGV[13])
+  tell(ARGV[14], KEYS[1], ARGV[20], '~' .. ARGV[13])
 end
 local queued, k = 0, 8
 if ARGV[23] ~= '' then
@@ -224,7 +229,7 @@ return {seq, queued, acked}
 # nothing else: the record and its version stay as they are. A job that ended takes no more.
 # KEYS: job, ev   ARGV: time, events channel, job id, writer's tag, then each frame (JSON)
 # Returns the last event's seq, 0 if the job ended, -1 if it is gone.
-PROGRESS = ANNOUNCE_FN + """
+PROGRESS = HEAR_FN + """
 local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
 if not st then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -238,8 +243,22 @@ for i = 5, #ARGV do
              'message', msg or '', 'time', ARGV[1], 'progress', ARGV[i])
 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
-announce(ARGV[2], ARGV[4], '~' .. ARGV[3])
+tell(ARGV[2], KEYS[1], ARGV[4], '~' .. ARGV[3])
 return seq
+"""
+
+# A process that neither wrote nor took the job is to be told of its events from now on (one of
+# its followers is about to wait for them). KEYS: job   ARGV: its tag. Returns 0 if the job is
+# gone (nothing is written: an empty record would read as a job), 2 if it has ended, else 1.
+HEAR = HEAR_FN + """
+local st = redis.call('HGET', KEYS[1], 'st')
+if not st then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  st = ''
+end
+hear(KEYS[1], ARGV[1])
+if st == 'completed' or st == 'failed' or st == 'cancelled' or st == 'timed_out' then return 2 end
+return 1
 """
 
 # KEYS: qid, wait, qseq, job   ARGV: jobid, stage, queues channel, writer's tag
@@ -257,9 +276,10 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], AR
 # job key prefix ("P job:"), delivery counts key prefix ("P dlv:"), their ttl (s)
 # The job's keys are built here (which job is taken is only known here): in the same hash slot
 # as KEYS, which Redis Cluster tolerates in practice but does not promise for keys not given.
-TAKE = ANNOUNCE_FN + TAKE_FIRST_FN + """
+TAKE = ANNOUNCE_FN + TAKE_FIRST_FN + HEAR_FN + """
 local function taken(jobid, entry, how, previous)
   local n = count_take(ARGV[8], jobid, ARGV[5], ARGV[9])
+  if redis.call('EXISTS', ARGV[7] .. jobid) == 1 then hear(ARGV[7] .. jobid, ARGV[6]) end
   local rec = redis.call('HMGET', ARGV[7] .. jobid, 'v', 'born', 'core', 'progress', 'request', 'workflow')
   return {jobid, entry, how, previous, n, rec, redis.call('ZCARD', KEYS[3])}
 end

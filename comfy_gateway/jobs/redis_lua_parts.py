@@ -1,14 +1,16 @@
 """The Lua functions several of the Redis store's scripts share (redis_lua.py): announcing a
-change, taking the first job of a queue, counting a take, putting a job in a queue (and perhaps
-taking it for the writer's idle taker at once), and checking who holds a lease."""
+queue change, telling a job's event to the processes that have to do with the job, taking the
+first job of a queue, counting a take, putting a job in a queue (and perhaps taking it for the
+writer's idle taker at once), and checking who holds a lease."""
 
 from __future__ import annotations
 
-# Shared body: publish `tag .. body` on a channel, unless the only process listening there is
-# the writer itself (it wakes its own waiters when the script returns, redis_notify.py). Each
-# process also listens on "<channel><tag>" on the same connection, so NUMSUB of that channel
-# says, atomically, whether the writer's own subscription is among the channel's: a lone
-# process then publishes nothing, and a writer whose subscription dropped still publishes.
+# Shared body: publish `tag .. body` on a channel every process listens to (queue changes),
+# unless the only process listening there is the writer itself (it wakes its own waiters when
+# the script returns, redis_notify.py). Each process also listens on "<channel><tag>" on the
+# same connection, so NUMSUB of that channel says, atomically, whether the writer's own
+# subscription is among the channel's: a lone process then publishes nothing, and a writer
+# whose subscription dropped still publishes.
 ANNOUNCE_FN = """
 local function announce(chan, tag, body)
   if tag ~= '' then
@@ -16,6 +18,35 @@ local function announce(chan, tag, body)
     if tonumber(n[2]) - tonumber(n[4]) <= 0 then return end
   end
   redis.call('PUBLISH', chan, tag .. body)
+end
+"""
+
+# Shared body: who is told of a job's events. The job's record lists, in its `heard` field, the
+# processes (their origins, space-separated) that wrote the job, took it, or follow it (HEAR):
+# few, whatever the number of processes sharing the store. Each listens on its own channel,
+# "<events channel>@<origin> ", and `tell` publishes a job's event there for each of them but
+# the writer (which wakes its own followers when the script returns, redis_notify.py). So a
+# process hears the events of the jobs it has to do with, not of every job of every process.
+# A writer without an origin ('' tag) is listed nowhere and skips nobody.
+HEAR_FN = """
+local function hear(job, tag)
+  if tag == '' then return end
+  local me = string.sub(tag, 2, -2)
+  local heard = redis.call('HGET', job, 'heard')
+  if not heard then
+    redis.call('HSET', job, 'heard', me)
+  elseif not string.find(' ' .. heard .. ' ', ' ' .. me .. ' ', 1, true) then
+    redis.call('HSET', job, 'heard', heard .. ' ' .. me)
+  end
+end
+
+local function tell(chan, job, tag, body)
+  local heard = redis.call('HGET', job, 'heard')
+  if not heard then return end
+  local me = string.sub(tag, 2, -2)
+  for origin in string.gmatch(heard, '%S+') do
+    if origin ~= me then redis.call('PUBLISH', chan .. '@' .. origin .. ' ', tag .. body) end
+  end
 end
 """
 

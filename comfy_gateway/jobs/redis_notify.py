@@ -1,19 +1,22 @@
 """One Redis pub/sub subscription per process, fanned out to local waiters.
 
 Why not one blocked XREAD per waiting client: every SSE stream and sync call would then hold a
-Redis connection of its own. Here a single connection listens to two channels (job events and
-queue changes, published by the store's Lua scripts) and wakes the local followers of jobs
-(following.py Watchers) and idle takers of jobs. A follower registers BEFORE it looks at Redis,
-so a message published after its look always wakes it; one published before only wakes it
-needlessly. After the subscription breaks, every follower and taker is woken to look again,
+Redis connection of its own. Here a single connection listens to two channels (this process's
+own channel of job events, and the queue changes every process hears, published by the store's
+Lua scripts) and wakes the local followers of jobs (following.py Watchers) and idle takers of
+jobs. A job's events are told only to the processes its record lists (redis_heard.py): a
+follower registers BEFORE it looks at Redis, and this process is listed before the follower
+waits, so a message published after its look always wakes it; one published before only wakes
+it needlessly. After the subscription breaks, every follower and taker is woken to look again,
 since messages sent meanwhile are lost.
 
 The process that wrote a change wakes its own waiters as soon as the script returns (local()),
 without the round trip through the subscription: a stage hand-over or a sync answer in one
 process then costs no pub/sub hop. Each message carries its writer's tag ("@<origin> " before
 the payload) so that the writer skips the echo of what it already dispatched; the other
-processes wake on it as before. A lone process is told nothing at all: the scripts publish only
-when some other process listens on the channel (redis_lua_parts.py `announce`).
+processes wake on it as before. A lone process is told nothing at all: a job's events go to the
+other processes listed for it, and queue changes only when some other process listens
+(redis_lua_parts.py `tell`, `announce`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from redis.asyncio import Redis
 
 from ..reconnect import Reconnecting
 from .following import EventKind, Watchers
+from .redis_heard import Heard
+from .redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +43,18 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, events_channel: str, queues_channel: str, origin: str = ""):
+    def __init__(self, redis: Redis, keys: RedisKeys, origin: str, heard: Heard | None = None):
+        if not origin:
+            raise ValueError("a Notifier needs an origin: a job's events are told to its processes by it")
         self._redis = redis
         self.origin = origin
-        self.tag = f"@{origin} " if origin else ""  # prefixed by the scripts to what they publish
-        self._own_channels = [events_channel + self.tag, queues_channel + self.tag] if origin else []
-        self._events_channel, self._queues_channel = events_channel, queues_channel
+        self.tag = f"@{origin} "  # prefixed by the scripts to what they publish
+        self._events_channel, self._queues_channel = keys.events_channel, keys.queues_channel
+        # The job events told to this process (redis_lua_parts.py `tell`), and the channel
+        # whose subscriber count tells the scripts whether it hears the queues.
+        self._told, self._own_queues = keys.events_told(self.tag), keys.queues_channel + self.tag
         self.watchers = Watchers()  # the followers of jobs in this process
+        self.heard = heard or Heard()  # the jobs it is told of lately
         # Per stage: how many "queue changed" messages came, and who waits for the next one.
         self._rings: dict[str, int] = defaultdict(int)
         self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
@@ -70,9 +80,7 @@ class Notifier:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                # The "<channel><tag>" pair is never published to: its subscriber count tells
-                # the scripts whether this process is among a channel's listeners (redis_lua.py).
-                await pubsub.subscribe(self._events_channel, self._queues_channel, *self._own_channels)
+                await pubsub.subscribe(self._told, self._queues_channel, self._own_queues)
                 self._subscribed.set()
                 self._wake_all()  # anything published while we were away is unknown: look again
                 reconnect.up()
@@ -99,8 +107,9 @@ class Notifier:
         kind: EventKind = "other"
         if data[:1] in ("~", "!"):
             kind, data = ("progress" if data[0] == "~" else "end"), data[1:]
-        if channel == self._events_channel:
+        if channel == self._told:
             self.written_elsewhere(data)
+            channel = self._events_channel
         self._deliver(channel, data, kind)
 
     def local_event(self, job_id: str, kind: EventKind = "other") -> None:

@@ -227,6 +227,7 @@ class StageQueues:
             self._empty_at[stage] = mark
             return None
         self._taken.put(stage, taken.job_id, taken.deliveries, taken.record)
+        self._notify.heard.listed(taken.job_id)  # the script listed this process (tell)
         self._held[taken.job_id] = stage
         if taken.waiting == 0:
             self._empty_at[stage] = mark
