@@ -59,8 +59,10 @@ async def _end_of(follower):
 
 
 async def _origins(store, job_id: str) -> set[str]:
-    heard = await store.redis.hget(store.keys.job(job_id), "heard")
-    return set((heard or "").split())
+    """The processes the job's record lists, each listed once."""
+    listed = (await store.redis.hget(store.keys.job(job_id), "heard") or "").split()
+    assert len(listed) == len(set(listed)), listed
+    return set(listed)
 
 
 async def test_only_the_processes_of_a_job_are_told_of_its_events(three):
@@ -76,6 +78,7 @@ async def test_only_the_processes_of_a_job_are_told_of_its_events(three):
     assert await waiting == "preprocessing"
     await a.update("j", status=JobStatus.failed, message="done")
     assert await _next_status(follower) == "failed"
+    assert await _origins(a, "j") == {a._notify.origin, b._notify.origin}  # a wrote again: once
     await asyncio.sleep(0.2)  # anything else published has arrived by now
     assert [d.rpartition(" ")[2] for d in told["b"]] == ["j", "!j"]  # each change once, from a
     assert told["c"] == []  # c has nothing to do with the job: told nothing

@@ -99,14 +99,14 @@ redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'type', ARGV[5], 'status', 
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'request', ARGV[3], 'v', 1, 'seq', seq, 'born', ARGV[11],
            'prio', ARGV[14], 'owner', ARGV[12], 'st', ARGV[6], 'msg', ARGV[7])
 if ARGV[24] ~= '' then redis.call('HSET', KEYS[1], 'workflow', ARGV[24]) end
-hear(KEYS[1], ARGV[16])
+local heard = hear(KEYS[1], ARGV[16])
 redis.call('HINCRBY', KEYS[10], ARGV[6], 1)
 redis.call('ZADD', KEYS[11], ARGV[15], ARGV[1])
 if ARGV[17] ~= '' then redis.call('ZADD', KEYS[14], 'NX', ARGV[17], ARGV[1]) end
 local hand = nil
 if ARGV[22] ~= '' then hand = {KEYS[15], ARGV[18], ARGV[19], ARGV[20], ARGV[21]} end
 local queued = enqueue(KEYS[16], KEYS[17], KEYS[8], KEYS[1], ARGV[1], ARGV[23], ARGV[10], ARGV[16], hand)
-tell(ARGV[9], KEYS[1], ARGV[16], ARGV[1])
+tell(ARGV[9], heard, ARGV[16], ARGV[1])
 return {'ok', queued}
 """
 
@@ -166,7 +166,7 @@ if #ARGV > 29 then
   if frame then redis.call('HSET', KEYS[1], 'progress', frame) end
 end
 redis.call('HSET', KEYS[1], 'core', ARGV[2], 'v', tonumber(v) + 1, 'st', ARGV[6], 'msg', ARGV[7])
-hear(KEYS[1], ARGV[20])
+local heard = hear(KEYS[1], ARGV[20])
 if ARGV[21] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[21]) end
 if ARGV[22] ~= '' then redis.call('HSET', KEYS[1], 'request', ARGV[22]) end
 if ARGV[15] ~= ARGV[6] then
@@ -198,9 +198,9 @@ if ARGV[10] == '1' then
   end
 end
 if ARGV[4] == '1' then
-  tell(ARGV[14], KEYS[1], ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13])
+  tell(ARGV[14], heard, ARGV[20], (ARGV[10] == '1' and '!' or '') .. ARGV[13])
 elseif seq > 0 then
-  tell(ARGV[14], KEYS[1], ARGV[20], '~' .. ARGV[13])
+  tell(ARGV[14], heard, ARGV[20], '~' .. ARGV[13])
 end
 local queued, k = 0, 8
 if ARGV[23] ~= '' then
@@ -230,7 +230,7 @@ return {seq, queued, acked}
 # KEYS: job, ev   ARGV: time, events channel, job id, writer's tag, then each frame (JSON)
 # Returns the last event's seq, 0 if the job ended, -1 if it is gone.
 PROGRESS = HEAR_FN + """
-local st, msg = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg'))
+local st, msg, heard = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg', 'heard'))
 if not st then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   return 0  -- written before progress had a field of its own: leave it to the next change
@@ -243,7 +243,7 @@ for i = 5, #ARGV do
              'message', msg or '', 'time', ARGV[1], 'progress', ARGV[i])
 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
-tell(ARGV[2], KEYS[1], ARGV[4], '~' .. ARGV[3])
+tell(ARGV[2], heard or '', ARGV[4], '~' .. ARGV[3])
 return seq
 """
 

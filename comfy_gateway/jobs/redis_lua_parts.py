@@ -28,22 +28,26 @@ end
 # the writer (which wakes its own followers when the script returns, redis_notify.py). So a
 # process hears the events of the jobs it has to do with, not of every job of every process.
 # A writer without an origin ('' tag) is listed nowhere and skips nobody.
+# `hear` lists the writer and returns the list, for `tell` (one read of it per script).
 HEAR_FN = """
 local function hear(job, tag)
-  if tag == '' then return end
+  local heard = redis.call('HGET', job, 'heard') or ''
+  if tag == '' then return heard end
   local me = string.sub(tag, 2, -2)
-  local heard = redis.call('HGET', job, 'heard')
-  if not heard then
-    redis.call('HSET', job, 'heard', me)
-  elseif not string.find(' ' .. heard .. ' ', ' ' .. me .. ' ', 1, true) then
-    redis.call('HSET', job, 'heard', heard .. ' ' .. me)
+  if heard == '' then
+    heard = me
+  elseif heard == me or string.find(' ' .. heard .. ' ', ' ' .. me .. ' ', 1, true) then
+    return heard
+  else
+    heard = heard .. ' ' .. me
   end
+  redis.call('HSET', job, 'heard', heard)
+  return heard
 end
 
-local function tell(chan, job, tag, body)
-  local heard = redis.call('HGET', job, 'heard')
-  if not heard then return end
+local function tell(chan, heard, tag, body)
   local me = string.sub(tag, 2, -2)
+  if heard == me then return end  -- the writer alone: it wakes its own followers
   for origin in string.gmatch(heard, '%S+') do
     if origin ~= me then redis.call('PUBLISH', chan .. '@' .. origin .. ' ', tag .. body) end
   end
