@@ -19,10 +19,10 @@ import psutil
 from benchlib.cli.options import PARTS
 from benchlib.common import say
 from benchlib.context import Bench
+from benchlib.cores import keep_off
 from benchlib.fanout import fanout
 from benchlib.latency import latency
 from benchlib.loop_stall import loop_stall
-from benchlib.cores import keep_off
 from benchlib.memory import mem_big, mem_queue
 from benchlib.procs import REPO as SRC_DEFAULT, ProcessManager, imported_from, snapshot_source
 from benchlib.report import git_rev as _git_rev, report
