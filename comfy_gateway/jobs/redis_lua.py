@@ -48,7 +48,7 @@ state, or for the end, sleep through the others.
 
 from __future__ import annotations
 
-from .redis_lua_parts import ANNOUNCE_FN, ENQUEUE_FN, HEAR_FN, OWNED_FN, TAKE_FIRST_FN
+from .redis_lua_parts import ANNOUNCE_FN, ENDED_FN, ENQUEUE_FN, HEAR_FN, OWNED_FN, TAKE_FIRST_FN
 
 # KEYS: job, ev, q:preprocess, qid:preprocess, wait:preprocess, wait:generation,
 #       wait:postprocess, qseq, qid:generation, counts, created, active, created:<owner>,
@@ -229,13 +229,13 @@ return {seq, queued, acked}
 # nothing else: the record and its version stay as they are. A job that ended takes no more.
 # KEYS: job, ev   ARGV: time, events channel, job id, writer's tag, then each frame (JSON)
 # Returns the last event's seq, 0 if the job ended, -1 if it is gone.
-PROGRESS = HEAR_FN + """
+PROGRESS = HEAR_FN + ENDED_FN + """
 local st, msg, heard = unpack(redis.call('HMGET', KEYS[1], 'st', 'msg', 'heard'))
 if not st then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   return 0  -- written before progress had a field of its own: leave it to the next change
 end
-if st == 'completed' or st == 'failed' or st == 'cancelled' or st == 'timed_out' then return 0 end
+if ended(st) then return 0 end
 local seq = 0
 for i = 5, #ARGV do
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -250,14 +250,14 @@ return seq
 # A process that neither wrote nor took the job is to be told of its events from now on (one of
 # its followers is about to wait for them). KEYS: job   ARGV: its tag. Returns 0 if the job is
 # gone (nothing is written: an empty record would read as a job), 2 if it has ended, else 1.
-HEAR = HEAR_FN + """
+HEAR = HEAR_FN + ENDED_FN + """
 local st = redis.call('HGET', KEYS[1], 'st')
 if not st then
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   st = ''
 end
 hear(KEYS[1], ARGV[1])
-if st == 'completed' or st == 'failed' or st == 'cancelled' or st == 'timed_out' then return 2 end
+if ended(st) then return 2 end
 return 1
 """
 

@@ -5,6 +5,8 @@ writer's idle taker at once), and checking who holds a lease."""
 
 from __future__ import annotations
 
+from .model import TERMINAL
+
 # Shared body: publish `tag .. body` on a channel every process listens to (queue changes),
 # unless the only process listening there is the writer itself (it wakes its own waiters when
 # the script returns, redis_notify.py). Each process also listens on "<channel><tag>" on the
@@ -18,6 +20,13 @@ local function announce(chan, tag, body)
     if tonumber(n[2]) - tonumber(n[4]) <= 0 then return end
   end
   redis.call('PUBLISH', chan, tag .. body)
+end
+"""
+
+# Shared body: has a job in this status ended? (the statuses of model.py TERMINAL)
+ENDED_FN = """
+local function ended(st)
+  return """ + " or ".join(f"st == '{status.value}'" for status in sorted(TERMINAL)) + """
 end
 """
 

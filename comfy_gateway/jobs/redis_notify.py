@@ -43,7 +43,7 @@ def _wake(futures: set[asyncio.Future[None]]) -> None:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, keys: RedisKeys, origin: str, heard: Heard | None = None):
+    def __init__(self, redis: Redis, keys: RedisKeys, origin: str, heard: Heard):
         if not origin:
             raise ValueError("a Notifier needs an origin: a job's events are told to its processes by it")
         self._redis = redis
@@ -54,7 +54,7 @@ class Notifier:
         # whose subscriber count tells the scripts whether it hears the queues.
         self._told, self._own_queues = keys.events_told(self.tag), keys.queues_channel + self.tag
         self.watchers = Watchers()  # the followers of jobs in this process
-        self.heard = heard or Heard()  # the jobs it is told of lately
+        self.heard = heard  # the jobs it is told of lately (trusted for at most RESULT_TTL)
         # Per stage: how many "queue changed" messages came, and who waits for the next one.
         self._rings: dict[str, int] = defaultdict(int)
         self._ring_waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
