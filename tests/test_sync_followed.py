@@ -69,11 +69,22 @@ async def ending_runtime(kind: str, fake: Fake, tmp_path) -> AsyncIterator[tuple
             await wipe_prefix(prefix)
 
 
+def lasting(prefix: str, seconds: float = 2.0) -> dict:
+    """A job that runs for `seconds` on the fake. The cancel written right after its create then
+    always lands first: a quick job, taken by this process's idle worker in the create's own
+    step, could run to its end before another process's cancel landed on a loaded machine (seen
+    once in a clean-clone run), and a cancel of an ended job changes nothing."""
+    workflow = quick(prefix)
+    workflow["3"] = {"class_type": "FakeSlow", "inputs": {"images": ["1", 0], "seconds": seconds, "steps": 4}}
+    workflow["2"]["inputs"]["images"] = ["3", 0]
+    return workflow
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis", "redis-other-process"])
 async def test_a_sync_wait_sees_an_end_written_while_the_job_was_created(kind: str, fake_factory, tmp_path):
     async with ending_runtime(kind, fake_factory(), tmp_path) as (runtime, store):
         store.outcome = "cancel"
-        job, created, events = await runtime.submit_followed({"workflow_json": quick("ended")}, ANONYMOUS, "end")
+        job, created, events = await runtime.submit_followed({"workflow_json": lasting("ended")}, ANONYMOUS, "end")
         assert created and events is not None
         assert not job.status.terminal, job  # as the create returned it: the cancel came after
         started = time.monotonic()
